@@ -1,0 +1,3 @@
+from candlecast.cli import main
+
+main()

@@ -1,0 +1,173 @@
+"""The ``candlecast`` command."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+import typer
+from rich.console import Console
+
+from candlecast import __version__
+from candlecast.errors import CandlecastError, ConfigError
+
+app = typer.Typer(
+    name="candlecast",
+    help="Trading-signal daemon: OHLCV candles from Kafka, a TorchScript LSTM ensemble, signals back to Kafka.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+kafka_app = typer.Typer(help="A local single-node Kafka broker for development (127.0.0.1:9092).", no_args_is_help=True)
+app.add_typer(kafka_app, name="kafka")
+err = Console(stderr=True)
+
+DEV_BROKER_DIR = Path(".cache") / "kafka" / "dev-broker"
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"candlecast {__version__}")
+        raise typer.Exit
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """candlecast: signals from candles."""
+
+
+@app.command()
+def run(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML settings file (env CANDLECAST_* overrides it).")
+    ] = None,
+) -> None:
+    """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the model."""
+    from candlecast.daemon.service import Daemon
+    from candlecast.daemon.settings import load_settings
+    from candlecast.logs import configure_logging
+
+    settings = load_settings(config)
+    configure_logging(settings.log.level, settings.log.format)
+    asyncio.run(Daemon(settings).run())
+
+
+@app.command()
+def replay(
+    data: Annotated[Path, typer.Option(help="Candle CSV (ts,symbol,open,high,low,close,volume).")],
+    topic: Annotated[str, typer.Option(help="Topic to publish to.")] = "candles",
+    bootstrap_servers: Annotated[str, typer.Option(help="Kafka bootstrap servers.")] = "127.0.0.1:9092",
+    interval: Annotated[str | None, typer.Option(help="Interval name for the messages; inferred if omitted.")] = None,
+    rate: Annotated[float, typer.Option(help="Candles per second; 0 publishes as fast as possible.")] = 0.0,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
+    last: Annotated[int | None, typer.Option(help="Only the last N candles of each symbol.")] = None,
+) -> None:
+    """Publish a candle CSV to a Kafka topic in time order, key = symbol."""
+    from candlecast.candlefile import infer_interval, read_candles
+    from candlecast.replay import publish_candles
+
+    table = read_candles(data)
+    if symbols:
+        table = table.only([s.strip() for s in symbols.split(",")])
+    if last:
+        table = table.tail_per_symbol(last)
+    messages = table.messages(interval or infer_interval(table))
+    seconds = asyncio.run(
+        publish_candles(messages, bootstrap_servers=bootstrap_servers, topic=topic, rate=rate, progress=True)
+    )
+    err.print(f"published {len(messages)} candles to {topic} in {seconds:.1f} s")
+
+
+@app.command()
+def schemas(
+    out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),
+) -> None:
+    """Write the JSON Schemas of candle, signal and manifest messages."""
+    for name, schema in published_schemas().items():
+        out.mkdir(parents=True, exist_ok=True)
+        (out / name).write_bytes(msgspec.json.format(msgspec.json.encode(schema)) + b"\n")
+        typer.echo(out / name)
+
+
+def published_schemas() -> dict[str, dict[str, object]]:
+    from candlecast.daemon.candle import candle_json_schema
+    from candlecast.daemon.signal import signal_json_schema
+    from candlecast.models.artifact import manifest_json_schema
+
+    return {
+        "candle.v1.json": candle_json_schema(),
+        "signal.v1.json": signal_json_schema(),
+        "manifest.v1.json": manifest_json_schema(),
+    }
+
+
+@kafka_app.command("up")
+def kafka_up(
+    port: Annotated[int, typer.Option(help="PLAINTEXT port.")] = 9092,
+    fresh: Annotated[bool, typer.Option(help="Delete the broker's data first.")] = False,
+) -> None:
+    """Start the development broker in the background (data in .cache/kafka/dev-broker)."""
+    import shutil
+
+    from candlecast.localkafka import LocalKafka
+
+    pid_file = DEV_BROKER_DIR / "broker.pid"
+    if pid_file.exists() and _alive(int(pid_file.read_text())):
+        err.print(f"the development broker already runs (pid {pid_file.read_text().strip()})")
+        return
+    if fresh and DEV_BROKER_DIR.exists():
+        shutil.rmtree(DEV_BROKER_DIR)
+    kafka = LocalKafka(DEV_BROKER_DIR, ports=[port]).start()
+    process = kafka.members[0].process
+    assert process is not None
+    pid_file.write_text(f"{process.pid}\n")
+    err.print(f"Kafka is up on {kafka.bootstrap_servers} (pid {process.pid}); `make kafka-down` stops it")
+
+
+@kafka_app.command("down")
+def kafka_down() -> None:
+    """Stop the development broker."""
+    pid_file = DEV_BROKER_DIR / "broker.pid"
+    if not pid_file.exists():
+        err.print("no development broker is running")
+        return
+    pid = int(pid_file.read_text())
+    if _alive(pid):
+        os.killpg(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if _alive(pid):
+            os.killpg(pid, signal.SIGKILL)
+    pid_file.unlink()
+    err.print("Kafka is down")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def main() -> None:
+    """Entry point: errors of candlecast become one clear line and an exit status."""
+    try:
+        app()
+    except ConfigError as exc:
+        err.print(f"configuration error: {exc}", style="bold red", markup=False, highlight=False)
+        sys.exit(2)
+    except CandlecastError as exc:
+        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        sys.exit(1)

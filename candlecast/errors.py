@@ -1,0 +1,45 @@
+"""The errors candlecast raises.
+
+Every error derives from one root, whose ``retriable`` flag tells a caller whether the same
+call may succeed later (a broker that is restarting) or never will (a corrupt artifact)::
+
+    CandlecastError
+    ├── ConfigError        settings that cannot start the daemon (names the field)
+    ├── ArtifactError      a model artifact that fails verification; the running model stays
+    ├── DataError          a candle file that cannot be read into candles
+    ├── TransportError     a broker that cannot be reached or refused a request (retriable)
+    └── RecoveryError      offsets needed to rebuild windows are gone from the log
+
+Rejected candles are not exceptions: validation returns a ``Rejection`` value, because a bad
+message is an expected input that goes to the dead-letter topic, not a failure of the daemon.
+"""
+
+from __future__ import annotations
+
+
+class CandlecastError(Exception):
+    """Root of candlecast's errors."""
+
+    retriable: bool = False
+
+
+class ConfigError(CandlecastError):
+    """Settings that cannot start the daemon."""
+
+
+class ArtifactError(CandlecastError):
+    """A model artifact that is missing, corrupt, or incompatible with the running daemon."""
+
+
+class DataError(CandlecastError):
+    """A candle file that cannot be read."""
+
+
+class TransportError(CandlecastError):
+    """A broker that cannot be reached or refused a request."""
+
+    retriable = True
+
+
+class RecoveryError(CandlecastError):
+    """The offsets needed to rebuild windows are no longer in the log."""

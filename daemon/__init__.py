@@ -1,0 +1,1 @@
+"""The asyncio service and its pure core (candles, windows, batching, signals)."""

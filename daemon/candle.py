@@ -1,0 +1,193 @@
+"""Candle messages: the wire schema, and validation into a typed ``Candle`` or a ``Rejection``.
+
+Validation is a pure function of the message bytes, its Kafka key and the record timestamp, so
+replaying a partition reproduces every decision; rejecting is not an exception but a value that
+the daemon sends to the dead-letter topic.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from enum import StrEnum
+
+import msgspec
+
+from candlecast.daemon.intervals import Interval
+
+CANDLE_SCHEMA = "candlecast.candle/1"
+
+# Open times outside this range are far more likely seconds-for-milliseconds than real candles.
+MIN_TS_MS = 631_152_000_000  # 1990-01-01
+MAX_TS_MS = 7_258_118_400_000  # 2200-01-01
+SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:^=-]{0,63}$"
+_SYMBOL_RE = re.compile(SYMBOL_PATTERN)
+
+
+class CandleMessage(msgspec.Struct, frozen=True, gc=False):
+    """A candle as published on the candles topic (JSON, key = symbol)."""
+
+    symbol: str
+    """Instrument, e.g. ``BTCUSD`` or ``AAPL``; also the record key."""
+    interval: str
+    """Candle length, e.g. ``1h`` or ``1d``."""
+    ts: int | str
+    """Candle open time: epoch milliseconds, or ISO-8601 with a UTC offset (``2024-01-02T00:00:00Z``)."""
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class Candle(msgspec.Struct, frozen=True, gc=False):
+    """A validated candle."""
+
+    symbol: str
+    interval: str
+    ts: int
+    """Candle open time in epoch milliseconds (UTC)."""
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+
+
+class RejectReason(StrEnum):
+    """Why a message cannot be scored; the value labels metrics and dead-letter headers."""
+
+    OVERSIZE = "oversize"
+    MALFORMED_JSON = "malformed_json"
+    SCHEMA = "schema"
+    KEY_MISMATCH = "key_mismatch"
+    BAD_SYMBOL = "bad_symbol"
+    UNKNOWN_INTERVAL = "unknown_interval"
+    BAD_TS = "bad_ts"
+    MISALIGNED_TS = "misaligned_ts"
+    FUTURE_TS = "future_ts"
+    NON_FINITE = "non_finite"
+    NON_POSITIVE_PRICE = "non_positive_price"
+    OHLC_INCONSISTENT = "ohlc_inconsistent"
+    NEGATIVE_VOLUME = "negative_volume"
+    DUPLICATE = "duplicate"
+    OUT_OF_ORDER = "out_of_order"
+    STALE = "stale"
+
+
+class Rejection(msgspec.Struct, frozen=True, gc=False):
+    """A message that cannot be scored, with the reason and a human-readable detail."""
+
+    reason: RejectReason
+    detail: str
+
+
+_decoder = msgspec.json.Decoder(CandleMessage)
+
+
+def parse_ts(value: int | str) -> int | None:
+    """Epoch milliseconds from an int or an ISO-8601 string with an offset; ``None`` if unusable."""
+    if isinstance(value, int):
+        return value
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None or moment.microsecond % 1000:
+        return None
+    return int(moment.timestamp()) * 1000 + moment.microsecond // 1000
+
+
+def format_ts(ts_ms: int) -> str:
+    """ISO-8601 UTC with a ``Z`` suffix, e.g. ``2024-01-02T00:00:00Z``."""
+    seconds, millis = divmod(ts_ms, 1000)
+    text = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
+
+
+class CandleValidator:
+    """Turns candle message bytes into a ``Candle`` or a ``Rejection`` (stateless checks only).
+
+    Checks that need the symbol's history (duplicates, order, staleness, gaps) belong to the
+    window store.
+    """
+
+    def __init__(
+        self,
+        intervals: Mapping[str, Interval],
+        *,
+        max_message_bytes: int = 4096,
+        future_tolerance_ms: int = 60_000,
+    ) -> None:
+        self._intervals = dict(intervals)
+        self._max_bytes = max_message_bytes
+        self._future_tolerance_ms = future_tolerance_ms
+
+    def validate(self, value: bytes, key: bytes | None, record_ts_ms: int) -> Candle | Rejection:
+        """Validate one message; ``record_ts_ms`` is the Kafka record timestamp."""
+        if len(value) > self._max_bytes:
+            return Rejection(RejectReason.OVERSIZE, f"{len(value)} bytes exceeds the limit of {self._max_bytes}")
+        try:
+            message = _decoder.decode(value)
+        except msgspec.ValidationError as exc:
+            return Rejection(RejectReason.SCHEMA, str(exc))
+        except msgspec.DecodeError as exc:
+            return Rejection(RejectReason.MALFORMED_JSON, str(exc))
+        return self.check(message, key, record_ts_ms)
+
+    def check(self, message: CandleMessage, key: bytes | None, record_ts_ms: int) -> Candle | Rejection:
+        """Validate an already decoded message."""
+        if not _SYMBOL_RE.match(message.symbol):
+            return Rejection(RejectReason.BAD_SYMBOL, f"symbol {message.symbol!r} is not allowed")
+        if key is not None and key != message.symbol.encode():
+            return Rejection(
+                RejectReason.KEY_MISMATCH,
+                f"record key {key!r} differs from symbol {message.symbol!r}; per-symbol order needs key = symbol",
+            )
+        interval = self._intervals.get(message.interval)
+        if interval is None:
+            known = ", ".join(sorted(self._intervals)) or "none"
+            return Rejection(
+                RejectReason.UNKNOWN_INTERVAL, f"interval {message.interval!r} is not served (served: {known})"
+            )
+        ts = parse_ts(message.ts)
+        if ts is None or not MIN_TS_MS <= ts < MAX_TS_MS:
+            return Rejection(
+                RejectReason.BAD_TS, f"ts {message.ts!r} is not epoch milliseconds or ISO-8601 with an offset"
+            )
+        if not interval.is_aligned(ts):
+            return Rejection(
+                RejectReason.MISALIGNED_TS,
+                f"ts {format_ts(ts)} does not start a {interval.name} slot of the {interval.calendar} calendar",
+            )
+        if ts > record_ts_ms + self._future_tolerance_ms:
+            return Rejection(
+                RejectReason.FUTURE_TS,
+                f"candle opens at {format_ts(ts)}, after the record time {format_ts(record_ts_ms)}",
+            )
+        return check_prices(message, ts)
+
+
+def check_prices(message: CandleMessage, ts: int) -> Candle | Rejection:
+    """The OHLCV consistency checks."""
+    o, h, low, c, v = message.open, message.high, message.low, message.close, message.volume
+    if not all(math.isfinite(x) for x in (o, h, low, c, v)):
+        return Rejection(RejectReason.NON_FINITE, "a price or the volume is NaN or infinite")
+    if min(o, h, low, c) <= 0.0:
+        return Rejection(RejectReason.NON_POSITIVE_PRICE, "prices must be positive")
+    if v < 0.0:
+        return Rejection(RejectReason.NEGATIVE_VOLUME, f"volume {v} is negative")
+    if h < low or h < max(o, c) or low > min(o, c):
+        return Rejection(
+            RejectReason.OHLC_INCONSISTENT,
+            f"high {h} and low {low} do not bound open {o} and close {c}",
+        )
+    return Candle(message.symbol, message.interval, ts, o, h, low, c, v)
+
+
+def candle_json_schema() -> dict[str, object]:
+    """JSON Schema of the candle message, as published in ``docs/schemas/``."""
+    schema: dict[str, object] = msgspec.json.schema(CandleMessage)
+    return schema

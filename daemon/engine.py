@@ -1,0 +1,224 @@
+"""The synchronous core that the live daemon and the backtest share.
+
+``CandleIngestor`` turns source records into score requests (or dead letters) through
+validation and the window store; ``SignalBuilder`` turns model outputs into signals through the
+strategy. Neither touches asyncio, Kafka or torch: the asyncio pipeline (``daemon.pipeline``)
+and ``candlecast backtest`` drive the same objects, which is what makes a backtest's signals
+equal the live daemon's.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+
+from candlecast.daemon.candle import Candle, CandleValidator, Rejection, RejectReason, format_ts
+from candlecast.daemon.signal import DeadLetter, Signal, signal_id
+from candlecast.daemon.window import Push, WindowKey, WindowStore
+from candlecast.strategies.base import EnsembleOutput, OutputSpec, Strategy
+
+_STORE_REJECTIONS = {
+    Push.DUPLICATE: (RejectReason.DUPLICATE, "a candle with this open time is already in the window"),
+    Push.OUT_OF_ORDER: (RejectReason.OUT_OF_ORDER, "older than the newest candle of the window"),
+    Push.STALE: (RejectReason.STALE, "older than the oldest candle of the window"),
+}
+
+
+class SourceRecord(msgspec.Struct, frozen=True, gc=False):
+    """A message from any candle source (Kafka, MQTT, a file), with its position."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes
+    timestamp_ms: int
+    """The record timestamp (Kafka CreateTime/LogAppendTime); candle times are checked against it."""
+
+
+@dataclass(slots=True)
+class ScoreRequest:
+    """A full window to score, and what the signal for it needs."""
+
+    key: WindowKey
+    ts: int
+    window: npt.NDArray[np.float32]
+    topic: str
+    partition: int
+    offset: int
+    timestamp_ms: int
+    history: int
+    """How many earlier outputs of this key the strategy may use."""
+    publish: bool = True
+    """False for re-scored history after a rebuild: it feeds the strategy, nothing is published."""
+    received_ns: int = 0
+    """Monotonic clock when the record was taken from the source (for queue-wait metrics)."""
+
+
+class OutputBatch(Protocol):
+    """Model outputs for a batch, indexable by row (``models.artifact.ModelOutputs`` fits)."""
+
+    @property
+    def probabilities(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def quantiles(self) -> npt.NDArray[np.float32]: ...
+    @property
+    def disagreement(self) -> npt.NDArray[np.float32]: ...
+
+
+@dataclass(slots=True)
+class IngestCounters:
+    consumed: int = 0
+    replayed: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+
+
+class CandleIngestor:
+    """Validation and windows: records in, score requests and dead letters out."""
+
+    def __init__(self, validator: CandleValidator, store: WindowStore, strategy_memory: int) -> None:
+        if store.span - store.length < strategy_memory - 1:
+            raise ValueError("the window store keeps too little history for the strategy's memory")
+        self.validator = validator
+        self.store = store
+        self.counters = IngestCounters()
+        self._history_limit = strategy_memory - 1
+
+    def ingest(self, record: SourceRecord, received_ns: int = 0) -> ScoreRequest | DeadLetter | None:
+        """One live record: a request when its window is full, a dead letter when it is rejected."""
+        self.counters.consumed += 1
+        outcome = self._push(record)
+        if isinstance(outcome, Rejection):
+            self.counters.rejected[outcome.reason] += 1
+            return DeadLetter(
+                record.key,
+                record.value,
+                outcome.reason.value,
+                outcome.detail,
+                record.topic,
+                record.partition,
+                record.offset,
+                record.timestamp_ms,
+            )
+        if outcome is None:
+            return None
+        candle, slot = outcome
+        return ScoreRequest(
+            key=(candle.symbol, candle.interval),
+            ts=candle.ts,
+            window=self.store.gather([slot])[0],
+            topic=record.topic,
+            partition=record.partition,
+            offset=record.offset,
+            timestamp_ms=record.timestamp_ms,
+            history=min(self._history_limit, self.store.history_available(slot)),
+            received_ns=received_ns,
+        )
+
+    def replay(self, record: SourceRecord) -> None:
+        """A record read again to rebuild windows: same decisions, nothing scored or dead-lettered."""
+        self.counters.replayed += 1
+        self._push(record)
+
+    def _push(self, record: SourceRecord) -> tuple[Candle, int] | Rejection | None:
+        checked = self.validator.validate(record.value, record.key, record.timestamp_ms)
+        if isinstance(checked, Rejection):
+            return checked
+        verdict, slot = self.store.push(checked, record.partition, record.offset)
+        if verdict is Push.READY:
+            return checked, slot
+        if verdict is Push.WARMING:
+            return None
+        reason, detail = _STORE_REJECTIONS[verdict]
+        return Rejection(reason, f"{detail} ({format_ts(checked.ts)})")
+
+    def history_requests(self, partition: int, topic: str) -> list[ScoreRequest]:
+        """Windows that ended 1..memory-1 candles ago, oldest first, for every key of a partition
+        that was just rebuilt: scoring them restores the strategy's memory exactly."""
+        requests: list[ScoreRequest] = []
+        for slot in self.store.slots_in(partition).tolist():
+            available = min(self._history_limit, self.store.history_available(slot))
+            if available == 0:
+                continue
+            backs = list(range(available, 0, -1))
+            windows = self.store.gather([slot] * available, backs)
+            ends = self.store.gather_ts([slot] * available, backs)
+            key = self.store.key_of(slot)
+            requests.extend(
+                ScoreRequest(key, int(ends[i]), windows[i], topic, partition, -1, 0, i, publish=False)
+                for i in range(available)
+            )
+        return requests
+
+
+class SignalBuilder:
+    """Model outputs in, signals out, through the strategy and each key's recent outputs."""
+
+    def __init__(self, strategy: Strategy, spec: OutputSpec, strategy_name: str, clock: Callable[[], str]) -> None:
+        self.strategy = strategy
+        self.spec = spec
+        self.strategy_name = strategy_name
+        self._clock = clock
+        self._history: dict[WindowKey, deque[EnsembleOutput]] = {}
+        self._depth = max(0, strategy.memory - 1)
+
+    def build(self, requests: Sequence[ScoreRequest], outputs: OutputBatch, model_version: str) -> list[Signal | None]:
+        """One signal per published request (``None`` for history requests), in request order."""
+        probabilities = outputs.probabilities.tolist()
+        quantiles = outputs.quantiles.tolist()
+        disagreement = outputs.disagreement.tolist()
+        produced_at = self._clock()
+        signals: list[Signal | None] = []
+        for row, request in enumerate(requests):
+            output = EnsembleOutput(
+                probabilities=tuple(probabilities[row]),
+                quantiles=tuple(tuple(q) for q in quantiles[row]),
+                disagreement=tuple(disagreement[row]),
+            )
+            signals.append(self._decide(request, output, model_version, produced_at))
+        return signals
+
+    def _decide(
+        self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str
+    ) -> Signal | None:
+        past = self._history.get(request.key)
+        if past is None:
+            past = self._history[request.key] = deque(maxlen=self._depth)
+        if not request.publish:
+            if self._depth:
+                past.append(output)
+            return None
+        earlier = list(past)[len(past) - request.history :] if request.history else []
+        decision = self.strategy.decide([*earlier, output])
+        if self._depth:
+            past.append(output)
+        symbol, interval = request.key
+        horizons = self.spec.horizons
+        return Signal(
+            signal_id=signal_id(model_version, self.strategy_name, symbol, interval, request.ts),
+            symbol=symbol,
+            interval=interval,
+            ts=format_ts(request.ts),
+            action=decision.action.value,
+            confidence=decision.confidence,
+            probability=output.probabilities[0],
+            horizon=horizons[0],
+            probabilities={str(h): output.probabilities[i] for i, h in enumerate(horizons)},
+            quantiles={str(h): list(output.quantiles[i]) for i, h in enumerate(horizons)},
+            quantile_levels=list(self.spec.quantiles),
+            disagreement=output.disagreement[0],
+            model_version=model_version,
+            strategy=self.strategy_name,
+            produced_at=produced_at,
+        )
+
+    def forget(self, keys: Iterable[WindowKey]) -> None:
+        """Drop the remembered outputs of keys whose windows were dropped."""
+        for key in keys:
+            self._history.pop(key, None)

@@ -1,0 +1,157 @@
+"""Signals to Kafka, committed together with the offsets of the candles they came from.
+
+``exactly_once``: each publish batch is one Kafka transaction holding its signals, its dead
+letters and the consumed offsets (``send_offsets_to_transaction``); consumers reading
+``read_committed`` see every signal once. ``at_least_once``: an idempotent producer, offsets
+committed only after every record of the batch is acknowledged; a crash in between repeats
+signals with identical content and ``signal_id``.
+
+A failed batch is retried whole until it succeeds, with a fresh producer when the old one is
+in an unrecoverable state (a new transactional producer fences and aborts the old one's open
+transaction). While it retries, the pipeline's bounded queues stop consumption.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import CollectorRegistry, Counter
+
+from candlecast.daemon.kafka_source import KafkaCandleSource, client_options
+from candlecast.daemon.pipeline import PublishBatch
+from candlecast.daemon.settings import KafkaSettings
+from candlecast.daemon.signal import encoder, signal_headers
+
+log = structlog.get_logger("candlecast.kafka")
+
+MAX_BACKOFF_S = 5.0
+
+
+class KafkaSignalSink:
+    def __init__(self, settings: KafkaSettings, source: KafkaCandleSource, registry: CollectorRegistry) -> None:
+        self.settings = settings
+        self.source = source
+        self.transactional = settings.delivery == "exactly_once"
+        self.producer_errors = Counter(
+            "candlecast_producer_errors", "Failed publish attempts (each is retried).", ["error"], registry=registry
+        )
+        self._producer: AIOKafkaProducer | None = None
+        self.healthy = True
+
+    @property
+    def transactional_id(self) -> str:
+        return f"candlecast-{self.settings.group_id}-{self.settings.instance_id}"
+
+    def _new_producer(self) -> AIOKafkaProducer:
+        options: dict[str, Any] = client_options(self.settings)
+        if self.transactional:
+            options["transactional_id"] = self.transactional_id
+            options["transaction_timeout_ms"] = self.settings.transaction_timeout_ms
+        return AIOKafkaProducer(
+            client_id=f"candlecast-{self.settings.instance_id}",
+            acks="all",
+            enable_idempotence=True,
+            linger_ms=self.settings.linger_ms,
+            compression_type=None if self.settings.compression == "none" else self.settings.compression,
+            **options,
+        )
+
+    async def start(self) -> None:
+        self._producer = self._new_producer()
+        await self._producer.start()
+
+    async def stop(self) -> None:
+        if self._producer is not None:
+            await self._producer.stop()
+            self._producer = None
+
+    async def publish(self, batch: PublishBatch) -> None:
+        attempt = 0
+        while True:
+            try:
+                if self.transactional:
+                    await self._publish_transaction(batch)
+                else:
+                    await self._publish_then_commit(batch)
+            except KafkaError as exc:
+                attempt += 1
+                self.healthy = False
+                self.producer_errors.labels(type(exc).__name__).inc()
+                log.warning("publish failed; retrying the whole batch", error=repr(exc), attempt=attempt)
+                await self._reset_producer()
+                await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2**attempt))
+            else:
+                if not self.healthy:
+                    log.info("publishing again", after_attempts=attempt)
+                self.healthy = True
+                return
+
+    async def _reset_producer(self) -> None:
+        old, self._producer = self._producer, None
+        if old is not None:
+            try:
+                await old.stop()
+            except (KafkaError, OSError) as exc:
+                log.debug("closing a failed producer raised", error=repr(exc))
+        producer = self._new_producer()
+        try:
+            await producer.start()
+        except KafkaError:
+            await producer.stop()
+            raise
+        self._producer = producer
+
+    async def _sends(self, producer: AIOKafkaProducer, batch: PublishBatch) -> list[asyncio.Future[Any]]:
+        settings = self.settings
+        futures: list[asyncio.Future[Any]] = []
+        for signal, request in batch.signals:
+            futures.append(
+                await producer.send(
+                    settings.signals_topic,
+                    encoder.encode(signal),
+                    key=signal.symbol.encode(),
+                    headers=signal_headers(
+                        model_version=signal.model_version,
+                        source_topic=request.topic,
+                        source_partition=request.partition,
+                        source_offset=request.offset,
+                    ),
+                )
+            )
+        futures.extend(
+            [
+                await producer.send(settings.dead_letter_topic, letter.value, key=letter.key, headers=letter.headers())
+                for letter in batch.dead_letters
+            ]
+        )
+        return futures
+
+    async def _publish_transaction(self, batch: PublishBatch) -> None:
+        producer = await self._ready_producer()
+        async with producer.transaction():
+            await self._sends(producer, batch)
+            if batch.checkpoint:
+                await producer.send_offsets_to_transaction(
+                    self.source.transaction_offsets(batch.checkpoint), self.source.group_id
+                )
+        if batch.checkpoint:
+            self.source.metrics.commit_age.set(time.time())
+
+    async def _publish_then_commit(self, batch: PublishBatch) -> None:
+        producer = await self._ready_producer()
+        futures = await self._sends(producer, batch)
+        if futures:
+            await asyncio.gather(*futures)
+        if batch.checkpoint:
+            await self.source.commit(batch.checkpoint)
+
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        if self._producer is None:
+            await self._reset_producer()
+        assert self._producer is not None
+        return self._producer

@@ -1,0 +1,281 @@
+"""Candles from Kafka: a consumer-group member that rebuilds its windows from the log.
+
+On assignment, each partition's committed offset ``C`` comes back with the rebuild offset ``R``
+stored in its metadata (``daemon.checkpoint``). The consumer seeks to ``R``; records before
+``C`` only rebuild windows (``PartitionRecords.replay``), records from ``C`` on are live. On
+revocation, the pipeline is drained first, so the offsets of every record this instance has
+taken are committed (in exactly-once mode, inside their transaction) before another instance
+can take the partition.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from typing import Any
+
+import structlog
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
+from aiokafka.helpers import create_ssl_context
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from candlecast.daemon.checkpoint import Checkpoint, rebuild_offset_from
+from candlecast.daemon.engine import SourceRecord
+from candlecast.daemon.pipeline import PartitionRecords
+from candlecast.daemon.settings import KafkaSettings
+from candlecast.errors import TransportError
+
+log = structlog.get_logger("candlecast.kafka")
+
+
+def client_options(settings: KafkaSettings) -> dict[str, Any]:
+    """Connection and security options shared by consumers, producers and admin clients."""
+    options: dict[str, Any] = {
+        "bootstrap_servers": settings.bootstrap_servers,
+        "security_protocol": settings.security_protocol,
+        "request_timeout_ms": settings.request_timeout_ms,
+    }
+    if settings.security_protocol in ("SSL", "SASL_SSL"):
+        options["ssl_context"] = create_ssl_context(
+            cafile=str(settings.ssl_cafile) if settings.ssl_cafile else None,
+            certfile=str(settings.ssl_certfile) if settings.ssl_certfile else None,
+            keyfile=str(settings.ssl_keyfile) if settings.ssl_keyfile else None,
+        )
+    if settings.security_protocol.startswith("SASL"):
+        options["sasl_mechanism"] = settings.sasl_mechanism
+        options["sasl_plain_username"] = settings.sasl_username
+        options["sasl_plain_password"] = settings.password()
+    return options
+
+
+class SourceMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.lag = Gauge(
+            "candlecast_consumer_lag", "Records in the partition not yet fetched.", ["partition"], registry=registry
+        )
+        self.assigned = Gauge(
+            "candlecast_assigned_partitions", "Partitions assigned to this instance.", registry=registry
+        )
+        self.rebuilding = Gauge(
+            "candlecast_rebuilding_partitions", "Assigned partitions still replaying into windows.", registry=registry
+        )
+        self.rebuild_remaining = Gauge(
+            "candlecast_rebuild_remaining_records", "Records left to replay before scoring resumes.", registry=registry
+        )
+        self.rebalances = Counter("candlecast_rebalances", "Partition assignments received.", registry=registry)
+        self.rebuild_incomplete = Counter(
+            "candlecast_rebuild_incomplete",
+            "Rebuilds that found their start offset deleted by retention (windows re-warm).",
+            registry=registry,
+        )
+        self.commit_age = Gauge(
+            "candlecast_last_commit_timestamp_seconds", "Unix time of the last offset commit.", registry=registry
+        )
+
+
+class KafkaCandleSource:
+    """A consumer-group member yielding ``PartitionRecords`` for the pipeline."""
+
+    def __init__(
+        self,
+        settings: KafkaSettings,
+        registry: CollectorRegistry,
+        *,
+        on_revoke: Callable[[list[tuple[str, int]]], Awaitable[None]],
+    ) -> None:
+        self.settings = settings
+        self.metrics = SourceMetrics(registry)
+        self._on_revoke = on_revoke
+        self._consumer: AIOKafkaConsumer | None = None
+        self._admin: AIOKafkaAdminClient | None = None
+        self._replay_until: dict[TopicPartition, int] = {}
+        self._assigned: set[TopicPartition] = set()
+        self._next_offset: dict[TopicPartition, int] = {}
+        self._joined = False
+        self.reachable = False
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer:
+        if self._consumer is None:
+            raise RuntimeError("the source is not started")
+        return self._consumer
+
+    @property
+    def group_id(self) -> str:
+        return self.settings.group_id
+
+    @property
+    def warm(self) -> bool:
+        """Joined the group and no partition is still rebuilding its windows."""
+        return self._joined and not self._replay_until
+
+    async def start(self) -> None:
+        options = client_options(self.settings)
+        self._admin = AIOKafkaAdminClient(client_id=f"candlecast-{self.settings.instance_id}-admin", **options)
+        self._consumer = AIOKafkaConsumer(
+            group_id=self.settings.group_id,
+            client_id=f"candlecast-{self.settings.instance_id}",
+            enable_auto_commit=False,
+            auto_offset_reset=self.settings.auto_offset_reset,
+            isolation_level="read_committed",
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
+            **options,
+        )
+        try:
+            await self._admin.start()
+            await self._consumer.start()
+        except KafkaError as exc:
+            await self.stop()
+            raise TransportError(f"cannot connect to Kafka at {self.settings.bootstrap_servers}: {exc}") from exc
+        self._consumer.subscribe([self.settings.candles_topic], listener=_Listener(self))
+        self.reachable = True
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.stop()
+        if self._admin is not None:
+            await self._admin.close()
+
+    async def poll(self) -> list[PartitionRecords]:
+        consumer = self.consumer
+        fetched = await consumer.getmany(
+            timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.fetch_max_records
+        )
+        polled: list[PartitionRecords] = []
+        for tp, messages in fetched.items():
+            if tp not in self._assigned:
+                continue
+            part = PartitionRecords(tp.topic, tp.partition)
+            until = self._replay_until.get(tp)
+            for m in messages:
+                record = SourceRecord(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
+                if until is not None and m.offset < until:
+                    part.replay.append(record)
+                else:
+                    part.live.append(record)
+            polled.append(part)
+        await self._finish_rebuilds(polled)
+        self._observe_lag(polled)
+        return polled
+
+    async def _finish_rebuilds(self, polled: list[PartitionRecords]) -> None:
+        if not self._replay_until:
+            return
+        by_tp = {(p.topic, p.partition): p for p in polled}
+        remaining = 0
+        for tp, until in list(self._replay_until.items()):
+            position = await self.consumer.position(tp)
+            if position < until:
+                remaining += until - position
+                continue
+            del self._replay_until[tp]
+            part = by_tp.get((tp.topic, tp.partition))
+            if part is None:
+                part = PartitionRecords(tp.topic, tp.partition)
+                polled.append(part)
+            part.rebuilt = True
+            log.info("windows rebuilt", partition=tp.partition, resume_offset=until)
+        self.metrics.rebuilding.set(len(self._replay_until))
+        self.metrics.rebuild_remaining.set(remaining)
+
+    def _observe_lag(self, polled: list[PartitionRecords]) -> None:
+        for part in polled:
+            last = part.live[-1] if part.live else part.replay[-1] if part.replay else None
+            if last is not None:
+                self._next_offset[TopicPartition(part.topic, part.partition)] = last.offset + 1
+        for tp in self._assigned:
+            highwater = self.consumer.highwater(tp)
+            position = self._next_offset.get(tp)
+            if highwater is not None and position is not None:
+                self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - position))
+
+    async def commit(self, checkpoint: dict[tuple[str, int], Checkpoint]) -> None:
+        """Commit offsets with rebuild metadata (at-least-once mode)."""
+        offsets = {TopicPartition(t, p): (c.offset, c.metadata()) for (t, p), c in checkpoint.items()}
+        await self.consumer.commit(offsets)
+        self.metrics.commit_age.set(time.time())
+
+    def transaction_offsets(
+        self, checkpoint: dict[tuple[str, int], Checkpoint]
+    ) -> dict[TopicPartition, tuple[int, str]]:
+        return {TopicPartition(t, p): (c.offset, c.metadata()) for (t, p), c in checkpoint.items()}
+
+    async def check_reachable(self, timeout_s: float = 3.0) -> bool:
+        """Ask the cluster for its metadata; used by readiness."""
+        if self._admin is None:
+            return False
+        try:
+            await asyncio.wait_for(self._admin.describe_cluster(), timeout_s)
+        except (KafkaError, TimeoutError, OSError):
+            self.reachable = False
+        else:
+            self.reachable = True
+        return self.reachable
+
+    async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        partitions = [(tp.topic, tp.partition) for tp in revoked]
+        log.info("partitions revoked; draining", partitions=[p for _, p in partitions])
+        await self._on_revoke(partitions)
+        for tp in revoked:
+            self._assigned.discard(tp)
+            self._replay_until.pop(tp, None)
+            self._next_offset.pop(tp, None)
+            with contextlib.suppress(KeyError):
+                self.metrics.lag.remove(str(tp.partition))
+        self.metrics.assigned.set(len(self._assigned))
+
+    async def _assigned_partitions(self, assigned: Iterable[TopicPartition]) -> None:
+        tps = sorted(assigned)
+        self.metrics.rebalances.inc()
+        self._assigned = set(tps)
+        self.metrics.assigned.set(len(tps))
+        if tps:
+            await self._plan_rebuild(tps)
+        self._joined = True
+        log.info(
+            "partitions assigned",
+            partitions=[tp.partition for tp in tps],
+            rebuilding={tp.partition: until for tp, until in self._replay_until.items()},
+        )
+
+    async def _plan_rebuild(self, tps: list[TopicPartition]) -> None:
+        assert self._admin is not None
+        committed = await self._admin.list_consumer_group_offsets(self.settings.group_id, partitions=tps)
+        beginnings = await self.consumer.beginning_offsets(tps)
+        for tp in tps:
+            meta = committed.get(tp)
+            if meta is None or meta.offset < 0:
+                continue
+            start = rebuild_offset_from(meta.metadata)
+            if start is None or start >= meta.offset:
+                continue
+            earliest = beginnings[tp]
+            if start < earliest:
+                log.error(
+                    "rebuild start was deleted by retention; windows of this partition re-warm from the oldest record",
+                    partition=tp.partition,
+                    rebuild_from=start,
+                    log_start=earliest,
+                )
+                self.metrics.rebuild_incomplete.inc()
+                start = earliest
+            if start < meta.offset:
+                self.consumer.seek(tp, start)
+                self._replay_until[tp] = meta.offset
+        self.metrics.rebuilding.set(len(self._replay_until))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, source: KafkaCandleSource) -> None:
+        self._source = source
+
+    async def on_partitions_revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        await self._source._revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: Iterable[TopicPartition]) -> None:
+        await self._source._assigned_partitions(assigned)

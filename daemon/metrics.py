@@ -1,0 +1,130 @@
+"""Prometheus metrics of the daemon (prefix ``candlecast_``), on a registry passed in.
+
+The hot path never touches a metric per candle: the ingestor and the window store count in
+plain ints, and this module turns their increments into metric updates once per poll.
+Labels stay bounded: rejection reasons, actions, partitions, outcomes; never symbols.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
+from prometheus_client import Counter as PromCounter
+
+if TYPE_CHECKING:
+    from candlecast.daemon.engine import CandleIngestor
+    from candlecast.daemon.pipeline import PublishBatch
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+class DaemonMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.candles_consumed = PromCounter(
+            "candlecast_candles_consumed", "Candle records consumed (live, not replayed).", registry=registry
+        )
+        self.candles_replayed = PromCounter(
+            "candlecast_candles_replayed",
+            "Candle records read again to rebuild windows after an assignment.",
+            registry=registry,
+        )
+        self.candles_rejected = PromCounter(
+            "candlecast_candles_rejected",
+            "Candle records that cannot be scored, by reason.",
+            ["reason"],
+            registry=registry,
+        )
+        self.dead_letters = PromCounter(
+            "candlecast_dead_letters_published", "Records published to the dead-letter topic.", registry=registry
+        )
+        self.signals = PromCounter(
+            "candlecast_signals_published", "Signals published, by action.", ["action", "strategy"], registry=registry
+        )
+        self.end_to_end = Histogram(
+            "candlecast_end_to_end_latency_seconds",
+            "From the candle record's timestamp to the signal acknowledged by the broker.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.queue_wait = Histogram(
+            "candlecast_queue_wait_seconds",
+            "From taking a record off the source to the start of its forward pass.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.inference = Histogram(
+            "candlecast_inference_seconds",
+            "Duration of one forward pass (one batch).",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.publish = Histogram(
+            "candlecast_publish_seconds",
+            "Publishing one batch of signals and committing its offsets.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
+        self.batch_size = Histogram(
+            "candlecast_batch_size", "Windows per forward pass.", buckets=BATCH_BUCKETS, registry=registry
+        )
+        self.windows_live = Gauge("candlecast_windows_live", "Windows held in memory.", registry=registry)
+        self.window_bytes = Gauge("candlecast_window_bytes", "Bytes allocated for windows.", registry=registry)
+        self.window_evictions = PromCounter(
+            "candlecast_window_evictions", "Windows evicted because max_windows was reached.", registry=registry
+        )
+        self.gaps = PromCounter(
+            "candlecast_window_gaps",
+            "Gaps between candles of a window, by what the policy did.",
+            ["outcome"],
+            registry=registry,
+        )
+        self.ready = Gauge("candlecast_ready", "1 when the daemon is ready (see /readyz).", registry=registry)
+        self.model_info = Info("candlecast_model", "The model in service.", registry=registry)
+        self._seen_rejected: Counter[str] = Counter()
+        self._seen = {"consumed": 0, "replayed": 0, "evictions": 0, "reset": 0, "tolerated": 0, "filled": 0}
+
+    def observe_ingest(self, ingestor: CandleIngestor, _dead_letters: int) -> None:
+        counters = ingestor.counters
+        stats = ingestor.store.stats
+        current = {
+            "consumed": counters.consumed,
+            "replayed": counters.replayed,
+            "evictions": stats.evictions,
+            "reset": stats.gaps_reset,
+            "tolerated": stats.gaps_tolerated,
+            "filled": stats.gaps_filled,
+        }
+        delta = {name: current[name] - self._seen[name] for name in current}
+        self._seen = current
+        self.candles_consumed.inc(delta["consumed"])
+        self.candles_replayed.inc(delta["replayed"])
+        self.window_evictions.inc(delta["evictions"])
+        for outcome in ("reset", "tolerated", "filled"):
+            if delta[outcome]:
+                self.gaps.labels(outcome).inc(delta[outcome])
+        for reason, total in counters.rejected.items():
+            increment = total - self._seen_rejected[reason]
+            if increment:
+                self.candles_rejected.labels(reason).inc(increment)
+                self._seen_rejected[reason] = total
+        self.windows_live.set(len(ingestor.store))
+        self.window_bytes.set(ingestor.store.nbytes)
+
+    def observe_forward(self, rows: int, seconds: float) -> None:
+        self.batch_size.observe(rows)
+        self.inference.observe(seconds)
+
+    def observe_publish(self, batch: PublishBatch, seconds: float, acked_ms: float) -> None:
+        self.publish.observe(seconds)
+        if batch.dead_letters:
+            self.dead_letters.inc(len(batch.dead_letters))
+        actions: Counter[tuple[str, str]] = Counter()
+        for signal, request in batch.signals:
+            actions[(signal.action, signal.strategy.partition("(")[0])] += 1
+            self.end_to_end.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
+        for (action, strategy), count in actions.items():
+            self.signals.labels(action, strategy).inc(count)

@@ -1,0 +1,310 @@
+"""The asyncio pipeline: ingest -> score -> publish, joined by bounded queues.
+
+Three tasks in a TaskGroup. The ingest task pulls records from the source and runs them through
+the ``CandleIngestor``; the score task forms batches (``BatchPolicy``) and runs the model in one
+dedicated thread, so the event loop keeps consuming, publishing and serving metrics; the publish
+task turns outputs into signals and hands them, with dead letters and the offsets they complete,
+to the sink, which publishes and commits them together.
+
+Everything flows first in, first out, so per-partition order (and so per-symbol order) holds end
+to end, and a checkpoint is committed only after every record before it has been published.
+Full queues stop the ingest task: backpressure reaches the source instead of growing memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Protocol, TypeVar
+
+import numpy as np
+import structlog
+
+from candlecast.daemon.batching import BatchPolicy
+from candlecast.daemon.checkpoint import Checkpoint, TopicPartition
+from candlecast.daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from candlecast.daemon.metrics import DaemonMetrics
+from candlecast.daemon.signal import DeadLetter, Signal
+from candlecast.models.artifact import LoadedModel, ModelOutputs
+
+log = structlog.get_logger("candlecast.pipeline")
+T = TypeVar("T")
+
+
+@dataclass(slots=True)
+class PartitionRecords:
+    """Records of one partition from one poll, split by whether they only rebuild windows."""
+
+    topic: str
+    partition: int
+    replay: list[SourceRecord] = field(default_factory=list)
+    live: list[SourceRecord] = field(default_factory=list)
+    rebuilt: bool = False
+    """This poll completed the partition's rebuild: re-score strategy history before live records."""
+
+
+class CandleSource(Protocol):
+    async def poll(self) -> list[PartitionRecords]:
+        """The next records, grouped by partition in offset order (may be empty)."""
+        ...
+
+
+class SignalSink(Protocol):
+    async def publish(self, batch: PublishBatch) -> None:
+        """Publish signals and dead letters and commit the checkpoint, all or nothing."""
+        ...
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Ingested records on their way through the pipeline."""
+
+    requests: list[ScoreRequest]
+    dead_letters: list[DeadLetter]
+    checkpoint: dict[TopicPartition, Checkpoint]
+
+
+@dataclass(slots=True)
+class ScoredChunk:
+    chunk: Chunk
+    outputs: ModelOutputs | None
+    model_version: str
+
+
+@dataclass(slots=True)
+class PublishBatch:
+    """Signals, dead letters and the checkpoint they complete, published as one unit."""
+
+    signals: list[tuple[Signal, ScoreRequest]]
+    dead_letters: list[DeadLetter]
+    checkpoint: dict[TopicPartition, Checkpoint]
+
+    def __len__(self) -> int:
+        return len(self.signals) + len(self.dead_letters)
+
+
+class ModelHolder:
+    """The model in service; swapped between batches by hot reload."""
+
+    def __init__(self, model: LoadedModel) -> None:
+        self.model = model
+
+
+def concat_outputs(parts: Sequence[ModelOutputs]) -> ModelOutputs:
+    if len(parts) == 1:
+        return parts[0]
+    return ModelOutputs(
+        *(np.concatenate([getattr(p, name) for p in parts]) for name in ModelOutputs.__dataclass_fields__)
+    )
+
+
+def slice_outputs(outputs: ModelOutputs, start: int, stop: int) -> ModelOutputs:
+    return ModelOutputs(*(getattr(outputs, name)[start:stop] for name in ModelOutputs.__dataclass_fields__))
+
+
+class Pipeline:
+    """Runs ingest, scoring and publishing until stopped, then drains what is in flight."""
+
+    def __init__(
+        self,
+        *,
+        source: CandleSource,
+        sink: SignalSink,
+        ingestor: CandleIngestor,
+        builder: SignalBuilder,
+        models: ModelHolder,
+        policy: BatchPolicy,
+        metrics: DaemonMetrics,
+        queue_size: int = 64,
+        observe: Callable[[ScoredChunk], None] | None = None,
+    ) -> None:
+        self.source = source
+        self.sink = sink
+        self.ingestor = ingestor
+        self.builder = builder
+        self.models = models
+        self.policy = policy
+        self.metrics = metrics
+        self._observe = observe
+        self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
+        self._to_publish: asyncio.Queue[ScoredChunk | None] = asyncio.Queue(queue_size)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candlecast-infer")
+        self._in_flight = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
+        self._stopping = asyncio.Event()
+        self._model_lock = asyncio.Lock()
+
+    @property
+    def model_lock(self) -> asyncio.Lock:
+        """Held around each forward pass; a reload takes it to swap models between batches."""
+        return self._model_lock
+
+    def stop(self) -> None:
+        """Stop taking new records; what is in flight is still scored, published and committed."""
+        self._stopping.set()
+
+    async def drain(self) -> None:
+        """Wait until every ingested record is published and committed."""
+        await self._idle.wait()
+
+    async def run(self) -> None:
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(self._ingest_loop(), name="ingest")
+                group.create_task(self._score_loop(), name="score")
+                group.create_task(self._publish_loop(), name="publish")
+        finally:
+            self._executor.shutdown(wait=True)
+
+    async def run_in_model_thread(self, work: Callable[[], T]) -> T:
+        """Run blocking model work (scoring, warm-up, verification) on the inference thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._executor, work)
+
+    def _enter(self) -> None:
+        self._in_flight += 1
+        self._idle.clear()
+
+    def _leave(self) -> None:
+        self._in_flight -= 1
+        if self._in_flight == 0:
+            self._idle.set()
+
+    async def _ingest_loop(self) -> None:
+        while not self._stopping.is_set():
+            polled = await self._poll_or_stop()
+            if not polled:
+                continue
+            chunk = self._ingest(polled)
+            if chunk.requests or chunk.dead_letters or chunk.checkpoint:
+                self._enter()
+                await self._to_score.put(chunk)
+        await self._to_score.put(None)
+
+    async def _poll_or_stop(self) -> list[PartitionRecords]:
+        poll = asyncio.ensure_future(self.source.poll())
+        stop = asyncio.ensure_future(self._stopping.wait())
+        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        stop.cancel()
+        if poll in done:
+            return poll.result()
+        poll.cancel()
+        return []
+
+    def _ingest(self, polled: list[PartitionRecords]) -> Chunk:
+        now = time.monotonic_ns()
+        chunk = Chunk([], [], {})
+        ingestor = self.ingestor
+        for part in polled:
+            for record in part.replay:
+                ingestor.replay(record)
+            if part.rebuilt:
+                chunk.requests.extend(ingestor.history_requests(part.partition, part.topic))
+            for record in part.live:
+                result = ingestor.ingest(record, now)
+                if isinstance(result, ScoreRequest):
+                    chunk.requests.append(result)
+                elif result is not None:
+                    chunk.dead_letters.append(result)
+            if part.live:
+                next_offset = part.live[-1].offset + 1
+                rebuild = ingestor.store.rebuild_offset(part.partition)
+                chunk.checkpoint[(part.topic, part.partition)] = Checkpoint(
+                    next_offset, next_offset if rebuild is None else rebuild
+                )
+        self.metrics.observe_ingest(ingestor, len(chunk.dead_letters))
+        return chunk
+
+    async def _take_chunks(self) -> list[Chunk] | None:
+        """Chunks for the next forward passes per the batch policy; ``None`` once ingest ended."""
+        first = await self._to_score.get()
+        if first is None:
+            return None
+        chunks = [first]
+        pending = len(first.requests)
+        enqueued = time.monotonic()
+        while True:
+            while not self._to_score.empty() and pending < self.policy.max_batch:
+                item = self._to_score.get_nowait()
+                if item is None:
+                    self._to_score.put_nowait(None)
+                    return chunks
+                chunks.append(item)
+                pending += len(item.requests)
+            wait = self.policy.wait_before_flush(pending, enqueued, time.monotonic())
+            if not wait:
+                return chunks
+            try:
+                item = await asyncio.wait_for(self._to_score.get(), wait)
+            except TimeoutError:
+                return chunks
+            if item is None:
+                self._to_score.put_nowait(None)
+                return chunks
+            chunks.append(item)
+            pending += len(item.requests)
+
+    async def _score_loop(self) -> None:
+        while (chunks := await self._take_chunks()) is not None:
+            requests = [r for chunk in chunks for r in chunk.requests]
+            outputs: ModelOutputs | None = None
+            async with self._model_lock:
+                model = self.models.model
+                if requests:
+                    outputs = await self.run_in_model_thread(functools.partial(self._score, model, requests))
+            start = 0
+            for chunk in chunks:
+                stop = start + len(chunk.requests)
+                part = None if outputs is None or stop == start else slice_outputs(outputs, start, stop)
+                await self._to_publish.put(ScoredChunk(chunk, part, model.version))
+                start = stop
+        await self._to_publish.put(None)
+
+    def _score(self, model: LoadedModel, requests: Sequence[ScoreRequest]) -> ModelOutputs:
+        started = time.monotonic_ns()
+        for request in requests:
+            self.metrics.queue_wait.observe((started - request.received_ns) / 1e9 if request.received_ns else 0.0)
+        parts = []
+        for start, stop in self.policy.split(len(requests)):
+            windows = np.stack([r.window for r in requests[start:stop]])
+            began = time.perf_counter()
+            parts.append(model.score(windows))
+            self.metrics.observe_forward(stop - start, time.perf_counter() - began)
+        return concat_outputs(parts)
+
+    async def _publish_loop(self) -> None:
+        finished = False
+        while not finished:
+            first = await self._to_publish.get()
+            if first is None:
+                break
+            scored = [first]
+            while not self._to_publish.empty():
+                item = self._to_publish.get_nowait()
+                if item is None:
+                    finished = True
+                    break
+                scored.append(item)
+            await self._publish(scored)
+            for _ in scored:
+                self._leave()
+
+    async def _publish(self, scored: Sequence[ScoredChunk]) -> None:
+        batch = PublishBatch([], [], {})
+        for item in scored:
+            chunk = item.chunk
+            if item.outputs is not None:
+                built = self.builder.build(chunk.requests, item.outputs, item.model_version)
+                batch.signals.extend((s, r) for s, r in zip(built, chunk.requests, strict=True) if s is not None)
+            batch.dead_letters.extend(chunk.dead_letters)
+            batch.checkpoint.update(chunk.checkpoint)
+            if self._observe is not None:
+                self._observe(item)
+        began = time.perf_counter()
+        await self.sink.publish(batch)
+        acked_ms = time.time() * 1000.0
+        self.metrics.observe_publish(batch, time.perf_counter() - began, acked_ms)

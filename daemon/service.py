@@ -1,0 +1,312 @@
+"""The daemon: assembles the pipeline from settings and runs it until told to stop.
+
+Signals: SIGTERM/SIGINT stop consumption, then everything in flight is scored, published and
+committed before the process exits 0. SIGHUP, or a change of the registry's ``current``
+pointer, loads the new artifact on a side thread, verifies and warms it up, and swaps it in
+between two batches; a bad artifact is refused and the running model stays.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import structlog
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from candlecast import __version__
+from candlecast.daemon.batching import BatchPolicy
+from candlecast.daemon.candle import CandleValidator
+from candlecast.daemon.engine import CandleIngestor, SignalBuilder
+from candlecast.daemon.http import Health, HttpServer
+from candlecast.daemon.intervals import Interval
+from candlecast.daemon.kafka_sink import KafkaSignalSink
+from candlecast.daemon.kafka_source import KafkaCandleSource
+from candlecast.daemon.metrics import DaemonMetrics
+from candlecast.daemon.pipeline import ModelHolder, Pipeline
+from candlecast.daemon.serving import (
+    check_compatible,
+    configure_threads,
+    load_serving_model,
+    resolve_device,
+    warm_up,
+)
+from candlecast.daemon.settings import Settings
+from candlecast.daemon.signal import strategy_ref
+from candlecast.daemon.systemd import SystemdNotifier
+from candlecast.daemon.window import GapMode, GapPolicy, WindowStore
+from candlecast.errors import CandlecastError, TransportError
+from candlecast.models.artifact import LoadedModel
+from candlecast.models.registry import Registry
+from candlecast.strategies import registry as strategies
+from candlecast.strategies.base import OutputSpec
+
+log = structlog.get_logger("candlecast.daemon")
+
+
+def utc_now_iso() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+@dataclass(frozen=True, slots=True)
+class Core:
+    """The pure parts of a daemon built from settings and a model: shared with the backtest."""
+
+    intervals: dict[str, Interval]
+    store: WindowStore
+    ingestor: CandleIngestor
+    builder: SignalBuilder
+    spec: OutputSpec
+
+
+def build_core(settings: Settings, model: LoadedModel) -> Core:
+    """Windows, validation, strategy and signal building for a model, as the settings ask."""
+    manifest = model.manifest
+    spec = OutputSpec(tuple(manifest.horizons), tuple(manifest.quantiles))
+    strategy = strategies.create(settings.strategy.name, spec, settings.strategy.params)
+    served = settings.windows.intervals.get(manifest.interval)
+    calendar = served.calendar if served else manifest.calendar
+    policy = (
+        GapPolicy(served.gap_policy, served.max_missing)
+        if served
+        else GapPolicy(GapMode(manifest.gap_policy), manifest.max_missing)
+    )
+    intervals = {manifest.interval: Interval.parse(manifest.interval, calendar)}
+    store = WindowStore(
+        manifest.window,
+        intervals=intervals,
+        gap_policies={manifest.interval: policy},
+        history=strategy.memory - 1,
+        capacity=settings.windows.max_windows,
+    )
+    validator = CandleValidator(
+        intervals,
+        max_message_bytes=settings.validation.max_message_bytes,
+        future_tolerance_ms=int(settings.validation.future_tolerance_s * 1000),
+    )
+    ingestor = CandleIngestor(validator, store, strategy.memory)
+    builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), utc_now_iso)
+    return Core(intervals, store, ingestor, builder, spec)
+
+
+class Daemon:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        registry: CollectorRegistry | None = None,
+        notifier: SystemdNotifier | None = None,
+    ) -> None:
+        self.settings = settings
+        self.registry = registry or CollectorRegistry()
+        self.notifier = notifier or SystemdNotifier()
+        self.metrics = DaemonMetrics(self.registry)
+        self.health = Health(self.registry)
+        self.http = HttpServer(self.registry, self.health, settings.http.host, settings.http.port)
+        self.reloads = Counter(
+            "candlecast_model_reloads", "Model reload attempts, by outcome.", ["outcome"], registry=self.registry
+        )
+        self.reload_timestamp = Gauge(
+            "candlecast_model_loaded_timestamp_seconds", "When the model in service was loaded.", registry=self.registry
+        )
+        self._stopping = asyncio.Event()
+        self._reload_requested = asyncio.Event()
+        self._ready_sent = False
+        self.pipeline: Pipeline | None = None
+
+    def request_stop(self) -> None:
+        self._stopping.set()
+        if self.pipeline is not None:
+            self.pipeline.stop()
+
+    def request_reload(self) -> None:
+        self._reload_requested.set()
+
+    async def run(self) -> None:
+        """Run until SIGTERM/SIGINT (or ``request_stop``); raises ``CandlecastError`` on bad setup."""
+        settings = self.settings
+        device = resolve_device(settings.model.device)
+        threads = configure_threads(settings.model.threads)
+        model = await asyncio.to_thread(load_serving_model, settings.model, device)
+        core = build_core(settings, model)
+        self._describe_model(model, threads)
+        holder = ModelHolder(model)
+        source = KafkaCandleSource(settings.kafka, self.registry, on_revoke=self._on_revoke)
+        sink = KafkaSignalSink(settings.kafka, source, self.registry)
+        self.pipeline = Pipeline(
+            source=source,
+            sink=sink,
+            ingestor=core.ingestor,
+            builder=core.builder,
+            models=holder,
+            policy=BatchPolicy(settings.batching.max_batch, settings.batching.max_wait_ms / 1000),
+            metrics=self.metrics,
+            queue_size=settings.batching.queue_chunks,
+        )
+        self._core = core
+        self.health.checks.update(
+            model_loaded=lambda: True,
+            partitions_assigned=lambda: source.warm,
+            broker_reachable=lambda: source.reachable and sink.healthy,
+            not_draining=lambda: not self._stopping.is_set(),
+        )
+        port = await self.http.start()
+        log.info("serving metrics and health", host=settings.http.host, port=port)
+        self._install_signal_handlers()
+        try:
+            await asyncio.to_thread(warm_up, model, settings.batching.max_batch)
+            if not await self._connect(source, sink):
+                return
+            await self._serve(source, sink, holder)
+        finally:
+            self.notifier.stopping()
+            await sink.stop()
+            await source.stop()
+            await self.http.stop()
+            self._remove_signal_handlers()
+
+    async def _connect(self, source: KafkaCandleSource, sink: KafkaSignalSink) -> bool:
+        """Connect to Kafka, retrying until it answers or a stop is requested."""
+        delay = 0.5
+        while not self._stopping.is_set():
+            try:
+                await source.start()
+                await sink.start()
+            except (TransportError, OSError) as exc:
+                log.warning("Kafka not reachable; retrying", error=str(exc), retry_in_s=delay)
+                await source.stop()
+                await sink.stop()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._stopping.wait(), delay)
+                delay = min(10.0, delay * 2)
+            except Exception:
+                await source.stop()
+                await sink.stop()
+                raise
+            else:
+                return True
+        return False
+
+    async def _serve(self, source: KafkaCandleSource, sink: KafkaSignalSink, holder: ModelHolder) -> None:
+        assert self.pipeline is not None
+        pipeline = self.pipeline
+        async with asyncio.TaskGroup() as group:
+            helpers = [
+                group.create_task(self.health.heartbeat(), name="heartbeat"),
+                group.create_task(self._watchdog(), name="watchdog"),
+                group.create_task(self._announce_ready(), name="ready"),
+                group.create_task(self._reload_loop(holder), name="reload"),
+                group.create_task(self._probe_broker(source), name="probe"),
+            ]
+            await pipeline.run()
+            for task in helpers:
+                task.cancel()
+        log.info("stopped after draining", consumed=self._core.ingestor.counters.consumed)
+
+    async def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
+        assert self.pipeline is not None
+        await self.pipeline.drain()
+        store = self._core.store
+        for _topic, partition in partitions:
+            keys = [store.key_of(slot) for slot in store.slots_in(partition).tolist()]
+            self._core.builder.forget(keys)
+            store.drop_partition(partition)
+
+    def _describe_model(self, model: LoadedModel, threads: int) -> None:
+        manifest = model.manifest
+        self.metrics.model_info.info(
+            {
+                "name": manifest.name,
+                "version": manifest.version,
+                "device": str(model.device),
+                "members": ",".join(m.name for m in manifest.members),
+                "window": str(manifest.window),
+                "interval": manifest.interval,
+                "threads": str(threads),
+                "candlecast": __version__,
+            }
+        )
+        self.reload_timestamp.set(time.time())
+        log.info("model in service", model=f"{manifest.name}/{manifest.version}", device=str(model.device))
+
+    async def _announce_ready(self) -> None:
+        while not self._ready_sent:
+            ready = all(self.health.readiness().values())
+            self.metrics.ready.set(1 if ready else 0)
+            if ready:
+                self._ready_sent = True
+                self.notifier.ready(f"serving {self.pipeline.models.model.version if self.pipeline else ''}")
+                log.info("ready")
+            await asyncio.sleep(0.2)
+        while True:
+            self.metrics.ready.set(1 if all(self.health.readiness().values()) else 0)
+            await asyncio.sleep(1.0)
+
+    async def _watchdog(self) -> None:
+        interval = self.notifier.watchdog_interval_s
+        if interval is None:
+            return
+        while True:
+            if self.health.alive():
+                self.notifier.watchdog()
+            await asyncio.sleep(interval)
+
+    async def _probe_broker(self, source: KafkaCandleSource) -> None:
+        while True:
+            await source.check_reachable()
+            await asyncio.sleep(2.0)
+
+    async def _reload_loop(self, holder: ModelHolder) -> None:
+        settings = self.settings.model
+        registry = None if settings.artifact is not None else Registry(settings.registry)
+        seen = registry.current_ref() if registry else None
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._reload_requested.wait(), settings.reload_poll_s)
+            requested = self._reload_requested.is_set()
+            self._reload_requested.clear()
+            pointer = registry.current_ref() if registry else None
+            if not requested and pointer == seen:
+                continue
+            seen = pointer
+            await self.reload(holder)
+
+    async def reload(self, holder: ModelHolder) -> bool:
+        """Load, verify and warm up the configured artifact, then swap it in between batches."""
+        assert self.pipeline is not None
+        running = holder.model
+        refusal: str | None = None
+        try:
+            candidate = await asyncio.to_thread(load_serving_model, self.settings.model, running.device)
+            check_compatible(candidate.manifest, running.manifest)
+            await asyncio.to_thread(warm_up, candidate, self.settings.batching.max_batch)
+        except CandlecastError as exc:
+            refusal = str(exc)
+        if refusal is not None:
+            self.reloads.labels("refused").inc()
+            log.error("model reload refused; the running model stays", error=refusal, running=running.version)
+            return False
+        if candidate.file_sha256 == running.file_sha256:
+            self.reloads.labels("unchanged").inc()
+            return True
+        async with self.pipeline.model_lock:
+            holder.model = candidate
+        self.reloads.labels("loaded").inc()
+        self._describe_model(candidate, configure_threads(self.settings.model.threads))
+        log.info("model reloaded", previous=running.version, current=candidate.version)
+        return True
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.request_stop)
+        loop.add_signal_handler(signal.SIGINT, self.request_stop)
+        loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+
+    def _remove_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+            loop.remove_signal_handler(sig)

@@ -1,0 +1,73 @@
+"""Loading the model to serve: device, threads, verification, warm-up, reload compatibility."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import structlog
+import torch
+
+from candlecast.daemon.settings import ModelSettings
+from candlecast.errors import ArtifactError
+from candlecast.models.artifact import BATCH_MULTIPLE, LoadedModel, Manifest, load_artifact
+from candlecast.models.registry import Registry
+
+log = structlog.get_logger("candlecast.model")
+
+
+def resolve_device(setting: str) -> torch.device:
+    if setting == "cuda" and not torch.cuda.is_available():
+        raise ArtifactError("model.device: cuda was asked for but no CUDA device is available")
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(setting)
+
+
+def configure_threads(threads: int) -> int:
+    """Set torch's intra-op threads; 0 leaves one core to the event loop (at least one thread)."""
+    count = threads or max(1, (os.cpu_count() or 2) - 1)
+    torch.set_num_threads(count)
+    return count
+
+
+def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedModel:
+    """The artifact named by the settings, verified: an explicit file, else the registry's current."""
+    if settings.artifact is not None:
+        return load_artifact(settings.artifact, device)
+    registry = Registry(settings.registry)
+    entry = registry.current()
+    if entry is None:
+        raise ArtifactError(f"model.registry: {settings.registry} has no current version")
+    return registry.load(entry, device)
+
+
+def warm_up_sizes(max_batch: int) -> list[int]:
+    """Batch sizes the scorer can form, padded: powers of two from 8, and the largest."""
+    largest = -(-max_batch // BATCH_MULTIPLE) * BATCH_MULTIPLE
+    sizes = []
+    size = BATCH_MULTIPLE
+    while size < largest:
+        sizes.append(size)
+        size *= 2
+    sizes.append(largest)
+    return sizes
+
+
+def warm_up(model: LoadedModel, max_batch: int) -> None:
+    """Run the model at each batch size it will see, so no live request pays for first-call setup."""
+    golden = np.asarray(model.manifest.golden.input, dtype=np.float32)
+    for size in warm_up_sizes(max_batch):
+        batch = np.resize(golden, (size, *golden.shape[1:]))
+        for _ in range(2):
+            model.score(batch)
+
+
+def check_compatible(new: Manifest, old: Manifest) -> None:
+    """A reloaded model must read the same windows and predict the same things."""
+    for field in ("window", "interval", "calendar", "horizons", "quantiles"):
+        if getattr(new, field) != getattr(old, field):
+            raise ArtifactError(
+                f"{new.name}/{new.version}: {field} is {getattr(new, field)!r}, the running model's is "
+                f"{getattr(old, field)!r}; restart the daemon to change it"
+            )

@@ -1,0 +1,276 @@
+"""Rolling candle windows per (symbol, interval), kept in preallocated arrays.
+
+Each window is a ring of ``span`` candles: the ``length`` most recent feed the model, and up to
+``span - length`` older ones let a finite-memory strategy's history be re-scored after a restart.
+Beside each candle the ring keeps the Kafka offset it came from, so that the smallest offset still
+inside any window of a partition (``rebuild_offset``) tells recovery where to start replaying.
+
+Pushing the same candles in the same order always yields the same windows: every decision here
+(duplicate, order, gap policy) depends on candle data only, never on the wall clock.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from enum import IntEnum, StrEnum
+
+import numpy as np
+import numpy.typing as npt
+
+from candlecast.daemon.candle import Candle
+from candlecast.daemon.intervals import Interval
+
+WindowKey = tuple[str, str]
+"""(symbol, interval)"""
+
+FIELDS = ("open", "high", "low", "close", "volume")
+_INITIAL_ROWS = 64
+
+
+class GapMode(StrEnum):
+    """What a window does when candles are missing between two it received."""
+
+    RESET = "reset"
+    """Start the window again from the new candle."""
+    TOLERATE = "tolerate"
+    """Up to ``max_missing`` missing candles are ignored: the window continues as if contiguous."""
+    FORWARD_FILL = "forward_fill"
+    """Up to ``max_missing`` missing candles are filled with flat candles at the last close, volume 0."""
+
+
+@dataclass(frozen=True, slots=True)
+class GapPolicy:
+    """A gap policy; gaps longer than ``max_missing`` candles always reset the window."""
+
+    mode: GapMode = GapMode.RESET
+    max_missing: int = 0
+
+
+class Push(IntEnum):
+    """Outcome of pushing a candle into its window."""
+
+    WARMING = 0
+    """Accepted; the window is not full yet."""
+    READY = 1
+    """Accepted; the window is full and can be scored."""
+    DUPLICATE = 2
+    """A candle with this open time is already in the window."""
+    OUT_OF_ORDER = 3
+    """Older than the newest candle but inside the window's time span (arrived late)."""
+    STALE = 4
+    """Older than the window's oldest candle."""
+
+
+@dataclass(slots=True)
+class WindowStats:
+    """Counters the metrics layer reads; plain ints keep the hot path free of metric calls."""
+
+    gaps_reset: int = 0
+    gaps_tolerated: int = 0
+    gaps_filled: int = 0
+    candles_filled: int = 0
+    evictions: int = 0
+
+
+class WindowStore:
+    """Fixed-length candle windows for many (symbol, interval) keys, least recently updated evicted."""
+
+    def __init__(
+        self,
+        length: int,
+        *,
+        intervals: Mapping[str, Interval],
+        gap_policies: Mapping[str, GapPolicy] | None = None,
+        history: int = 0,
+        capacity: int = 100_000,
+    ) -> None:
+        if length < 2:
+            raise ValueError("a window needs at least 2 candles")
+        if capacity < 1:
+            raise ValueError("capacity must be at least 1")
+        self.length = length
+        self.span = length + history
+        self.capacity = capacity
+        self.stats = WindowStats()
+        self._intervals = dict(intervals)
+        self._policies = dict(gap_policies or {})
+        self._slots: OrderedDict[WindowKey, int] = OrderedDict()
+        self._free: list[int] = []
+        self._keys: list[WindowKey | None] = []
+        rows = min(_INITIAL_ROWS, capacity)
+        self._values = np.zeros((rows, self.span, len(FIELDS)), dtype=np.float32)
+        self._ts = np.zeros((rows, self.span), dtype=np.int64)
+        self._offsets = np.zeros((rows, self.span), dtype=np.int64)
+        self._head = np.zeros(rows, dtype=np.int64)
+        self._count = np.zeros(rows, dtype=np.int64)
+        self._partition = np.full(rows, -1, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self._slots)
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._slots
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes held by the window arrays (allocated rows, not only live ones)."""
+        arrays = (self._values, self._ts, self._offsets, self._head, self._count, self._partition)
+        return sum(a.nbytes for a in arrays)
+
+    def slot_of(self, key: WindowKey) -> int | None:
+        return self._slots.get(key)
+
+    def key_of(self, slot: int) -> WindowKey:
+        key = self._keys[slot]
+        if key is None:
+            raise KeyError(f"slot {slot} is free")
+        return key
+
+    def count(self, slot: int) -> int:
+        """Candles held, up to ``span``."""
+        return int(self._count[slot])
+
+    def last_ts(self, slot: int) -> int:
+        return int(self._ts[slot, (self._head[slot] - 1) % self.span])
+
+    def history_available(self, slot: int) -> int:
+        """How many earlier full windows of this key are held (for strategy memory)."""
+        return max(0, int(self._count[slot]) - self.length)
+
+    def push(self, candle: Candle, partition: int, offset: int) -> tuple[Push, int]:
+        """Add a candle; returns the outcome and the window's slot (-1 when rejected before one)."""
+        key = (candle.symbol, candle.interval)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = self._allocate(key, partition)
+        else:
+            self._slots.move_to_end(key)
+            verdict = self._order(slot, candle)
+            if verdict is not None:
+                return verdict, slot
+        self._write(slot, candle, offset)
+        ready = self._count[slot] >= self.length
+        return (Push.READY if ready else Push.WARMING), slot
+
+    def _order(self, slot: int, candle: Candle) -> Push | None:
+        """Checks a candle against the window's newest one and applies the gap policy."""
+        last = self.last_ts(slot)
+        if candle.ts <= last:
+            return self._classify_late(slot, candle.ts)
+        interval = self._intervals[candle.interval]
+        missing = interval.missing_between(last, candle.ts)
+        if missing <= 0:
+            return None
+        policy = self._policies.get(candle.interval, GapPolicy())
+        if missing > policy.max_missing or policy.mode is GapMode.RESET:
+            self.stats.gaps_reset += 1
+            self._count[slot] = 0
+        elif policy.mode is GapMode.TOLERATE:
+            self.stats.gaps_tolerated += 1
+        else:
+            self.stats.gaps_filled += 1
+            self.stats.candles_filled += missing
+            self._fill(slot, interval, last, missing)
+        return None
+
+    def _classify_late(self, slot: int, ts: int) -> Push:
+        count = int(self._count[slot])
+        positions = (self._head[slot] - 1 - np.arange(count)) % self.span
+        held = self._ts[slot, positions]
+        if np.any(held == ts):
+            return Push.DUPLICATE
+        return Push.STALE if ts < held[-1] else Push.OUT_OF_ORDER
+
+    def _fill(self, slot: int, interval: Interval, last_ts: int, missing: int) -> None:
+        position = (self._head[slot] - 1) % self.span
+        close = float(self._values[slot, position, 3])
+        offset = int(self._offsets[slot, position])
+        first = interval.slot_index(last_ts) + 1
+        for index in range(first, first + missing):
+            flat = Candle("", "", interval.slot_time(index), close, close, close, close, 0.0)
+            self._write(slot, flat, offset)
+
+    def _write(self, slot: int, candle: Candle, offset: int) -> None:
+        position = self._head[slot]
+        self._values[slot, position] = (candle.open, candle.high, candle.low, candle.close, candle.volume)
+        self._ts[slot, position] = candle.ts
+        self._offsets[slot, position] = offset
+        self._head[slot] = (position + 1) % self.span
+        if self._count[slot] < self.span:
+            self._count[slot] += 1
+
+    def _allocate(self, key: WindowKey, partition: int) -> int:
+        if len(self._slots) >= self.capacity:
+            _, slot = self._slots.popitem(last=False)
+            self._keys[slot] = None
+            self.stats.evictions += 1
+        elif self._free:
+            slot = self._free.pop()
+        else:
+            slot = len(self._keys)
+            self._keys.append(None)
+            if slot >= len(self._head):
+                self._grow(min(self.capacity, 2 * len(self._head)))
+        self._slots[key] = slot
+        self._keys[slot] = key
+        self._head[slot] = 0
+        self._count[slot] = 0
+        self._partition[slot] = partition
+        return slot
+
+    def _grow(self, rows: int) -> None:
+        def grown(array: npt.NDArray[np.generic], fill: int = 0) -> npt.NDArray[np.generic]:
+            bigger = np.full((rows, *array.shape[1:]), fill, dtype=array.dtype)
+            bigger[: len(array)] = array
+            return bigger
+
+        self._values = grown(self._values)  # type: ignore[assignment]
+        self._ts = grown(self._ts)  # type: ignore[assignment]
+        self._offsets = grown(self._offsets)  # type: ignore[assignment]
+        self._head = grown(self._head)  # type: ignore[assignment]
+        self._count = grown(self._count)  # type: ignore[assignment]
+        self._partition = grown(self._partition, -1)  # type: ignore[assignment]
+
+    def gather(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
+        """Windows of ``length`` candles as one ``[n, length, 5]`` array, oldest candle first.
+
+        ``back[i]`` selects the window that ended that many candles before the newest one.
+        """
+        rows = np.asarray(slots, dtype=np.int64)
+        ends = self._head[rows] - (0 if back is None else np.asarray(back, dtype=np.int64))
+        positions = (ends[:, None] - self.length + np.arange(self.length)[None, :]) % self.span
+        windows: npt.NDArray[np.float32] = self._values[rows[:, None], positions]
+        return windows
+
+    def gather_ts(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
+        """Open time of the newest candle of each selected window."""
+        rows = np.asarray(slots, dtype=np.int64)
+        ends = self._head[rows] - 1 - (0 if back is None else np.asarray(back, dtype=np.int64))
+        times: npt.NDArray[np.int64] = self._ts[rows, ends % self.span]
+        return times
+
+    def slots_in(self, partition: int) -> npt.NDArray[np.int64]:
+        """Live slots whose candles came from a partition (free slots hold partition -1)."""
+        return np.flatnonzero(self._partition[: len(self._keys)] == partition)
+
+    def rebuild_offset(self, partition: int) -> int | None:
+        """Smallest offset still held by a window of the partition: where a replay must start."""
+        slots = self.slots_in(partition)
+        if slots.size == 0:
+            return None
+        oldest = (self._head[slots] - self._count[slots]) % self.span
+        return int(self._offsets[slots, oldest].min())
+
+    def drop_partition(self, partition: int) -> int:
+        """Forget every window fed by a partition (after it is revoked); returns how many."""
+        slots = self.slots_in(partition).tolist()
+        for slot in slots:
+            key = self._keys[slot]
+            assert key is not None
+            del self._slots[key]
+            self._keys[slot] = None
+            self._partition[slot] = -1
+            self._free.append(slot)
+        return len(slots)

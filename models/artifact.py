@@ -1,0 +1,291 @@
+"""Model artifacts: a TorchScript ensemble with its manifest in the archive's extra files.
+
+This is the one model module the daemon imports. Loading never unpickles Python objects: the
+archive is read by ``torch.jit.load`` (TorchScript's own restricted format) and the manifest is
+plain JSON. ``load_artifact`` verifies what it loads (the weights digest, and the outputs on the
+golden input stored in the manifest) and raises ``ArtifactError`` naming what is wrong, so that
+a running daemon can refuse a bad artifact and keep the model it has.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import math
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+import torch
+
+from candlecast.errors import ArtifactError
+
+ARTIFACT_FORMAT = "candlecast.artifact/1"
+MANIFEST_FILE = "manifest.json"
+INPUT_FIELDS = ("open", "high", "low", "close", "volume")
+BATCH_MULTIPLE = 8
+"""Every forward pass runs on a multiple of this many rows: GEMM and elementwise kernels then take
+the same path whatever the batch, so a window's score never depends on its neighbours."""
+
+
+class Histogram(msgspec.Struct, frozen=True):
+    """A reference distribution: bin edges (ascending, open-ended at both ends) and the share of
+    reference values in each of the ``len(edges) + 1`` bins."""
+
+    edges: list[float]
+    fractions: list[float]
+
+
+class Member(msgspec.Struct, frozen=True):
+    name: str
+    kind: str
+    parameters: int
+    weights: list[float]
+    """Ensemble weight of this member, per horizon."""
+
+
+class Calibration(msgspec.Struct, frozen=True):
+    """Platt scaling of the weighted member logit ``z`` per horizon: ``p = sigmoid(scale * z + bias)``."""
+
+    method: Literal["platt"]
+    scale: list[float]
+    bias: list[float]
+
+
+class DataFile(msgspec.Struct, frozen=True):
+    name: str
+    sha256: str
+    rows: int
+
+
+class TimeRange(msgspec.Struct, frozen=True):
+    """Candle open times of the window ends in a split (ISO-8601 UTC) and how many windows."""
+
+    start: str
+    end: str
+    windows: int
+
+
+class Training(msgspec.Struct, frozen=True):
+    data: list[DataFile]
+    symbols: list[str]
+    train: TimeRange
+    validation: TimeRange
+    test: TimeRange | None
+    purge_candles: int
+    seed: int
+    config: dict[str, object]
+
+
+class Reference(msgspec.Struct, frozen=True):
+    """Validation-time distributions and quality, for drift and live-quality metrics."""
+
+    features: dict[str, Histogram]
+    """Standardised newest-candle features, by feature name."""
+    prediction: Histogram
+    """Calibrated probability at the primary horizon."""
+    hit_rate: float
+    brier: float
+    ece: float
+
+
+class Golden(msgspec.Struct, frozen=True):
+    """A few real windows and the probabilities the exported model gave for them."""
+
+    input: list[list[list[float]]]
+    probabilities: list[list[float]]
+    tolerance: float
+
+
+class Manifest(msgspec.Struct, frozen=True):
+    """Everything a user or the daemon needs to know about an artifact."""
+
+    name: str
+    version: str
+    created_at: str
+    window: int
+    interval: str
+    calendar: Literal["continuous", "weekdays"]
+    gap_policy: Literal["reset", "tolerate", "forward_fill"]
+    """How training windows treated missing candles; the daemon's default for this interval."""
+    max_missing: int
+    input_fields: list[str]
+    features: list[str]
+    horizons: list[int]
+    quantiles: list[float]
+    members: list[Member]
+    calibration: Calibration
+    training: Training
+    metrics: dict[str, dict[str, float]]
+    reference: Reference
+    framework: dict[str, str]
+    weights_sha256: str
+    golden: Golden
+    format: str = ARTIFACT_FORMAT
+
+
+@dataclass(frozen=True, slots=True)
+class ModelOutputs:
+    """The ensemble's outputs for a batch of windows, as numpy arrays."""
+
+    probabilities: npt.NDArray[np.float32]
+    """``[B, H]`` calibrated probability of an up move per horizon."""
+    quantiles: npt.NDArray[np.float32]
+    """``[B, H, Q]`` log-return quantiles."""
+    disagreement: npt.NDArray[np.float32]
+    """``[B, H]`` standard deviation of member probabilities."""
+    member_probabilities: npt.NDArray[np.float32]
+    """``[B, M, H]``"""
+    last_features: npt.NDArray[np.float32]
+    """``[B, F]`` standardised features of each window's newest candle."""
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A verified artifact, ready to score windows."""
+
+    module: torch.jit.ScriptModule
+    manifest: Manifest
+    path: Path
+    file_sha256: str
+    device: torch.device
+
+    @property
+    def version(self) -> str:
+        return self.manifest.version
+
+    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
+        """Score ``[B, T, 5]`` windows; rows are padded to a multiple of ``BATCH_MULTIPLE``."""
+        count = len(windows)
+        if count == 0:
+            raise ValueError("no windows to score")
+        padded = pad_rows(windows)
+        with torch.inference_mode():
+            batch = torch.from_numpy(padded).to(self.device, non_blocking=True)
+            outputs = self.module(batch)
+        p, q, d, m, f = (t[:count].float().cpu().numpy() for t in outputs)
+        return ModelOutputs(p, q, d, m, f)
+
+
+def pad_rows(windows: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
+    """Pad a batch to a multiple of ``BATCH_MULTIPLE`` rows with copies of its first row."""
+    missing = -len(windows) % BATCH_MULTIPLE
+    if missing == 0:
+        return np.ascontiguousarray(windows, dtype=np.float32)
+    filler = np.broadcast_to(windows[:1], (missing, *windows.shape[1:]))
+    return np.ascontiguousarray(np.concatenate([windows, filler]), dtype=np.float32)
+
+
+def weights_digest(module: torch.nn.Module) -> str:
+    """sha256 over the state dict: each entry's name, dtype, shape and bytes, in name order."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(module.state_dict().items()):
+        data = tensor.detach().cpu().contiguous()
+        digest.update(f"{name}|{data.dtype}|{tuple(data.shape)}|".encode())
+        digest.update(data.numpy().tobytes() if data.numel() else b"")
+    return digest.hexdigest()
+
+
+def file_digest(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def framework_versions() -> dict[str, str]:
+    from candlecast import __version__
+
+    return {
+        "candlecast": __version__,
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def read_manifest(path: Path) -> Manifest:
+    """The manifest of an artifact, read without running its model."""
+    extra = {MANIFEST_FILE: ""}
+    try:
+        torch.jit.load(str(path), map_location="cpu", _extra_files=extra)  # type: ignore[no-untyped-call]
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a TorchScript archive ({exc})") from exc
+    return _decode_manifest(path, extra[MANIFEST_FILE])
+
+
+def _decode_manifest(path: Path, text: str | bytes) -> Manifest:
+    if not text:
+        raise ArtifactError(f"{path}: the archive has no {MANIFEST_FILE}")
+    try:
+        manifest = msgspec.json.decode(text, type=Manifest)
+    except msgspec.DecodeError as exc:
+        raise ArtifactError(f"{path}: invalid manifest: {exc}") from exc
+    if manifest.format != ARTIFACT_FORMAT:
+        raise ArtifactError(f"{path}: manifest format {manifest.format!r}, expected {ARTIFACT_FORMAT!r}")
+    return manifest
+
+
+def load_artifact(path: Path, device: str | torch.device = "cpu", *, expected_sha256: str | None = None) -> LoadedModel:
+    """Load and verify an artifact; raises ``ArtifactError`` saying what is wrong.
+
+    ``expected_sha256`` is the file digest recorded by the registry, when loading from one.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ArtifactError(f"{path}: cannot read the artifact ({exc.strerror})") from exc
+    file_sha = hashlib.sha256(data).hexdigest()
+    if expected_sha256 is not None and file_sha != expected_sha256:
+        raise ArtifactError(f"{path}: file sha256 {file_sha} differs from the registry's {expected_sha256}")
+    extra = {MANIFEST_FILE: ""}
+    target = torch.device(device)
+    try:
+        module = torch.jit.load(io.BytesIO(data), map_location=target, _extra_files=extra)  # type: ignore[no-untyped-call]
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise ArtifactError(f"{path}: not a loadable TorchScript archive ({exc})") from exc
+    manifest = _decode_manifest(path, extra[MANIFEST_FILE])
+    module.eval()
+    actual = weights_digest(module)
+    if actual != manifest.weights_sha256:
+        raise ArtifactError(f"{path}: weights sha256 {actual} differs from the manifest's {manifest.weights_sha256}")
+    model = LoadedModel(module, manifest, path, file_sha, target)
+    check_golden(model)
+    return model
+
+
+def check_golden(model: LoadedModel) -> None:
+    """Score the manifest's golden windows and compare with the recorded probabilities."""
+    golden = model.manifest.golden
+    windows = np.asarray(golden.input, dtype=np.float32)
+    expected = np.asarray(golden.probabilities, dtype=np.float64)
+    try:
+        got = model.score(windows).probabilities.astype(np.float64)
+    except RuntimeError as exc:
+        raise ArtifactError(f"{model.path}: the model failed on its golden input ({exc})") from exc
+    if got.shape != expected.shape:
+        raise ArtifactError(f"{model.path}: golden output shape {got.shape}, manifest says {expected.shape}")
+    error = float(np.max(np.abs(got - expected)))
+    if not math.isfinite(error) or error > golden.tolerance:
+        raise ArtifactError(
+            f"{model.path}: golden outputs differ from the manifest by {error:.3g} (tolerance {golden.tolerance:g})"
+        )
+
+
+def save_artifact(module: torch.jit.ScriptModule, manifest: Manifest, path: Path) -> str:
+    """Write an artifact (atomically, through a temporary file); returns its file sha256."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(path.suffix + ".partial")
+    torch.jit.save(module, str(partial), _extra_files={MANIFEST_FILE: msgspec.json.encode(manifest).decode()})
+    partial.replace(path)
+    return file_digest(path)
+
+
+def manifest_json_schema() -> dict[str, object]:
+    schema: dict[str, object] = msgspec.json.schema(Manifest)
+    return schema

@@ -1,0 +1,146 @@
+"""A file-based model registry: versions side by side and a ``current`` pointer.
+
+Layout::
+
+    ROOT/
+      current                      "NAME/VERSION", replaced atomically by `promote`
+      NAME/VERSION/model.pt        the artifact (TorchScript + manifest)
+      NAME/VERSION/model.pt.sha256 its file digest, recorded when it was added
+      NAME/VERSION/manifest.json   a copy of the manifest, readable without torch
+
+The daemon loads ``current`` and reloads when the pointer changes; every load checks the file
+digest recorded here, then the artifact's own weights digest and golden outputs.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+import torch
+
+from candlecast.errors import ArtifactError
+from candlecast.models.artifact import LoadedModel, Manifest, file_digest, load_artifact, read_manifest
+
+CURRENT = "current"
+ARTIFACT_FILE = "model.pt"
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One version in the registry."""
+
+    name: str
+    version: str
+    directory: Path
+
+    @property
+    def ref(self) -> str:
+        return f"{self.name}/{self.version}"
+
+    @property
+    def artifact(self) -> Path:
+        return self.directory / ARTIFACT_FILE
+
+    @property
+    def recorded_sha256(self) -> str:
+        try:
+            return (self.directory / f"{ARTIFACT_FILE}.sha256").read_text().split()[0]
+        except (OSError, IndexError) as exc:
+            raise ArtifactError(f"{self.ref}: no recorded sha256 in the registry") from exc
+
+    def manifest(self) -> Manifest:
+        try:
+            return msgspec.json.decode((self.directory / "manifest.json").read_bytes(), type=Manifest)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ArtifactError(f"{self.ref}: unreadable manifest.json ({exc})") from exc
+
+
+class Registry:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    @property
+    def pointer(self) -> Path:
+        return self.root / CURRENT
+
+    def entries(self) -> list[Entry]:
+        """All versions, sorted by name and then by the manifest's creation time."""
+        found = [
+            Entry(artifact.parent.parent.name, artifact.parent.name, artifact.parent)
+            for artifact in self.root.glob(f"*/*/{ARTIFACT_FILE}")
+        ]
+        return sorted(found, key=lambda e: (e.name, _created_at(e), e.version))
+
+    def entry(self, ref: str) -> Entry:
+        name, _, version = ref.partition("/")
+        directory = self.root / name / version
+        if not version or not (directory / ARTIFACT_FILE).is_file():
+            raise ArtifactError(f"no version {ref!r} in the registry at {self.root}")
+        return Entry(name, version, directory)
+
+    def current(self) -> Entry | None:
+        try:
+            ref = self.pointer.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return self.entry(ref)
+
+    def current_ref(self) -> str | None:
+        """The pointer's text, without checking it (cheap enough to poll)."""
+        try:
+            return self.pointer.read_text().strip() or None
+        except FileNotFoundError:
+            return None
+
+    def add(self, artifact: Path) -> Entry:
+        """Copy an artifact into the registry under its manifest's name and version."""
+        manifest = read_manifest(artifact)
+        directory = self.root / manifest.name / manifest.version
+        target = directory / ARTIFACT_FILE
+        digest = file_digest(artifact)
+        if target.exists():
+            if file_digest(target) == digest:
+                return Entry(manifest.name, manifest.version, directory)
+            raise ArtifactError(f"{manifest.name}/{manifest.version} is already in the registry with other content")
+        directory.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(artifact, target)
+        (directory / f"{ARTIFACT_FILE}.sha256").write_text(f"{digest}  {ARTIFACT_FILE}\n")
+        (directory / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
+        return Entry(manifest.name, manifest.version, directory)
+
+    def load(self, entry: Entry, device: str | torch.device = "cpu") -> LoadedModel:
+        """Load and verify a version: recorded file digest, weights digest, golden outputs."""
+        return load_artifact(entry.artifact, device, expected_sha256=entry.recorded_sha256)
+
+    def promote(self, ref: str) -> Entry:
+        """Verify a version and make it current (atomic rename of the pointer)."""
+        entry = self.entry(ref)
+        self.load(entry)
+        partial = self.pointer.with_suffix(".partial")
+        partial.write_text(f"{entry.ref}\n")
+        partial.replace(self.pointer)
+        return entry
+
+    def prune(self, keep: int) -> list[Entry]:
+        """Delete all but the ``keep`` newest versions of each name; never the current one."""
+        current = self.current_ref()
+        removed: list[Entry] = []
+        by_name: dict[str, list[Entry]] = {}
+        for entry in self.entries():
+            by_name.setdefault(entry.name, []).append(entry)
+        for versions in by_name.values():
+            for entry in versions[: max(0, len(versions) - keep)]:
+                if entry.ref != current:
+                    shutil.rmtree(entry.directory)
+                    removed.append(entry)
+        return removed
+
+
+def _created_at(entry: Entry) -> str:
+    try:
+        return entry.manifest().created_at
+    except ArtifactError:
+        return ""
