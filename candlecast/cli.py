@@ -89,6 +89,32 @@ def replay(
 
 
 @app.command()
+def demo(
+    data: Annotated[Path | None, typer.Option(help="Candle CSV; default the bundled daily US stocks.")] = None,
+    last: Annotated[int, typer.Option(help="Replay the last N candles of each symbol.")] = 120,
+    rate: Annotated[float, typer.Option(help="Candles per second (0: as fast as possible).")] = 40.0,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
+) -> None:
+    """Real bundled candles through a local Kafka and the bundled ensemble: signals and metrics.
+
+    Starts a throwaway Kafka broker (KRaft), runs the daemon with the bundled trained ensemble,
+    replays the candles and prints each signal as it arrives; stops everything at the end or on Ctrl-C.
+    """
+    from candlecast.candlefile import bundled_path
+    from candlecast.demo import run_demo
+    from candlecast.logs import configure_logging
+
+    configure_logging("WARNING", "console")
+    run_demo(
+        data or bundled_path("us_stocks_1d.csv"),
+        last=last,
+        rate=rate,
+        symbols=[s.strip() for s in symbols.split(",")] if symbols else None,
+        console=Console(),
+    )
+
+
+@app.command()
 def schemas(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),
 ) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import msgspec
 from aiokafka import AIOKafkaProducer
@@ -24,10 +24,12 @@ async def publish_candles(
     rate: float = 0.0,
     progress: bool = False,
     producer_options: dict[str, object] | None = None,
+    on_sent: Callable[[str, int], None] | None = None,
 ) -> float:
     """Publish messages in order; ``rate`` is candles per second (0: as fast as possible).
 
-    Returns the seconds it took, until the last message was acknowledged.
+    ``on_sent(symbol, ts_ms)`` is called as each message is handed to the producer. Returns the
+    seconds it took, until the last message was acknowledged.
     """
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
@@ -45,19 +47,22 @@ async def publish_candles(
             pending: list[asyncio.Future[object]] = []
             for i, (symbol, message) in enumerate(messages):
                 if rate > 0:
-                    due = started + i / rate
-                    delay = due - time.monotonic()
+                    delay = started + i / rate - time.monotonic()
                     if delay > 0:
                         await asyncio.sleep(delay)
-                pending.append(
-                    await producer.send(topic, _encoder.encode(message), key=symbol.encode(), headers=HEADERS)
-                )
+                value = _encoder.encode(message)
+                pending.append(await producer.send(topic, value, key=symbol.encode(), headers=HEADERS))
+                if on_sent is not None:
+                    on_sent(symbol, message.ts if isinstance(message.ts, int) else -1)
+                if rate > 0:
+                    bar.update(task, advance=1)
                 if len(pending) >= 1000:
                     await asyncio.gather(*pending)
-                    bar.update(task, advance=len(pending))
                     pending.clear()
+                    if rate <= 0:
+                        bar.update(task, completed=i + 1)
             await asyncio.gather(*pending)
-            bar.update(task, advance=len(pending))
+            bar.update(task, completed=len(messages))
     finally:
         await producer.stop()
     return time.monotonic() - started

@@ -115,8 +115,14 @@ class Daemon:
         )
         self._stopping = asyncio.Event()
         self._reload_requested = asyncio.Event()
-        self._ready_sent = False
+        self.became_ready = asyncio.Event()
+        """Set the first time every readiness check passes (when systemd is told READY=1)."""
         self.pipeline: Pipeline | None = None
+
+    @property
+    def model(self) -> LoadedModel | None:
+        """The model in service, once loaded."""
+        return self.pipeline.models.model if self.pipeline is not None else None
 
     def request_stop(self) -> None:
         self._stopping.set()
@@ -234,12 +240,12 @@ class Daemon:
         log.info("model in service", model=f"{manifest.name}/{manifest.version}", device=str(model.device))
 
     async def _announce_ready(self) -> None:
-        while not self._ready_sent:
+        while not self.became_ready.is_set():
             ready = all(self.health.readiness().values())
             self.metrics.ready.set(1 if ready else 0)
             if ready:
-                self._ready_sent = True
-                self.notifier.ready(f"serving {self.pipeline.models.model.version if self.pipeline else ''}")
+                self.became_ready.set()
+                self.notifier.ready(f"serving {self.model.version if self.model else ''}")
                 log.info("ready")
             await asyncio.sleep(0.2)
         while True:

@@ -152,15 +152,15 @@ class LogSettings(_Section):
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CANDLECAST_", env_nested_delimiter="__", extra="forbid", frozen=True)
 
-    kafka: KafkaSettings = Field(default_factory=KafkaSettings)  # type: ignore[arg-type]
-    model: ModelSettings = Field(default_factory=ModelSettings)  # type: ignore[arg-type]
-    batching: BatchingSettings = Field(default_factory=BatchingSettings)  # type: ignore[arg-type]
-    windows: WindowSettings = Field(default_factory=WindowSettings)  # type: ignore[arg-type]
-    validation: ValidationSettings = Field(default_factory=ValidationSettings)  # type: ignore[arg-type]
-    strategy: StrategySettings = Field(default_factory=StrategySettings)  # type: ignore[arg-type]
-    http: HttpSettings = Field(default_factory=HttpSettings)  # type: ignore[arg-type]
-    mqtt: MqttSettings = Field(default_factory=MqttSettings)  # type: ignore[arg-type]
-    log: LogSettings = Field(default_factory=LogSettings)  # type: ignore[arg-type]
+    kafka: KafkaSettings = Field(default_factory=KafkaSettings)
+    model: ModelSettings = Field(default_factory=ModelSettings)
+    batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    windows: WindowSettings = Field(default_factory=WindowSettings)
+    validation: ValidationSettings = Field(default_factory=ValidationSettings)
+    strategy: StrategySettings = Field(default_factory=StrategySettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
+    mqtt: MqttSettings = Field(default_factory=MqttSettings)
+    log: LogSettings = Field(default_factory=LogSettings)
 
     @classmethod
     def settings_customise_sources(

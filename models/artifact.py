@@ -13,6 +13,7 @@ import hashlib
 import io
 import math
 import platform
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -23,6 +24,10 @@ import numpy.typing as npt
 import torch
 
 from candlecast.errors import ArtifactError
+
+# torch deprecates torch.jit in favour of torch.export; TorchScript is still this project's artifact
+# format, and the warning would only alarm operators reading the daemon's log.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.\w+` is deprecated", category=FutureWarning)
 
 ARTIFACT_FORMAT = "candlecast.artifact/1"
 MANIFEST_FILE = "manifest.json"
@@ -203,7 +208,7 @@ def framework_versions() -> dict[str, str]:
 
     return {
         "candlecast": __version__,
-        "torch": torch.__version__,
+        "torch": str(torch.__version__),
         "numpy": np.__version__,
         "python": platform.python_version(),
     }

@@ -10,8 +10,6 @@ other windows share the batch, and the daemon promises that a window scores the 
 batch it lands in (see ``docs/design.md``, batch invariance).
 """
 
-from __future__ import annotations
-
 import math
 
 import torch
@@ -340,7 +338,7 @@ class Ensemble(nn.Module):
         logits: list[Tensor] = []
         quantiles: list[Tensor] = []
         for member in self.members:
-            z, q = member.predict(x, features)  # type: ignore[operator]  # ModuleList items are typed Module
+            z, q = member.predict(x, features)
             logits.append(z)
             quantiles.append(q)
         return torch.stack(logits, dim=1), torch.stack(quantiles, dim=1), features
