@@ -120,7 +120,8 @@ class Pipeline:
         policy: BatchPolicy,
         metrics: DaemonMetrics,
         queue_size: int = 64,
-        observe: Callable[[ScoredChunk], None] | None = None,
+        observers: Sequence[Callable[[ScoredChunk], None]] = (),
+        on_published: Sequence[Callable[[PublishBatch], None]] = (),
     ) -> None:
         self.source = source
         self.sink = sink
@@ -129,7 +130,10 @@ class Pipeline:
         self.models = models
         self.policy = policy
         self.metrics = metrics
-        self._observe = observe
+        self._observers = list(observers)
+        """Called with each scored chunk before it is published (drift and quality monitors)."""
+        self._on_published = list(on_published)
+        """Called with each batch once it is published and committed (secondary transports); must not block."""
         self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
         self._to_publish: asyncio.Queue[ScoredChunk | None] = asyncio.Queue(queue_size)
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candlecast-infer")
@@ -302,9 +306,11 @@ class Pipeline:
                 batch.signals.extend((s, r) for s, r in zip(built, chunk.requests, strict=True) if s is not None)
             batch.dead_letters.extend(chunk.dead_letters)
             batch.checkpoint.update(chunk.checkpoint)
-            if self._observe is not None:
-                self._observe(item)
+            for observe in self._observers:
+                observe(item)
         began = time.perf_counter()
         await self.sink.publish(batch)
         acked_ms = time.time() * 1000.0
         self.metrics.observe_publish(batch, time.perf_counter() - began, acked_ms)
+        for hook in self._on_published:
+            hook(batch)
