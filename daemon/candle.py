@@ -7,6 +7,7 @@ the daemon sends to the dead-letter topic.
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -87,6 +88,23 @@ class Rejection(msgspec.Struct, frozen=True, gc=False):
 _decoder = msgspec.json.Decoder(CandleMessage)
 
 
+def _decode_lenient(value: bytes, strict_error: str) -> CandleMessage | Rejection:
+    """Second look at JSON that strict decoding refused, on the error path only.
+
+    Many producers write ``NaN``, ``Infinity`` or ``1e400`` (Python's ``json.dumps`` does); the
+    standard library reads them as floats, so the price checks can name them ``non_finite``
+    instead of calling the whole message malformed.
+    """
+    try:
+        loose = json.loads(value)
+    except (ValueError, UnicodeDecodeError):
+        return Rejection(RejectReason.MALFORMED_JSON, strict_error)
+    try:
+        return msgspec.convert(loose, CandleMessage)
+    except msgspec.ValidationError as exc:
+        return Rejection(RejectReason.SCHEMA, str(exc))
+
+
 def parse_ts(value: int | str) -> int | None:
     """Epoch milliseconds from an int or an ISO-8601 string with an offset; ``None`` if unusable."""
     if isinstance(value, int):
@@ -132,10 +150,16 @@ class CandleValidator:
         try:
             message = _decoder.decode(value)
         except msgspec.ValidationError as exc:
-            return Rejection(RejectReason.SCHEMA, str(exc))
+            if "out of range" not in str(exc):
+                return Rejection(RejectReason.SCHEMA, str(exc))
+            lenient = _decode_lenient(value, str(exc))
         except msgspec.DecodeError as exc:
-            return Rejection(RejectReason.MALFORMED_JSON, str(exc))
-        return self.check(message, key, record_ts_ms)
+            lenient = _decode_lenient(value, str(exc))
+        else:
+            return self.check(message, key, record_ts_ms)
+        if isinstance(lenient, Rejection):
+            return lenient
+        return self.check(lenient, key, record_ts_ms)
 
     def check(self, message: CandleMessage, key: bytes | None, record_ts_ms: int) -> Candle | Rejection:
         """Validate an already decoded message."""

@@ -139,20 +139,21 @@ class CandleIngestor:
         return Rejection(reason, f"{detail} ({format_ts(checked.ts)})")
 
     def history_requests(self, partition: int, topic: str) -> list[ScoreRequest]:
-        """Windows that ended 1..memory-1 candles ago, oldest first, for every key of a partition
-        that was just rebuilt: scoring them restores the strategy's memory exactly."""
+        """For every key of a partition that was just rebuilt, its newest ``memory - 1`` full
+        windows (the newest included), oldest first: scoring them restores the strategy's memory
+        to what it was before the restart."""
         requests: list[ScoreRequest] = []
         for slot in self.store.slots_in(partition).tolist():
-            available = min(self._history_limit, self.store.history_available(slot))
-            if available == 0:
+            count = min(self._history_limit, self.store.full_windows(slot))
+            if count == 0:
                 continue
-            backs = list(range(available, 0, -1))
-            windows = self.store.gather([slot] * available, backs)
-            ends = self.store.gather_ts([slot] * available, backs)
+            backs = list(range(count - 1, -1, -1))
+            windows = self.store.gather([slot] * count, backs)
+            ends = self.store.gather_ts([slot] * count, backs)
             key = self.store.key_of(slot)
             requests.extend(
                 ScoreRequest(key, int(ends[i]), windows[i], topic, partition, -1, 0, i, publish=False)
-                for i in range(available)
+                for i in range(count)
             )
         return requests
 

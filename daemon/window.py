@@ -135,9 +135,13 @@ class WindowStore:
     def last_ts(self, slot: int) -> int:
         return int(self._ts[slot, (self._head[slot] - 1) % self.span])
 
+    def full_windows(self, slot: int) -> int:
+        """How many full windows the held candles make (one ending at each of the newest candles)."""
+        return max(0, int(self._count[slot]) - self.length + 1)
+
     def history_available(self, slot: int) -> int:
-        """How many earlier full windows of this key are held (for strategy memory)."""
-        return max(0, int(self._count[slot]) - self.length)
+        """How many full windows are held besides the newest one (for strategy memory)."""
+        return max(0, self.full_windows(slot) - 1)
 
     def push(self, candle: Candle, partition: int, offset: int) -> tuple[Push, int]:
         """Add a candle; returns the outcome and the window's slot (-1 when rejected before one)."""
