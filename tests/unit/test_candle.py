@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 from candlecast.daemon.candle import (
     Candle,
     CandleValidator,
-    RejectReason,
     Rejection,
+    RejectReason,
     format_ts,
     parse_ts,
 )
