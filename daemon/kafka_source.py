@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast.daemon.checkpoint import Checkpoint, rebuild_offset_from
 from candlecast.daemon.engine import SourceRecord
+from candlecast.daemon.kafka_offsets import StableOffsets
 from candlecast.daemon.pipeline import PartitionRecords
 from candlecast.daemon.settings import KafkaSettings
 from candlecast.errors import TransportError
@@ -92,6 +93,7 @@ class KafkaCandleSource:
         self._on_revoke = on_revoke
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
+        self._offsets: StableOffsets | None = None
         self._replay_until: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}
@@ -116,6 +118,7 @@ class KafkaCandleSource:
     async def start(self) -> None:
         options = client_options(self.settings)
         self._admin = AIOKafkaAdminClient(client_id=f"candlecast-{self.settings.instance_id}-admin", **options)
+        self._offsets = StableOffsets(options, self.settings.group_id)
         self._consumer = AIOKafkaConsumer(
             group_id=self.settings.group_id,
             client_id=f"candlecast-{self.settings.instance_id}",
@@ -140,6 +143,8 @@ class KafkaCandleSource:
             await self._consumer.stop()
         if self._admin is not None:
             await self._admin.close()
+        if self._offsets is not None:
+            await self._offsets.close()
 
     async def poll(self) -> list[PartitionRecords]:
         consumer = self.consumer
@@ -244,11 +249,14 @@ class KafkaCandleSource:
         )
 
     async def _plan_rebuild(self, tps: list[TopicPartition]) -> None:
-        assert self._admin is not None
-        committed = await self._admin.list_consumer_group_offsets(self.settings.group_id, partitions=tps)
+        assert self._offsets is not None
+        wanted: dict[str, list[int]] = {}
+        for tp in tps:
+            wanted.setdefault(tp.topic, []).append(tp.partition)
+        committed = await self._offsets.fetch(wanted)
         beginnings = await self.consumer.beginning_offsets(tps)
         for tp in tps:
-            meta = committed.get(tp)
+            meta = committed.get((tp.topic, tp.partition))
             if meta is None or meta.offset < 0:
                 continue
             start = rebuild_offset_from(meta.metadata)
