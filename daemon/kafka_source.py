@@ -95,6 +95,8 @@ class KafkaCandleSource:
         self._admin: AIOKafkaAdminClient | None = None
         self._offsets: StableOffsets | None = None
         self._replay_until: dict[TopicPartition, int] = {}
+        self._replay_from: dict[TopicPartition, int] = {}
+        self._replayed: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}
         self._joined = False
@@ -161,6 +163,7 @@ class KafkaCandleSource:
                 record = SourceRecord(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
                 if until is not None and m.offset < until:
                     part.replay.append(record)
+                    self._replayed[tp] = self._replayed.get(tp, 0) + 1
                 else:
                     part.live.append(record)
             polled.append(part)
@@ -184,7 +187,13 @@ class KafkaCandleSource:
                 part = PartitionRecords(tp.topic, tp.partition)
                 polled.append(part)
             part.rebuilt = True
-            log.info("windows rebuilt", partition=tp.partition, resume_offset=until)
+            log.info(
+                "windows rebuilt",
+                partition=tp.partition,
+                replayed_from=self._replay_from.pop(tp, None),
+                records=self._replayed.pop(tp, 0),
+                resume_offset=until,
+            )
         self.metrics.rebuilding.set(len(self._replay_until))
         self.metrics.rebuild_remaining.set(remaining)
 
@@ -236,19 +245,25 @@ class KafkaCandleSource:
 
     async def _assigned_partitions(self, assigned: Iterable[TopicPartition]) -> None:
         tps = sorted(assigned)
+        # Paused before the first await: records aiokafka fetches from its own idea of the start
+        # while we plan must never reach the windows ahead of the replay.
+        self.consumer.pause(*tps)
         self.metrics.rebalances.inc()
-        self._assigned = set(tps)
-        self.metrics.assigned.set(len(tps))
         if tps:
             await self._plan_rebuild(tps)
+        self._assigned = set(tps)
+        self.metrics.assigned.set(len(tps))
+        self.consumer.resume(*tps)
         self._joined = True
         log.info(
             "partitions assigned",
             partitions=[tp.partition for tp in tps],
-            rebuilding={tp.partition: until for tp, until in self._replay_until.items()},
+            rebuilding={tp.partition: [self._replay_from[tp], until] for tp, until in self._replay_until.items()},
         )
 
     async def _plan_rebuild(self, tps: list[TopicPartition]) -> None:
+        """Seek every assigned partition: to its rebuild offset when its windows need replaying,
+        else to its committed offset; partitions the group never committed follow auto_offset_reset."""
         assert self._offsets is not None
         wanted: dict[str, list[int]] = {}
         for tp in tps:
@@ -261,6 +276,7 @@ class KafkaCandleSource:
                 continue
             start = rebuild_offset_from(meta.metadata)
             if start is None or start >= meta.offset:
+                self.consumer.seek(tp, meta.offset)
                 continue
             earliest = beginnings[tp]
             if start < earliest:
@@ -272,9 +288,10 @@ class KafkaCandleSource:
                 )
                 self.metrics.rebuild_incomplete.inc()
                 start = earliest
+            self.consumer.seek(tp, start)
             if start < meta.offset:
-                self.consumer.seek(tp, start)
                 self._replay_until[tp] = meta.offset
+                self._replay_from[tp] = start
         self.metrics.rebuilding.set(len(self._replay_until))
 
 

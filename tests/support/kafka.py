@@ -52,10 +52,12 @@ async def read_records(
     expected: int,
     timeout_s: float = 60.0,
     settle_s: float = 0.0,
+    quiet_s: float | None = None,
     isolation_level: str = "read_committed",
 ) -> list[ConsumerRecord[bytes, bytes]]:
     """Read a topic from the start until ``expected`` records arrived (then ``settle_s`` more, to
-    catch extras) or the timeout passed."""
+    catch extras), until nothing new arrived for ``quiet_s`` after the first record, or until the
+    timeout passed."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False, group_id=None
     )
@@ -67,10 +69,14 @@ async def read_records(
         await consumer.seek_to_beginning(*partitions)
         deadline = time.monotonic() + timeout_s
         settle_until: float | None = None
+        last_new = time.monotonic()
         while time.monotonic() < deadline:
             batch = await consumer.getmany(timeout_ms=200)
             for messages in batch.values():
                 records.extend(messages)
+                last_new = time.monotonic()
+            if quiet_s is not None and records and time.monotonic() - last_new > quiet_s:
+                break
             if len(records) >= expected and settle_until is None:
                 settle_until = time.monotonic() + settle_s
             if settle_until is not None and time.monotonic() >= settle_until:
