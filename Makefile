@@ -10,7 +10,7 @@ KAFKA_LIBS := .cache/kafka/libs
 KAFKA_STAMP := $(KAFKA_LIBS)/.fetched
 PYTEST_ARGS ?=
 
-.PHONY: help demo test check lint typecheck unit kafka-jars kafka-up kafka-down system-deps bench schemas clean
+.PHONY: help demo test check lint typecheck unit kafka-jars kafka-up kafka-down system-deps bench docs soak clean
 
 help:
 	@echo "make demo        real candles through a local Kafka and the bundled ensemble; signals and metrics"
@@ -71,8 +71,15 @@ kafka-down: $(STAMP)
 bench: $(STAMP) $(KAFKA_STAMP)
 	$(BIN)/candlecast bench
 
-schemas: $(STAMP)
+# Regenerate what docs/ derives from code: the settings reference, the JSON Schemas, the dashboard.
+docs: $(STAMP)
+	$(BIN)/python -c 'from pathlib import Path; from candlecast.daemon.settings_reference import write_reference; write_reference(Path("docs/configuration.md"))'
 	$(BIN)/candlecast schemas
+	$(BIN)/python deploy/grafana/dashboard.py
+
+# A longer kill test than the suite's 5 kills (docs/reliability.md).
+soak: $(STAMP) $(KAFKA_STAMP)
+	CANDLECAST_SOAK_KILLS=$${KILLS:-40} CANDLECAST_SOAK_RATE=$${RATE:-40} $(BIN)/pytest tests/reliability/test_kill_restart.py -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis

@@ -10,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Annotated
 
-import msgspec
 import typer
 from rich.console import Console
 
@@ -62,6 +61,18 @@ def run(
     asyncio.run(Daemon(settings).run())
 
 
+@app.command("check-config")
+def check_config(
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file to check.")] = None,
+) -> None:
+    """Validate settings (file and CANDLECAST_* environment) and print the effective ones, secrets masked."""
+    import json
+
+    from candlecast.daemon.settings import load_settings
+
+    typer.echo(json.dumps(load_settings(config).model_dump(mode="json"), indent=2))
+
+
 @app.command()
 def replay(
     data: Annotated[Path, typer.Option(help="Candle CSV (ts,symbol,open,high,low,close,volume).")],
@@ -86,6 +97,64 @@ def replay(
         publish_candles(messages, bootstrap_servers=bootstrap_servers, topic=topic, rate=rate, progress=True)
     )
     err.print(f"published {len(messages)} candles to {topic} in {seconds:.1f} s")
+
+
+@app.command()
+def backtest(
+    data: Annotated[Path, typer.Option(help="Candle CSV (ts,symbol,open,high,low,close,volume).")],
+    model: Annotated[
+        str | None, typer.Option(help="Artifact file, or NAME/VERSION in the registry; default its current model.")
+    ] = None,
+    strategy: Annotated[str | None, typer.Option(help="Strategy name; default the settings' strategy.")] = None,
+    params: Annotated[str | None, typer.Option(help="Strategy parameters as JSON, e.g. '{\"cooldown\": 2}'.")] = None,
+    fee_bps: Annotated[float, typer.Option(help="Fees per unit of position traded, in basis points.")] = 2.0,
+    slippage_bps: Annotated[float, typer.Option(help="Slippage per unit of position traded, in basis points.")] = 3.0,
+    out: Annotated[Path, typer.Option(help="Directory for signals.jsonl and the report.")] = Path("reports/backtest"),
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="The daemon's TOML settings (windows, batching, strategy).")
+    ] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
+    last: Annotated[int | None, typer.Option(help="Only the last N candles of each symbol.")] = None,
+) -> None:
+    """Run a candle file through the daemon's windows, batching, model and strategy, without Kafka.
+
+    Writes the signals (signals.jsonl, as the daemon publishes them) and a trading report after fees
+    and slippage (report.md, report.json, equity.png); docs/backtest.md.
+    """
+    import json
+
+    from candlecast.backtest import load_model, run_backtest, write_trading_report
+    from candlecast.candlefile import read_candles
+    from candlecast.daemon.settings import StrategySettings, load_settings
+
+    settings = load_settings(config)
+    try:
+        chosen = json.loads(params) if params is not None else None
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"--params: not JSON ({exc})") from exc
+    if chosen is not None and not isinstance(chosen, dict):
+        raise ConfigError("--params: must be a JSON object of parameter names and values")
+    if strategy is not None or chosen is not None:
+        name = strategy or settings.strategy.name
+        fallback = settings.strategy.params if strategy is None else {}
+        settings = settings.model_copy(
+            update={"strategy": StrategySettings(name=name, params=fallback if chosen is None else chosen)}
+        )
+    loaded = load_model(model, settings.model)
+    table = read_candles(data)
+    if symbols:
+        table = table.only([s.strip() for s in symbols.split(",")])
+    if last:
+        table = table.tail_per_symbol(last)
+    run = run_backtest(settings, loaded, table, out, console=err)
+    err.print(f"{run.signals} signals from {run.candles} candles: {run.signals_path}")
+    try:
+        written = write_trading_report(run, loaded, table, data, out, fee_bps=fee_bps, slippage_bps=slippage_bps)
+    except ImportError as exc:
+        err.print(f"no trading report: it needs the train extra, pip install 'candlecast[train]' ({exc})")
+        raise typer.Exit(1) from exc
+    for path in written:
+        err.print(f"report: {path}")
 
 
 @app.command()
@@ -118,23 +187,11 @@ def demo(
 def schemas(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),
 ) -> None:
-    """Write the JSON Schemas of candle, signal and manifest messages."""
-    for name, schema in published_schemas().items():
-        out.mkdir(parents=True, exist_ok=True)
-        (out / name).write_bytes(msgspec.json.format(msgspec.json.encode(schema)) + b"\n")
-        typer.echo(out / name)
+    """Write the JSON Schemas of candle, signal and manifest messages (docs/signals.md)."""
+    from candlecast.daemon.schemas import write_schemas
 
-
-def published_schemas() -> dict[str, dict[str, object]]:
-    from candlecast.daemon.candle import candle_json_schema
-    from candlecast.daemon.signal import signal_json_schema
-    from candlecast.models.artifact import manifest_json_schema
-
-    return {
-        "candle.v1.json": candle_json_schema(),
-        "signal.v1.json": signal_json_schema(),
-        "manifest.v1.json": manifest_json_schema(),
-    }
+    for path in write_schemas(out):
+        typer.echo(path)
 
 
 @kafka_app.command("up")

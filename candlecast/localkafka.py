@@ -90,6 +90,10 @@ class LocalKafka:
     properties: dict[str, str] = field(default_factory=dict)
     """Extra or overriding server properties (e.g. SASL listeners), applied to every node."""
     heap: str = "512m"
+    sasl_ssl_port: int | None = None
+    """Adds a SASL_SSL client listener on this port (single node); configure it through ``properties``."""
+    format_args: list[str] = field(default_factory=list)
+    """Extra storage-format arguments, e.g. ``--add-scram`` to create SCRAM users."""
     members: list[BrokerNode] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
@@ -103,15 +107,20 @@ class LocalKafka:
     def _server_properties(self, node: BrokerNode) -> str:
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.members)
         replication = str(min(3, self.nodes))
+        listeners = f"PLAINTEXT://127.0.0.1:{node.port}"
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.sasl_ssl_port is not None:
+            listeners += f",SASL_SSL://127.0.0.1:{self.sasl_ssl_port}"
+            protocols += ",SASL_SSL:SASL_SSL"
         props = {
             "process.roles": "broker,controller",
             "node.id": str(node.node_id),
             "controller.quorum.voters": voters,
-            "listeners": f"PLAINTEXT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{node.port}",
+            "listeners": f"{listeners},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": listeners,
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "PLAINTEXT",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "log.dirs": str(node.data_dir / "logs"),
             "offsets.topic.replication.factor": replication,
             "offsets.topic.num.partitions": "4",
@@ -151,6 +160,7 @@ class LocalKafka:
                     "-c",
                     str(config),
                     "--ignore-formatted",
+                    *self.format_args,
                 ],
                 check=True,
                 capture_output=True,

@@ -26,6 +26,7 @@ from candlecast.daemon.kafka_source import KafkaCandleSource, client_options
 from candlecast.daemon.pipeline import PublishBatch
 from candlecast.daemon.settings import KafkaSettings
 from candlecast.daemon.signal import encoder, signal_headers
+from candlecast.errors import TransportError
 
 log = structlog.get_logger("candlecast.kafka")
 
@@ -62,8 +63,10 @@ class KafkaSignalSink:
         )
 
     async def start(self) -> None:
-        self._producer = self._new_producer()
-        await self._producer.start()
+        try:
+            await self._ready_producer()
+        except KafkaError as exc:
+            raise TransportError(f"cannot start the producer for {self.settings.bootstrap_servers}: {exc}") from exc
 
     async def stop(self) -> None:
         if self._producer is not None:
@@ -74,16 +77,17 @@ class KafkaSignalSink:
         attempt = 0
         while True:
             try:
+                producer = await self._ready_producer()
                 if self.transactional:
-                    await self._publish_transaction(batch)
+                    await self._publish_transaction(producer, batch)
                 else:
-                    await self._publish_then_commit(batch)
+                    await self._publish_then_commit(producer, batch)
             except KafkaError as exc:
                 attempt += 1
                 self.healthy = False
                 self.producer_errors.labels(type(exc).__name__).inc()
                 log.warning("publish failed; retrying the whole batch", error=repr(exc), attempt=attempt)
-                await self._reset_producer()
+                await self._discard_producer()
                 await asyncio.sleep(min(MAX_BACKOFF_S, 0.1 * 2**attempt))
             else:
                 if not self.healthy:
@@ -91,20 +95,25 @@ class KafkaSignalSink:
                 self.healthy = True
                 return
 
-    async def _reset_producer(self) -> None:
+    async def _ready_producer(self) -> AIOKafkaProducer:
+        """The producer, started anew after a failure (a new transactional one fences the old)."""
+        if self._producer is None:
+            producer = self._new_producer()
+            try:
+                await producer.start()
+            except KafkaError:
+                await producer.stop()
+                raise
+            self._producer = producer
+        return self._producer
+
+    async def _discard_producer(self) -> None:
         old, self._producer = self._producer, None
         if old is not None:
             try:
                 await old.stop()
             except (KafkaError, OSError) as exc:
                 log.debug("closing a failed producer raised", error=repr(exc))
-        producer = self._new_producer()
-        try:
-            await producer.start()
-        except KafkaError:
-            await producer.stop()
-            raise
-        self._producer = producer
 
     async def _sends(self, producer: AIOKafkaProducer, batch: PublishBatch) -> list[asyncio.Future[Any]]:
         settings = self.settings
@@ -131,8 +140,7 @@ class KafkaSignalSink:
         )
         return futures
 
-    async def _publish_transaction(self, batch: PublishBatch) -> None:
-        producer = await self._ready_producer()
+    async def _publish_transaction(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:
         async with producer.transaction():
             await self._sends(producer, batch)
             if batch.checkpoint:
@@ -142,16 +150,9 @@ class KafkaSignalSink:
         if batch.checkpoint:
             self.source.metrics.commit_age.set(time.time())
 
-    async def _publish_then_commit(self, batch: PublishBatch) -> None:
-        producer = await self._ready_producer()
+    async def _publish_then_commit(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:
         futures = await self._sends(producer, batch)
         if futures:
             await asyncio.gather(*futures)
         if batch.checkpoint:
             await self.source.commit(batch.checkpoint)
-
-    async def _ready_producer(self) -> AIOKafkaProducer:
-        if self._producer is None:
-            await self._reset_producer()
-        assert self._producer is not None
-        return self._producer

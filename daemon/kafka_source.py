@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
@@ -31,6 +32,17 @@ from candlecast.daemon.settings import KafkaSettings
 from candlecast.errors import TransportError
 
 log = structlog.get_logger("candlecast.kafka")
+
+
+class HideSaslExchanges(logging.Filter):
+    """aiokafka logs every request at DEBUG, SASL PLAIN's username and password bytes included;
+    those records are dropped whatever level an operator sets."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "SaslAuthenticateRequest" not in record.getMessage()
+
+
+logging.getLogger("aiokafka.conn").addFilter(HideSaslExchanges())
 
 
 def client_options(settings: KafkaSettings) -> dict[str, Any]:

@@ -7,11 +7,17 @@ Labels stay bounded: rejection reasons, actions, partitions, outcomes; never sym
 
 from __future__ import annotations
 
+import platform
 from collections import Counter
+from importlib.metadata import PackageNotFoundError, version
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
+
+from candlecast import __version__
+from candlecast.daemon.candle import RejectReason
+from candlecast.strategies.base import Action
 
 if TYPE_CHECKING:
     from candlecast.daemon.engine import CandleIngestor
@@ -42,7 +48,10 @@ class DaemonMetrics:
             "candlecast_dead_letters_published", "Records published to the dead-letter topic.", registry=registry
         )
         self.signals = PromCounter(
-            "candlecast_signals_published", "Signals published, by action.", ["action", "strategy"], registry=registry
+            "candlecast_signals_published",
+            "Signals published, by action and strategy.",
+            ["action", "strategy"],
+            registry=registry,
         )
         self.end_to_end = Histogram(
             "candlecast_end_to_end_latency_seconds",
@@ -84,8 +93,21 @@ class DaemonMetrics:
         )
         self.ready = Gauge("candlecast_ready", "1 when the daemon is ready (see /readyz).", registry=registry)
         self.model_info = Info("candlecast_model", "The model in service.", registry=registry)
+        self.build_info = Info("candlecast_build", "Versions of candlecast and what it runs on.", registry=registry)
+        self.build_info.info(build_versions())
+        # Series of known label values exist from the start at 0, so that rate() and increase()
+        # count the first event too (they need a sample before it).
+        for reason in RejectReason:
+            self.candles_rejected.labels(reason.value)
+        for outcome in ("reset", "tolerated", "filled"):
+            self.gaps.labels(outcome)
         self._seen_rejected: Counter[str] = Counter()
         self._seen = {"consumed": 0, "replayed": 0, "evictions": 0, "reset": 0, "tolerated": 0, "filled": 0}
+
+    def expect_strategy(self, strategy: str) -> None:
+        """Create the signal series of a strategy, one per action, at 0."""
+        for action in Action:
+            self.signals.labels(action.value, strategy)
 
     def observe_ingest(self, ingestor: CandleIngestor, _dead_letters: int) -> None:
         counters = ingestor.counters
@@ -128,3 +150,18 @@ class DaemonMetrics:
             self.end_to_end.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
         for (action, strategy), count in actions.items():
             self.signals.labels(action, strategy).inc(count)
+
+
+def build_versions() -> dict[str, str]:
+    """Versions of candlecast, Python and the libraries that decide its numbers, without importing them."""
+    versions = {"candlecast": __version__, "python": platform.python_version()}
+    for package in ("torch", "numpy", "aiokafka"):
+        versions[package] = _version(package)
+    return versions
+
+
+def _version(package: str) -> str:
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "unknown"

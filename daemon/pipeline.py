@@ -45,6 +45,8 @@ class PartitionRecords:
     live: list[SourceRecord] = field(default_factory=list)
     rebuilt: bool = False
     """This poll completed the partition's rebuild: re-score strategy history before live records."""
+    committable: bool = True
+    """Kafka records: their offsets go into the checkpoint. False for sources without Kafka offsets (MQTT)."""
 
 
 class CandleSource(Protocol):
@@ -214,7 +216,7 @@ class Pipeline:
                     chunk.requests.append(result)
                 elif result is not None:
                     chunk.dead_letters.append(result)
-            if part.live:
+            if part.live and part.committable:
                 next_offset = part.live[-1].offset + 1
                 rebuild = ingestor.store.rebuild_offset(part.partition)
                 chunk.checkpoint[(part.topic, part.partition)] = Checkpoint(

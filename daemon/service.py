@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from dataclasses import dataclass
@@ -27,6 +28,8 @@ from candlecast.daemon.intervals import Interval
 from candlecast.daemon.kafka_sink import KafkaSignalSink
 from candlecast.daemon.kafka_source import KafkaCandleSource
 from candlecast.daemon.metrics import DaemonMetrics
+from candlecast.daemon.monitoring import ModelMonitor
+from candlecast.daemon.mqtt import MqttTransport
 from candlecast.daemon.pipeline import ModelHolder, Pipeline
 from candlecast.daemon.serving import (
     check_compatible,
@@ -47,6 +50,10 @@ from candlecast.strategies.base import OutputSpec
 
 log = structlog.get_logger("candlecast.daemon")
 
+DEBUG_BLOCK_LOOP_VARIABLE = "CANDLECAST_DEBUG_BLOCK_LOOP_ON_SIGUSR1"
+"""Tests only: when set to a number of seconds, SIGUSR1 blocks the event loop that long, to show
+that a stalled loop stops the systemd watchdog keep-alives. Never set it in production."""
+
 
 def utc_now_iso() -> str:
     return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
@@ -61,6 +68,7 @@ class Core:
     ingestor: CandleIngestor
     builder: SignalBuilder
     spec: OutputSpec
+    gap_policies: dict[str, GapPolicy]
 
 
 def build_core(settings: Settings, model: LoadedModel) -> Core:
@@ -76,10 +84,11 @@ def build_core(settings: Settings, model: LoadedModel) -> Core:
         else GapPolicy(GapMode(manifest.gap_policy), manifest.max_missing)
     )
     intervals = {manifest.interval: Interval.parse(manifest.interval, calendar)}
+    gap_policies = {manifest.interval: policy}
     store = WindowStore(
         manifest.window,
         intervals=intervals,
-        gap_policies={manifest.interval: policy},
+        gap_policies=gap_policies,
         history=strategy.memory - 1,
         capacity=settings.windows.max_windows,
     )
@@ -90,7 +99,7 @@ def build_core(settings: Settings, model: LoadedModel) -> Core:
     )
     ingestor = CandleIngestor(validator, store, strategy.memory)
     builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), utc_now_iso)
-    return Core(intervals, store, ingestor, builder, spec)
+    return Core(intervals, store, ingestor, builder, spec, gap_policies)
 
 
 class Daemon:
@@ -110,6 +119,9 @@ class Daemon:
         self.reloads = Counter(
             "candlecast_model_reloads", "Model reload attempts, by outcome.", ["outcome"], registry=self.registry
         )
+        for outcome in ("loaded", "unchanged", "refused"):
+            self.reloads.labels(outcome)
+        self.monitor = ModelMonitor(self.registry, settings.monitoring, capacity=settings.windows.max_windows)
         self.reload_timestamp = Gauge(
             "candlecast_model_loaded_timestamp_seconds", "When the model in service was loaded.", registry=self.registry
         )
@@ -139,12 +151,15 @@ class Daemon:
         threads = configure_threads(settings.model.threads)
         model = await asyncio.to_thread(load_serving_model, settings.model, device)
         core = build_core(settings, model)
+        self.metrics.expect_strategy(core.builder.strategy.name)
+        self.monitor.use(model.manifest, core.intervals, core.gap_policies)
         self._describe_model(model, threads)
         holder = ModelHolder(model)
         source = KafkaCandleSource(settings.kafka, self.registry, on_revoke=self._on_revoke)
         sink = KafkaSignalSink(settings.kafka, source, self.registry)
+        mqtt = MqttTransport(settings.mqtt, self.registry)
         self.pipeline = Pipeline(
-            source=source,
+            source=mqtt.candle_source(source),
             sink=sink,
             ingestor=core.ingestor,
             builder=core.builder,
@@ -152,6 +167,8 @@ class Daemon:
             policy=BatchPolicy(settings.batching.max_batch, settings.batching.max_wait_ms / 1000),
             metrics=self.metrics,
             queue_size=settings.batching.queue_chunks,
+            observers=[self.monitor.observe],
+            on_published=mqtt.hooks,
         )
         self._core = core
         self.health.checks.update(
@@ -164,12 +181,14 @@ class Daemon:
         log.info("serving metrics and health", host=settings.http.host, port=port)
         self._install_signal_handlers()
         try:
+            await mqtt.start()
             await asyncio.to_thread(warm_up, model, settings.batching.max_batch)
             if not await self._connect(source, sink):
                 return
             await self._serve(source, sink, holder)
         finally:
             self.notifier.stopping()
+            await mqtt.close()
             await sink.stop()
             await source.stop()
             await self.http.stop()
@@ -301,6 +320,7 @@ class Daemon:
             return True
         async with self.pipeline.model_lock:
             holder.model = candidate
+            self.monitor.use(candidate.manifest, self._core.intervals, self._core.gap_policies)
         self.reloads.labels("loaded").inc()
         self._describe_model(candidate, configure_threads(self.settings.model.threads))
         log.info("model reloaded", previous=running.version, current=candidate.version)
@@ -311,8 +331,14 @@ class Daemon:
         loop.add_signal_handler(signal.SIGTERM, self.request_stop)
         loop.add_signal_handler(signal.SIGINT, self.request_stop)
         loop.add_signal_handler(signal.SIGHUP, self.request_reload)
+        block_s = os.environ.get(DEBUG_BLOCK_LOOP_VARIABLE)
+        if block_s:
+            log.warning(
+                "debug: SIGUSR1 blocks the event loop", seconds=float(block_s), variable=DEBUG_BLOCK_LOOP_VARIABLE
+            )
+            loop.add_signal_handler(signal.SIGUSR1, time.sleep, float(block_s))
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGUSR1):
             loop.remove_signal_handler(sig)

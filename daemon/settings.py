@@ -51,17 +51,23 @@ class KafkaSettings(_Section):
     linger_ms: int = Field(2, ge=0, description="Producer linger before sending a batch.")
     compression: Literal["none", "gzip"] = Field("none", description="Producer compression.")
     transaction_timeout_ms: int = Field(15000, ge=1000, description="Aborts a dead instance's open transaction.")
-    session_timeout_ms: int = Field(10000, ge=1000)
-    heartbeat_interval_ms: int = Field(3000, ge=100)
-    request_timeout_ms: int = Field(30000, ge=1000)
-    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
-    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
-    sasl_username: str | None = None
+    session_timeout_ms: int = Field(10000, ge=1000, description="A silent instance leaves the group after this.")
+    heartbeat_interval_ms: int = Field(3000, ge=100, description="Consumer-group heartbeat period.")
+    request_timeout_ms: int = Field(30000, ge=1000, description="Longest wait for one broker request.")
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
+        "PLAINTEXT", description="Transport security towards the brokers."
+    )
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = Field(
+        None, description="Required with the SASL protocols."
+    )
+    sasl_username: str | None = Field(None, description="Required with the SASL protocols.")
     sasl_password: SecretStr | None = Field(None, description="Prefer sasl_password_file.")
     sasl_password_file: Path | None = Field(None, description="File holding the SASL password.")
-    ssl_cafile: Path | None = None
-    ssl_certfile: Path | None = None
-    ssl_keyfile: Path | None = None
+    ssl_cafile: Path | None = Field(
+        None, description="CA certificate(s) the brokers' certificates are checked against."
+    )
+    ssl_certfile: Path | None = Field(None, description="Client certificate, for brokers that require one.")
+    ssl_keyfile: Path | None = Field(None, description="Private key of ssl_certfile.")
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
@@ -129,23 +135,80 @@ class HttpSettings(_Section):
     port: int = Field(9464, ge=0, le=65535, description="0 picks a free port.")
 
 
+class MonitoringSettings(_Section):
+    """Drift and live-quality statistics (docs/metrics.md); windows count scored candles and outcomes."""
+
+    drift_window: int = Field(5000, ge=10, description="Newest scored candles the drift statistics cover.")
+    drift_min_samples: int = Field(500, ge=1, description="Drift gauges appear once the window holds this many.")
+    quality_window: int = Field(2000, ge=10, description="Newest resolved outcomes, per horizon, live quality covers.")
+    quality_min_outcomes: int = Field(200, ge=1, description="Live-quality gauges appear once this many are resolved.")
+
+    @model_validator(mode="after")
+    def _minimums_fit(self) -> MonitoringSettings:
+        if self.drift_min_samples > self.drift_window:
+            raise ValueError("drift_min_samples cannot exceed drift_window")
+        if self.quality_min_outcomes > self.quality_window:
+            raise ValueError("quality_min_outcomes cannot exceed quality_window")
+        return self
+
+
 class MqttSettings(_Section):
-    enabled: bool = False
-    host: str = "127.0.0.1"
-    port: int = Field(1883, ge=1, le=65535)
-    username: str | None = None
-    password: SecretStr | None = None
-    password_file: Path | None = None
-    tls_ca: Path | None = None
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    topic_prefix: str = "candlecast/signals"
-    qos: Literal[0, 1, 2] = 1
-    retain: bool = False
+    """The optional MQTT transport (docs/mqtt.md): signals out, and candles in for edge deployments."""
+
+    enabled: bool = Field(False, description="Publish every signal to MQTT too, once Kafka has it.")
+    host: str = Field("127.0.0.1", description="Broker address.")
+    port: int = Field(1883, ge=1, le=65535, description="Broker port (8883 is usual with TLS).")
+    client_id: str = Field(
+        default_factory=lambda: f"candlecast-{socket.gethostname()}",
+        description="Client id prefix; the signal publisher adds -signals, the candle consumer -candles.",
+    )
+    username: str | None = Field(None, description="MQTT user name, if the broker requires one.")
+    password: SecretStr | None = Field(None, description="Prefer password_file.")
+    password_file: Path | None = Field(None, description="File holding the password.")
+    tls: bool = Field(False, description="TLS, trusting the system's CA certificates; implied by tls_ca.")
+    tls_ca: Path | None = Field(None, description="CA certificate(s) the broker's certificate is checked against.")
+    tls_cert: Path | None = Field(None, description="Client certificate, for brokers that require one.")
+    tls_key: Path | None = Field(None, description="Private key of tls_cert.")
+    topic_prefix: str = Field("candlecast/signals", description="Signals go to {topic_prefix}/{symbol}.")
+    qos: Literal[0, 1, 2] = Field(1, description="QoS of signal messages and of the candle subscription.")
+    retain: bool = Field(False, description="Retain each symbol's last signal for new subscribers.")
+    buffer_limit: int = Field(
+        10_000, ge=1, description="Signals held while the broker is unreachable; beyond it the oldest are dropped."
+    )
+    consume_candles: bool = Field(False, description="Also consume candles from MQTT (edge deployments).")
+    candles_topic: str = Field("candlecast/candles/#", description="Topic filter the candles are consumed from.")
+    session_expiry_s: int = Field(
+        86_400, ge=0, description="How long the broker keeps queueing candles for this daemon while it is away."
+    )
+
+    @model_validator(mode="after")
+    def _consistent(self) -> MqttSettings:
+        if any(c in self.topic_prefix for c in "+#") or self.topic_prefix.endswith("/") or not self.topic_prefix:
+            raise ValueError("topic_prefix must be a topic without wildcards or a trailing /")
+        if not self.candles_topic:
+            raise ValueError("candles_topic must not be empty")
+        if self.password is not None and self.password_file is not None:
+            raise ValueError("set password or password_file, not both")
+        if (self.password is not None or self.password_file is not None) and self.username is None:
+            raise ValueError("a password needs a username")
+        if self.tls_key is not None and self.tls_cert is None:
+            raise ValueError("tls_key needs tls_cert")
+        if self.tls_cert is not None and not self.uses_tls:
+            raise ValueError("tls_cert needs TLS: set tls_ca or tls = true")
+        return self
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls or self.tls_ca is not None
+
+    def password_value(self) -> str | None:
+        if self.password_file is not None:
+            return self.password_file.read_text().strip()
+        return self.password.get_secret_value() if self.password is not None else None
 
 
 class LogSettings(_Section):
-    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
     format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a TTY, else JSON.")
 
 
@@ -159,6 +222,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log: LogSettings = Field(default_factory=LogSettings)
 

@@ -84,6 +84,8 @@ class Training(msgspec.Struct, frozen=True):
     purge_candles: int
     seed: int
     config: dict[str, object]
+    calibration: TimeRange | None = None
+    """Windows the ensemble weights and the calibration were fitted on (after ``validation``)."""
 
 
 class Reference(msgspec.Struct, frozen=True):

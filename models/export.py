@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -83,7 +84,13 @@ def export_ensemble(
     reference: Reference,
     golden_windows: npt.NDArray[np.float32],
 ) -> LoadedModel:
-    """Script the ensemble, write the artifact, and load it back through the verifying loader."""
+    """Script the ensemble, write the artifact, and load it back through the verifying loader.
+
+    The module is scripted, not frozen: freezing folds the weights into the graph as constants, so
+    the archive would no longer carry the state dict whose digest ``load_artifact`` recomputes, and
+    the fusions it enables change kernels whose batch invariance the tests establish. Scoring
+    speed is dominated by the LSTM kernels, which freezing does not change.
+    """
     ensemble = ensemble.eval()
     scripted = torch.jit.script(ensemble)
     with torch.inference_mode():
@@ -130,3 +137,94 @@ def export_ensemble(
     )
     save_artifact(scripted, manifest, path)
     return load_artifact(path)
+
+
+GOLDEN_WINDOWS = 8
+
+
+def flat_metrics(figures: dict[int, dict[str, float]]) -> dict[str, float]:
+    """``{horizon: {metric: value}}`` as ``{"metric_hH": value}`` (the manifest's flat form)."""
+    return {
+        f"{metric}_h{h}": value
+        for h, values in figures.items()
+        for metric, value in values.items()
+        if math.isfinite(value)  # JSON has no NaN (an AUC is undefined when one class is missing)
+    }
+
+
+def export_run(
+    run_dir: Path, path: Path, *, data: Path | None = None, version: str | None = None
+) -> tuple[LoadedModel, Ensemble]:
+    """Export the last fold's ensemble of a training run as a verified artifact at ``path``.
+
+    The manifest gets the fold's ranges, the calibration-slice reference distributions, and the
+    ensemble's metrics (and the constant-probability baseline's) on the calibration slice and on
+    the test block, which no part of training saw.
+    """
+    from candlecast.errors import DataError
+    from candlecast.models.baselines import ConstantBaseline
+    from candlecast.models.dataset import CALENDARS, GAP_POLICIES, walk_forward
+    from candlecast.models.evaluation import classification
+    from candlecast.models.training import load_fold, predict, read_run, run_data
+
+    run = read_run(run_dir)
+    index = len(run.folds) - 1
+    info = run.folds[index]
+    ensemble = load_fold(run_dir, run, index)
+    _, windows = run_data(run, data)
+    fold = walk_forward(windows, run.split_sizes())[index]
+    if list(fold.cutoffs) != info.cutoffs:
+        raise DataError(f"{run_dir}: the data's walk-forward splits differ from the run's")
+    train, calibration, test = (fold.part(windows, split) for split in ("train", "calibration", "test"))
+    constant = ConstantBaseline.fit(train)
+    metrics: dict[str, dict[str, float]] = {}
+    outputs = {}
+    for split, part in (("calibration", calibration), ("test", test)):
+        outputs[split] = predicted = predict(ensemble, part.windows)
+        for name, p in (("", predicted.probabilities), ("_constant", constant.probabilities(part))):
+            per_horizon = {
+                h: classification(p[part.valid[:, j], j], part.up[part.valid[:, j], j])
+                for j, h in enumerate(part.horizons)
+            }
+            metrics[split + name] = flat_metrics(per_horizon)
+    reference_figures = metrics["calibration"]
+    primary = run.horizons[0]
+    reference = reference_from(
+        outputs["calibration"].last_features,
+        outputs["calibration"].probabilities[:, 0],
+        hit_rate=reference_figures[f"accuracy_h{primary}"],
+        brier=reference_figures[f"brier_h{primary}"],
+        ece=reference_figures[f"ece_h{primary}"],
+    )
+    golden_rows = np.linspace(0, len(test) - 1, GOLDEN_WINDOWS).round().astype(np.int64)
+    training = Training(
+        data=[run.data],
+        symbols=run.symbols,
+        train=info.train,
+        validation=info.validation,
+        test=info.test,
+        purge_candles=run.sizes["purge"],
+        seed=int(str(run.config["seed"])),
+        config={**run.config, "sizes": run.sizes, "fold": index, "train_seconds": run.seconds},
+        calibration=info.calibration,
+    )
+    model = export_ensemble(
+        ensemble,
+        path,
+        name=run.name,
+        version=version or run.version,
+        window=run.window,
+        interval=run.interval,
+        calendar=CALENDARS[run.calendar],
+        gap_policy=GAP_POLICIES[run.gap_policy],
+        max_missing=run.max_missing,
+        horizons=run.horizons,
+        quantiles=run.quantiles,
+        member_names=run.members,
+        member_kinds=run.members,
+        training=training,
+        metrics=metrics,
+        reference=reference,
+        golden_windows=test.windows[golden_rows],
+    )
+    return model, ensemble

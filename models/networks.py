@@ -276,22 +276,33 @@ class TransformerLstmMember(Member):
         return last
 
 
+class Pathway(nn.Module):
+    """One timeframe of the multi-timeframe member: the window pooled by ``scale``, standardised
+    with statistics of training windows pooled the same way (coarser candles have wider ranges and
+    larger volatility), then an LSTM."""
+
+    def __init__(self, scale: int, hidden: int) -> None:
+        super().__init__()
+        self.scale = scale
+        self.features = WindowFeatures()
+        self.lstm = nn.LSTM(N_FEATURES, hidden, 1, batch_first=True)
+
+    def forward(self, x: Tensor) -> Tensor:
+        coarse = x if self.scale == 1 else pool(x, self.scale)
+        out, _ = self.lstm(self.features(coarse))
+        last: Tensor = out[:, -1]
+        return last
+
+
 class MultiTimeframeMember(Member):
     """The window pooled to coarser timeframes in the graph, one LSTM pathway each, fused."""
 
     def __init__(self, horizons: int, quantiles: int, hidden: int = 24, scales: tuple[int, ...] = (1, 4, 16)) -> None:
         super().__init__(hidden * len(scales), horizons, quantiles)
-        self.scales = list(scales)
-        self.paths = nn.ModuleList([nn.LSTM(N_FEATURES, hidden, 1, batch_first=True) for _ in scales])
+        self.paths = nn.ModuleList([Pathway(scale, hidden) for scale in scales])
 
     def encode(self, x: Tensor, features: Tensor) -> Tensor:
-        encoded: list[Tensor] = []
-        for i, path in enumerate(self.paths):
-            scale = self.scales[i]
-            coarse = features if scale == 1 else self.features(pool(x, scale))
-            out, _ = path(coarse)
-            encoded.append(out[:, -1])
-        return torch.cat(encoded, dim=1)
+        return torch.cat([path(x) for path in self.paths], dim=1)
 
 
 def build_member(kind: str, horizons: int, quantiles: int) -> Member:

@@ -1,9 +1,10 @@
 """Threshold strategy: BUY above an upper probability, SELL below a lower one, HOLD between.
 
 Hysteresis keeps an action while the probability stays within ``hysteresis`` of the threshold
-that triggered it, and a cooldown keeps any new action for at least ``cooldown`` more candles,
-so the signal does not flicker around a threshold. Both are replayed over the last ``memory``
-outputs from HOLD (see ``strategies.base`` for why the memory is finite).
+that triggered it; a cooldown takes an action only once it has been asked for ``cooldown + 1``
+candles in a row and then keeps it at least that long. Both have a finite memory
+(``strategies.smoothing``), so the signal does not flicker around a threshold and a restarted
+daemon still decides exactly as an uninterrupted one.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from candlecast.strategies.base import (
     OutputSpec,
     directional_confidence,
 )
+from candlecast.strategies.smoothing import Smoothing
 
 
 class ThresholdParams(BaseModel):
@@ -30,8 +32,12 @@ class ThresholdParams(BaseModel):
     hysteresis: float = Field(
         0.0, ge=0.0, lt=0.5, description="Keep BUY while p > buy_above - hysteresis (SELL alike)."
     )
-    cooldown: int = Field(0, ge=0, description="Candles a new action is kept before it may change.")
-    memory: int = Field(8, ge=1, le=256, description="Outputs replayed when hysteresis or cooldown is on.")
+    cooldown: int = Field(
+        0, ge=0, le=64, description="An action is taken after cooldown + 1 candles asking for it, then kept as long."
+    )
+    memory: int = Field(
+        8, ge=1, le=256, description="Candles an action is remembered without the band asking for it again."
+    )
     horizon: int | None = Field(None, description="Horizon (candles) to act on; default the model's primary.")
 
     @model_validator(mode="after")
@@ -41,17 +47,22 @@ class ThresholdParams(BaseModel):
         return self
 
 
+def horizon_index(spec: OutputSpec, horizon: int | None, field: str = "horizon") -> int:
+    """Position of ``horizon`` (default: the primary one) among the model's horizons."""
+    chosen = spec.horizons[0] if horizon is None else horizon
+    if chosen not in spec.horizons:
+        raise ValueError(f"{field}: the model predicts horizons {list(spec.horizons)}, not {chosen}")
+    return spec.horizons.index(chosen)
+
+
 class ThresholdStrategy:
     name: ClassVar[str] = "threshold"
 
     def __init__(self, spec: OutputSpec, params: ThresholdParams) -> None:
-        horizon = params.horizon if params.horizon is not None else spec.horizons[0]
-        if horizon not in spec.horizons:
-            raise ValueError(f"horizon: the model predicts horizons {list(spec.horizons)}, not {horizon}")
-        self._index = spec.horizons.index(horizon)
+        self.index = horizon_index(spec, params.horizon)
+        """Position of the horizon acted on in each output's tuples."""
         self._p = params
-        stateful = params.hysteresis > 0.0 or params.cooldown > 0
-        self._memory = max(params.memory, params.cooldown + 1) if stateful else 1
+        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
 
     @classmethod
     def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
@@ -59,29 +70,21 @@ class ThresholdStrategy:
 
     @property
     def memory(self) -> int:
-        return self._memory
+        return self._smoothing.total_memory
 
     @property
     def params(self) -> Mapping[str, Any]:
         return self._p.model_dump()
 
-    def _wanted(self, p: float, state: Action) -> Action:
-        hold_buy = state is Action.BUY and p > self._p.buy_above - self._p.hysteresis
-        if p > self._p.buy_above or hold_buy:
+    def band(self, output: EnsembleOutput, previous: Action) -> Action:
+        """The action the thresholds ask for, given the one they asked for on the candle before."""
+        p = output.probabilities[self.index]
+        if p > self._p.buy_above or (previous is Action.BUY and p > self._p.buy_above - self._p.hysteresis):
             return Action.BUY
-        hold_sell = state is Action.SELL and p < self._p.sell_below + self._p.hysteresis
-        if p < self._p.sell_below or hold_sell:
+        if p < self._p.sell_below or (previous is Action.SELL and p < self._p.sell_below + self._p.hysteresis):
             return Action.SELL
         return Action.HOLD
 
     def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
-        state = Action.HOLD
-        since_change = self._p.cooldown
-        for output in history[-self._memory :]:
-            wanted = self._wanted(output.probabilities[self._index], state)
-            if wanted is not state and since_change >= self._p.cooldown:
-                state, since_change = wanted, 0
-            else:
-                since_change += 1
-        p = history[-1].probabilities[self._index]
-        return Decision(state, directional_confidence(state, p))
+        action = self._smoothing.action(history, self.band)
+        return Decision(action, directional_confidence(action, history[-1].probabilities[self.index]))

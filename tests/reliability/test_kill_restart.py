@@ -3,49 +3,33 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
 from pathlib import Path
 
 import pytest
 
-from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
-from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
+from tests.reliability.conftest import Reference, workload
+from tests.support.kafka import fresh_topics, read_records
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle, in_symbol_order
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-KILLS = 5
-RATE = 90.0
-
-
-def workload() -> CandleTable:
-    """Real S&P 500 daily candles: 20 symbols, with the file's real gaps and bad rows."""
-    table = read_candles(bundled_path("sp500_1d_2009.csv"))
-    symbols = sorted(table.symbol_slices())[::25][:20]
-    return table.only(symbols).tail_per_symbol(130)
-
-
-async def reference_signals(
-    kafka: LocalKafka, artifact: Path, table: CandleTable
-) -> dict[tuple[str, str, str], list[bytes]]:
-    topics = await fresh_topics(kafka.bootstrap_servers)
-    await publish_candles(table.messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
-    async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, artifact)):
-        records = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=25, quiet_s=4)
-    return by_candle(records)
+KILLS = int(os.environ.get("CANDLECAST_SOAK_KILLS", "5"))
+"""5 in the suite; `make soak` sets CANDLECAST_SOAK_KILLS for a longer run."""
+RATE = float(os.environ.get("CANDLECAST_SOAK_RATE", "90"))
 
 
 @pytest.mark.parametrize("delivery", ["exactly_once", "at_least_once"])
 async def test_repeated_sigkill_under_load(
-    kafka: LocalKafka, test_artifact: Path, tmp_path: Path, delivery: str
+    kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference, delivery: str
 ) -> None:
     """After 5 SIGKILLs at random points: every candle's signal equals the uninterrupted run's; exactly
     once in exactly_once mode, at least once with identical copies in at_least_once mode."""
     table = workload()
-    reference = await reference_signals(kafka, test_artifact, table)
     assert len(reference) > 1000
 
     topics = await fresh_topics(kafka.bootstrap_servers)

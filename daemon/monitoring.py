@@ -1,0 +1,206 @@
+"""Drift and live-quality monitoring of the model in service, exported to Prometheus.
+
+``ModelMonitor.observe`` is a pipeline observer: for every scored chunk it feeds the published
+rows' newest-candle features and probabilities to the ``DriftMonitor`` and their keys, times
+and closes to the ``OutcomeTracker``, whose resolved outcomes go to ``RollingQuality``. The
+statistics are computed when Prometheus scrapes (a custom collector), so their cost follows the
+scrape rate rather than the candle rate, and they are fresh however slow the candles come.
+
+Labels stay bounded: ``feature`` takes the manifest's feature names, ``horizon`` its horizons.
+A hot reload (``use``) starts every window afresh against the new model's reference.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import TYPE_CHECKING
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from candlecast.daemon.drift import DriftMonitor
+from candlecast.daemon.intervals import Interval
+from candlecast.daemon.quality import Outcome, OutcomeTracker, RollingQuality
+from candlecast.daemon.settings import MonitoringSettings
+from candlecast.daemon.window import GapPolicy
+from candlecast.models.artifact import Manifest
+
+if TYPE_CHECKING:
+    from prometheus_client.metrics_core import Metric
+
+    from candlecast.daemon.pipeline import ScoredChunk
+
+
+class ModelMonitor(Collector):
+    def __init__(self, registry: CollectorRegistry, settings: MonitoringSettings, *, capacity: int) -> None:
+        self.settings = settings
+        self.capacity = capacity
+        """Most keys whose pending predictions are remembered (the window store's capacity)."""
+        self._version: str | None = None
+        self._manifest: Manifest | None = None
+        self._drift: DriftMonitor | None = None
+        self._tracker: OutcomeTracker | None = None
+        self._quality: RollingQuality | None = None
+        registry.register(self)
+
+    def use(self, manifest: Manifest, intervals: Mapping[str, Interval], policies: Mapping[str, GapPolicy]) -> None:
+        """Monitor this model from now on: windows restart, chunks scored by another version are ignored."""
+        settings = self.settings
+        self._version = manifest.version
+        self._manifest = manifest
+        self._drift = DriftMonitor(
+            manifest.reference,
+            manifest.features,
+            window=settings.drift_window,
+            min_samples=settings.drift_min_samples,
+        )
+        self._tracker = OutcomeTracker(manifest.horizons, intervals, policies, capacity=self.capacity)
+        self._quality = RollingQuality(
+            manifest.horizons, window=settings.quality_window, min_outcomes=settings.quality_min_outcomes
+        )
+
+    def observe(self, scored: ScoredChunk) -> None:
+        outputs = scored.outputs
+        if outputs is None or scored.model_version != self._version:
+            return
+        assert self._drift is not None and self._tracker is not None and self._quality is not None
+        requests = scored.chunk.requests
+        rows = [row for row, request in enumerate(requests) if request.publish]
+        if not rows:
+            return
+        # History re-scored after a rebuild (publish=False) repeats earlier predictions: left out.
+        taken = np.asarray(rows) if len(rows) < len(requests) else slice(None)
+        probabilities = outputs.probabilities[taken]
+        self._drift.observe(outputs.last_features[taken], probabilities[:, 0])
+        tracker = self._tracker
+        resolved: list[Outcome] = []
+        for row, probs in zip(rows, probabilities.tolist(), strict=True):
+            request = requests[row]
+            resolved.extend(tracker.observe(request.key, request.ts, float(request.window[-1, 3]), probs))
+        if resolved:
+            self._quality.add(resolved)
+
+    def describe(self) -> Iterable[Metric]:
+        # Families without samples, so that the registry can check their names for clashes.
+        return _Families().all()
+
+    def collect(self) -> Iterable[Metric]:
+        out = _Families()
+        if self._drift is not None:
+            out.drift_samples.add_metric([], len(self._drift))
+            drift = self._drift.report()
+            if drift is not None:
+                for name, value in drift.feature_psi.items():
+                    out.feature_psi.add_metric([name], value)
+                for name, value in drift.feature_ks.items():
+                    out.feature_ks.add_metric([name], value)
+                out.prediction_psi.add_metric([], drift.prediction_psi)
+                out.prediction_ks.add_metric([], drift.prediction_ks)
+        manifest, quality, tracker = self._manifest, self._quality, self._tracker
+        if manifest is not None and quality is not None and tracker is not None:
+            out.pending.add_metric([], tracker.pending)
+            for index, horizon in enumerate(manifest.horizons):
+                label = [str(horizon)]
+                out.outcomes.add_metric(label, quality.samples(index))
+                out.resolved.add_metric(label, quality.resolved[index])
+                report = quality.report(index)
+                if report is not None:
+                    out.hit_rate.add_metric(label, report.hit_rate)
+                    out.brier.add_metric(label, report.brier)
+                    out.ece.add_metric(label, report.ece)
+            # The manifest's validation figures are those of the primary (first) horizon.
+            primary = [str(manifest.horizons[0])]
+            out.reference_hit_rate.add_metric(primary, manifest.reference.hit_rate)
+            out.reference_brier.add_metric(primary, manifest.reference.brier)
+            out.reference_ece.add_metric(primary, manifest.reference.ece)
+        return out.all()
+
+
+@dataclass(slots=True)
+class _Families:
+    """The monitoring metrics of one scrape."""
+
+    drift_samples: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_drift_window_samples", "Scored candles in the drift window."
+        )
+    )
+    feature_psi: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_feature_psi",
+            "Population stability index of a newest-candle feature against the manifest's reference.",
+            labels=["feature"],
+        )
+    )
+    feature_ks: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_feature_ks",
+            "Kolmogorov-Smirnov distance of a newest-candle feature from the manifest's reference.",
+            labels=["feature"],
+        )
+    )
+    prediction_psi: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_prediction_psi",
+            "Population stability index of the primary-horizon probability against the manifest's reference.",
+        )
+    )
+    prediction_ks: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_prediction_ks",
+            "Kolmogorov-Smirnov distance of the primary-horizon probability from the manifest's reference.",
+        )
+    )
+    outcomes: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_live_outcomes", "Resolved outcomes in the live-quality window.", labels=["horizon"]
+        )
+    )
+    resolved: CounterMetricFamily = field(
+        default_factory=lambda: CounterMetricFamily(
+            "candlecast_live_outcomes_resolved", "Predictions resolved by a later candle.", labels=["horizon"]
+        )
+    )
+    pending: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_live_predictions_pending", "Predictions waiting for the candle that resolves them."
+        )
+    )
+    hit_rate: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_live_hit_rate", "Share of resolved predictions on the right side of 0.5.", labels=["horizon"]
+        )
+    )
+    brier: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_live_brier", "Brier score of the resolved predictions (lower is better).", labels=["horizon"]
+        )
+    )
+    ece: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_live_ece", "Expected calibration error of the resolved predictions.", labels=["horizon"]
+        )
+    )
+    reference_hit_rate: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_reference_hit_rate", "Hit rate of the model in service on validation.", labels=["horizon"]
+        )
+    )
+    reference_brier: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_reference_brier", "Brier score of the model in service on validation.", labels=["horizon"]
+        )
+    )
+    reference_ece: GaugeMetricFamily = field(
+        default_factory=lambda: GaugeMetricFamily(
+            "candlecast_reference_ece",
+            "Expected calibration error of the model in service on validation.",
+            labels=["horizon"],
+        )
+    )
+
+    def all(self) -> list[Metric]:
+        return [getattr(self, item.name) for item in fields(self)]

@@ -1,0 +1,416 @@
+"""Command-line entry points of the model pipeline: ``train``, ``evaluate``, ``export`` and the
+``models`` registry commands (``list``, ``show``, ``verify``, ``promote``, ``prune``).
+
+Heavy imports (torch, scikit-learn, matplotlib) happen inside the commands, so ``--help`` is fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from candlecast.errors import ArtifactError, ConfigError
+
+if TYPE_CHECKING:
+    from candlecast.models.registry import Entry, Registry
+
+console = Console(stderr=True)
+out = Console()
+
+models_app = typer.Typer(
+    help="The model registry: versions side by side and a `current` pointer the daemon serves.",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+)
+
+RegistryOption = Annotated[
+    Path | None,
+    typer.Option("--registry", help="Registry directory (default: the bundled registry inside the package)."),
+]
+DEFAULT_MEMBERS = "lstm,bilstm,stacked,attention,transformer,multiscale"
+
+
+def _ints(text: str, what: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {text!r} is not a comma-separated list of integers") from exc
+
+
+def _floats(text: str, what: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(x) for x in text.split(",") if x.strip())
+    except ValueError as exc:
+        raise ConfigError(f"{what}: {text!r} is not a comma-separated list of numbers") from exc
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def train(
+    *,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run directory to write (run.json and fold-K.pt weights).")],
+    data: Annotated[
+        Path | None,
+        typer.Option(help="Candle CSV to train on (default: the bundled data/us_stocks_1d.csv)."),
+    ] = None,
+    name: Annotated[str, typer.Option(help="Model name, used by the registry.")] = "equities-1d",
+    version: Annotated[str, typer.Option(help="Model version, e.g. 1.0.0.")] = "1.0.0",
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep (default: all).")] = None,
+    interval: Annotated[str | None, typer.Option(help="Candle interval, e.g. 1d (default: inferred).")] = None,
+    calendar: Annotated[str, typer.Option(help="continuous or weekdays: which slots expect a candle.")] = "weekdays",
+    gap_policy: Annotated[str, typer.Option(help="reset, tolerate or forward_fill, as the daemon's.")] = "tolerate",
+    max_missing: Annotated[int, typer.Option(help="Longest gap (candles) tolerated or filled.")] = 3,
+    window: Annotated[int, typer.Option(help="Window length T in candles.")] = 64,
+    horizons: Annotated[str, typer.Option(help="Horizons in candles; the first is the primary one.")] = "1,5,20",
+    quantiles: Annotated[str, typer.Option(help="Quantile levels of the predicted log return.")] = "0.1,0.5,0.9",
+    members: Annotated[str, typer.Option(help="Member kinds of the ensemble.")] = DEFAULT_MEMBERS,
+    folds: Annotated[int, typer.Option(help="Walk-forward folds; the last one is the model to export.")] = 5,
+    test_candles: Annotated[int, typer.Option(help="Candles in each fold's test block.")] = 252,
+    validation_candles: Annotated[int, typer.Option(help="Candles for early stopping.")] = 126,
+    calibration_candles: Annotated[int, typer.Option(help="Candles for ensemble weights and calibration.")] = 126,
+    purge: Annotated[
+        int | None, typer.Option(help="Candles between splits (default and minimum: the longest horizon).")
+    ] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 30,
+    patience: Annotated[int, typer.Option(help="Epochs without a better validation loss before stopping.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Windows per training batch.")] = 256,
+    learning_rate: Annotated[
+        float, typer.Option(help="Adam(W) learning rate at the start of the cosine schedule.")
+    ] = 1e-3,
+    seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 7,
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
+    threads: Annotated[int, typer.Option(help="torch threads; part of what makes a run reproducible.")] = 2,
+    quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+) -> None:
+    """Train the ensemble on walk-forward folds of a candle CSV, deterministically."""
+    from candlecast.candlefile import bundled_path, infer_interval, read_candles
+    from candlecast.models.dataset import SplitSizes, WindowSpec
+    from candlecast.models.training import TrainConfig, resolve_device, train_run
+
+    data_path = data or bundled_path("us_stocks_1d.csv")
+    horizon_list = _ints(horizons, "horizons")
+    spec = WindowSpec.build(
+        length=window,
+        interval=interval or infer_interval(read_candles(data_path)),
+        calendar=calendar,
+        gap_policy=gap_policy,
+        max_missing=max_missing,
+        horizons=horizon_list,
+    )
+    sizes = SplitSizes(
+        folds=folds,
+        test=test_candles,
+        validation=validation_candles,
+        calibration=calibration_candles,
+        purge=purge if purge is not None else max(horizon_list),
+    )
+    config = TrainConfig(
+        members=_names(members),
+        quantiles=_floats(quantiles, "quantiles"),
+        epochs=epochs,
+        batch_size=batch_size,
+        learning_rate=learning_rate,
+        patience=patience,
+        seed=seed,
+        device=resolve_device(device),
+        threads=threads,
+    )
+    keep = list(_names(symbols)) if symbols else None
+    if quiet:
+        run = train_run(
+            data_path, out_dir, spec=spec, sizes=sizes, config=config, name=name, version=version, symbols=keep
+        )
+    else:
+        with RichProgress(console) as progress:
+            run = train_run(
+                data_path,
+                out_dir,
+                spec=spec,
+                sizes=sizes,
+                config=config,
+                name=name,
+                version=version,
+                symbols=keep,
+                progress=progress,
+            )
+    table = Table("fold", "train", "validation", "calibration", "test", "weights sha256", title=f"{name} {version}")
+    for fold in run.folds:
+        table.add_row(
+            str(fold.index),
+            f"{fold.train.start[:10]}..{fold.train.end[:10]} ({fold.train.windows})",
+            f"{fold.validation.start[:10]}..{fold.validation.end[:10]}",
+            f"{fold.calibration.start[:10]}..{fold.calibration.end[:10]}",
+            f"{fold.test.start[:10]}..{fold.test.end[:10]} ({fold.test.windows})",
+            fold.weights_sha256[:16],
+        )
+    console.print(table)
+    console.print(f"{run.parameters} parameters, trained in {run.seconds:.0f} s; wrote {out_dir}")
+
+
+class RichProgress:
+    """A rich progress bar per member, with live training and validation losses."""
+
+    def __init__(self, target: Console, *, enabled: bool = True) -> None:
+        self.progress = Progress(
+            TextColumn("{task.description:<24}"),
+            BarColumn(),
+            TextColumn("epochs {task.fields[epoch]:>3}"),
+            TextColumn("train {task.fields[train]}"),
+            TextColumn("val {task.fields[val]}"),
+            TextColumn("best {task.fields[best]}"),
+            TimeElapsedColumn(),
+            console=target,
+            disable=not enabled,
+        )
+        self.task: TaskID | None = None
+
+    def __enter__(self) -> RichProgress:
+        self.progress.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.progress.stop()
+
+    def start(self, label: str, steps: int) -> None:
+        self.task = self.progress.add_task(label, total=steps, epoch="0", train="-", val="-", best="-")
+
+    def step(self, train_loss: float) -> None:
+        if self.task is not None:
+            self.progress.update(self.task, advance=1, train=f"{train_loss:.4f}")
+
+    def epoch(self, epoch: int, train_loss: float, validation_loss: float, best: float) -> None:
+        if self.task is not None:
+            self.progress.update(
+                self.task, epoch=str(epoch), train=f"{train_loss:.4f}", val=f"{validation_loss:.4f}", best=f"{best:.4f}"
+            )
+
+    def finish(self) -> None:
+        if self.task is not None:
+            total = self.progress.tasks[-1].total
+            self.progress.update(self.task, completed=total)
+            self.task = None
+
+
+def evaluate(
+    *,
+    run: Annotated[Path, typer.Option(help="Run directory written by `candlecast train`.")],
+    data: Annotated[
+        list[Path] | None,
+        typer.Option("--data", help="External candle CSV to test on as well (repeatable); never used in training."),
+    ] = None,
+    report_dir: Annotated[
+        Path | None, typer.Option(help="Where to write the report (default: reports/NAME-VERSION).")
+    ] = None,
+    stem: Annotated[str, typer.Option(help="File name stem: STEM.md, STEM.json, img/STEM-*.png.")] = "report",
+    walk_forward: Annotated[bool, typer.Option(help="Also score every fold's model on its own test block.")] = True,
+    training_data: Annotated[
+        Path | None, typer.Option(help="The run's training CSV, if it moved (checked against its sha256).")
+    ] = None,
+    buy_above: Annotated[float, typer.Option(help="Threshold strategy: BUY when p exceeds this.")] = 0.6,
+    sell_below: Annotated[float, typer.Option(help="Threshold strategy: SELL when p is below this.")] = 0.4,
+    fee_bps: Annotated[float, typer.Option(help="Fees in basis points per unit of position changed.")] = 2.0,
+    slippage_bps: Annotated[float, typer.Option(help="Slippage in basis points per unit of position changed.")] = 3.0,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for the confidence intervals.")] = 2000,
+    block: Annotated[int, typer.Option(help="Bootstrap block length in days.")] = 20,
+    seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
+    card: Annotated[bool, typer.Option(help="Write a model card (adds how to reproduce it, limitations).")] = False,
+) -> None:
+    """Measure a trained run on unseen data beside baselines: Markdown, JSON and PNG plots."""
+    import shlex
+
+    from pydantic import ValidationError
+
+    from candlecast.models.evaluation import Settings, evaluate_run
+    from candlecast.models.report import write_report
+    from candlecast.models.reweighting import ReweightingParams
+    from candlecast.models.training import display_path, read_run, train_command
+    from candlecast.strategies.threshold import ThresholdParams
+
+    try:
+        ThresholdParams(buy_above=buy_above, sell_below=sell_below)
+    except ValidationError as exc:
+        raise ConfigError(f"thresholds: {exc.errors()[0]['msg']}") from exc
+    if min(bootstrap, block) < 1 or min(fee_bps, slippage_bps) < 0:
+        raise ConfigError("bootstrap and block must be positive, fees and slippage non-negative")
+    info = read_run(run)
+    directory = report_dir or Path("reports") / f"{info.name}-{info.version}"
+    settings = Settings(
+        buy_above=buy_above,
+        sell_below=sell_below,
+        fee_bps=fee_bps,
+        slippage_bps=slippage_bps,
+        samples=bootstrap,
+        block=block,
+        seed=seed,
+    )
+    externals = list(data or [])
+    with console.status("scoring the models and the baselines, bootstrapping"):
+        figures = evaluate_run(
+            run,
+            externals=externals,
+            walk_forward_folds=walk_forward,
+            settings=settings,
+            params=ReweightingParams(),
+            data_path=training_data,
+        )
+    arguments = ["candlecast", "evaluate", f"--run={display_path(run)}"]
+    arguments += [f"--data={display_path(p)}" for p in externals]
+    arguments += [f"--report-dir={display_path(directory)}", f"--stem={stem}"]
+    arguments += [] if walk_forward else ["--no-walk-forward"]
+    arguments += [f"--buy-above={buy_above}", f"--sell-below={sell_below}", f"--fee-bps={fee_bps}"]
+    arguments += [f"--slippage-bps={slippage_bps}", f"--bootstrap={bootstrap}", f"--block={block}", f"--seed={seed}"]
+    arguments += ["--card"] if card else []
+    figures["commands"] = {
+        "train": train_command(info, Path(display_path(run))),
+        "export": shlex.join(["candlecast", "export", f"--run={display_path(run)}", "--promote"]),
+        "evaluate": shlex.join(arguments),
+    }
+    for path in write_report(figures, directory, stem, card=card):
+        typer.echo(path)
+
+
+def export(
+    *,
+    run: Annotated[Path, typer.Option(help="Run directory written by `candlecast train`; its last fold is exported.")],
+    registry: RegistryOption = None,
+    promote: Annotated[bool, typer.Option(help="Make the exported version the registry's current one.")] = False,
+    version: Annotated[str | None, typer.Option(help="Version to publish under (default: the run's).")] = None,
+    training_data: Annotated[
+        Path | None, typer.Option(help="The run's training CSV, if it moved (checked against its sha256).")
+    ] = None,
+) -> None:
+    """Export a run as a verified TorchScript artifact with its manifest, into a registry."""
+    from candlecast.models.export import export_run
+    from candlecast.models.registry import Registry
+
+    path = run / "model.pt"
+    with console.status("scripting, computing golden outputs and reference histograms, verifying"):
+        model, _ = export_run(run, path, data=training_data, version=version)
+    store = Registry(registry or _bundled())
+    entry = store.add(path)
+    if promote:
+        store.promote(entry.ref)
+    manifest = model.manifest
+    console.print(
+        f"exported {entry.ref} ({path.stat().st_size / 1e6:.2f} MB, weights sha256 {manifest.weights_sha256[:16]}…) "
+        f"to {store.root}" + (", now current" if promote else ""),
+        soft_wrap=True,
+    )
+
+
+def _bundled() -> Path:
+    from candlecast.daemon.settings import bundled_registry
+
+    return bundled_registry()
+
+
+@models_app.command("list")
+def list_models(registry: RegistryOption = None) -> None:
+    """Versions in the registry, oldest first; * marks the current one."""
+    from candlecast.models.registry import Registry
+
+    store = Registry(registry or _bundled())
+    current = store.current_ref()
+    rows = Table("", "version", "created", "window", "horizons", "test accuracy (h1)", "test log loss (h1)")
+    for entry in store.entries():
+        manifest = entry.manifest()
+        test = manifest.metrics.get("test", {})
+        primary = manifest.horizons[0]
+        rows.add_row(
+            "*" if entry.ref == current else "",
+            entry.ref,
+            manifest.created_at,
+            f"{manifest.window} x {manifest.interval}",
+            ",".join(map(str, manifest.horizons)),
+            f"{test[f'accuracy_h{primary}']:.4f}" if f"accuracy_h{primary}" in test else "-",
+            f"{test[f'log_loss_h{primary}']:.4f}" if f"log_loss_h{primary}" in test else "-",
+        )
+    out.print(rows)
+
+
+@models_app.command("show")
+def show(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION, or `current`.")],
+    registry: RegistryOption = None,
+    golden: Annotated[bool, typer.Option(help="Include the golden input windows.")] = False,
+) -> None:
+    """Print a version's manifest (JSON)."""
+    import msgspec
+
+    from candlecast.models.registry import Registry
+
+    store = Registry(registry or _bundled())
+    entry = _resolve(store, ref)
+    manifest = msgspec.to_builtins(entry.manifest())
+    if not golden:
+        manifest["golden"]["input"] = f"{len(manifest['golden']['input'])} windows (--golden shows them)"
+    typer.echo(msgspec.json.format(msgspec.json.encode(manifest)).decode())
+
+
+@models_app.command("verify")
+def verify(
+    ref: Annotated[str | None, typer.Argument(help="NAME/VERSION or `current` (default: every version).")] = None,
+    registry: RegistryOption = None,
+) -> None:
+    """Recompute digests and check golden outputs; exits 1 if any version fails."""
+    from candlecast.models.registry import Registry
+
+    store = Registry(registry or _bundled())
+    entries = [_resolve(store, ref)] if ref else store.entries()
+    failed = 0
+    for entry in entries:
+        try:
+            model = store.load(entry)
+        except ArtifactError as exc:
+            failed += 1
+            typer.echo(f"FAILED {entry.ref}: {exc}")
+        else:
+            windows = len(model.manifest.golden.input)
+            typer.echo(f"ok     {entry.ref} (file and weights digests, outputs on {windows} golden windows)")
+    if failed:
+        raise typer.Exit(1)
+
+
+@models_app.command("promote")
+def promote(
+    ref: Annotated[str, typer.Argument(help="NAME/VERSION to make current (verified first).")],
+    registry: RegistryOption = None,
+) -> None:
+    """Verify a version and point `current` at it; a running daemon reloads it."""
+    from candlecast.models.registry import Registry
+
+    entry = Registry(registry or _bundled()).promote(ref)
+    typer.echo(f"current -> {entry.ref}")
+
+
+@models_app.command("prune")
+def prune(
+    keep: Annotated[int, typer.Option(help="Versions to keep per model name (the current one is always kept).")],
+    registry: RegistryOption = None,
+) -> None:
+    """Delete all but the newest versions of each model."""
+    from candlecast.models.registry import Registry
+
+    if keep < 1:
+        raise ConfigError("--keep must be at least 1")
+    removed = Registry(registry or _bundled()).prune(keep)
+    for entry in removed:
+        typer.echo(f"removed {entry.ref}")
+    if not removed:
+        typer.echo("nothing to remove")
+
+
+def _resolve(store: Registry, ref: str) -> Entry:
+    if ref == "current":
+        entry = store.current()
+        if entry is None:
+            raise ArtifactError(f"the registry at {store.root} has no current version")
+        return entry
+    return store.entry(ref)

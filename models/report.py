@@ -1,0 +1,694 @@
+"""The evaluation report: a JSON of every figure, PNG plots, and a Markdown page written from them.
+
+Every number in the Markdown comes from the JSON beside it, and every sentence that compares
+models is derived from a bootstrap interval, so the page can never claim more than was measured.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from candlecast.models.evaluation import (
+    BEST_MEMBER,
+    BUY_AND_HOLD,
+    CONSTANT,
+    ENSEMBLE,
+    LOGISTIC,
+    MOMENTUM,
+    REFERENCE_STRATEGY,
+    REWEIGHTED,
+    Json,
+)
+
+PLOTTED_MODELS = (ENSEMBLE, REWEIGHTED, BEST_MEMBER, LOGISTIC, MOMENTUM, CONSTANT)
+IMAGE_DIR = "img"
+
+
+def pct(value: float, digits: int = 1) -> str:
+    return "n/a" if not math.isfinite(value) else f"{100 * value:.{digits}f}%"
+
+
+def num(value: float, digits: int = 4) -> str:
+    return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
+
+
+def ci(summary: Mapping[str, float], fmt: str = "pct") -> str:
+    """``[low, high]`` as percentages (``pct``), percentage points (``pp``) or numbers (``num``)."""
+    shows: dict[str, Callable[[float], str]] = {"pct": pct, "pp": signed, "num": lambda v: num(v, 2)}
+    show = shows[fmt]
+    return f"[{show(summary['low'])}, {show(summary['high'])}]"
+
+
+def signed(value: float, fmt: str = "pp") -> str:
+    if not math.isfinite(value):
+        return "n/a"
+    return f"{100 * value:+.1f} pp" if fmt == "pp" else f"{value:+.2f}"
+
+
+def verdict(summary: Mapping[str, float]) -> str:
+    """How a paired difference reads at the report's confidence level."""
+    if summary["low"] > 0:
+        return "higher (interval excludes 0)"
+    if summary["high"] < 0:
+        return "lower (interval excludes 0)"
+    return "no detectable difference"
+
+
+def table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def write_report(figures: Json, directory: Path, stem: str, *, card: bool = False) -> list[Path]:
+    """Write ``stem.json``, ``stem.md`` and ``img/stem-*.png`` under ``directory``; ``card`` adds
+    the sections of a model card (how to reproduce it, intended use, limitations)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    written = [directory / f"{stem}.json"]
+    written[0].write_bytes(msgspec.json.format(msgspec.json.encode(_finite(figures))) + b"\n")
+    images = plot_all(figures, directory / IMAGE_DIR, stem)
+    written += images
+    markdown = directory / f"{stem}.md"
+    markdown.write_text(render(figures, stem, card=card))
+    written.append(markdown)
+    return written
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+def image_name(stem: str, key: str, kind: str) -> str:
+    return f"{stem}-{key}-{kind}.png"
+
+
+def plot_all(figures: Json, directory: Path, stem: str) -> list[Path]:
+    import matplotlib as mpl
+
+    mpl.use("Agg")
+    directory.mkdir(parents=True, exist_ok=True)
+    written = []
+    for key, figures_of_set in figures["sets"].items():
+        for kind, plot in (
+            ("calibration", plot_calibration),
+            ("equity", plot_equity),
+            ("confusion", plot_confusion),
+            ("confidence", plot_confidence),
+        ):
+            path = directory / image_name(stem, key, kind)
+            plot(figures_of_set, path)
+            written.append(path)
+    return written
+
+
+def _save(fig: Any, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    # No timestamps in the PNG metadata: the same figures give the same file.
+    fig.savefig(path, dpi=90, metadata={"Software": None})
+    plt.close(fig)
+
+
+def plot_calibration(figures_of_set: Json, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    horizons = list(figures_of_set["up_rate"])
+    fig, axes = plt.subplots(1, len(horizons), figsize=(4.2 * len(horizons), 4), squeeze=False)
+    for ax, h in zip(axes[0], horizons, strict=True):
+        seen: list[float] = []
+        for name in PLOTTED_MODELS:
+            if name == MOMENTUM:
+                continue
+            curve = figures_of_set["models"][name]["calibration_curve"][h]
+            x, y = [b["predicted"] for b in curve], [b["realised"] for b in curve]
+            seen += x + y
+            ax.plot(x, y, marker="o", ms=3 if len(x) > 1 else 6, label=name)
+        low, high = max(0.0, min(seen) - 0.03), min(1.0, max(seen) + 0.03)
+        ax.plot([low, high], [low, high], color="grey", lw=0.8, ls="--")
+        ax.set_xlim(low, high)
+        ax.set_ylim(low, high)
+        ax.set_title(f"{h}-candle horizon")
+        ax.set_xlabel("predicted P(up), mean per decile")
+        ax.set_ylabel("realised up rate")
+    axes[0][0].legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_equity(figures_of_set: Json, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    fig, ax = plt.subplots(figsize=(9, 4.5))
+    for name, row in figures_of_set["trading"].items():
+        dates = np.array([d[:10] for d in row["equity"]["dates"]], dtype="datetime64[D]")
+        width = 2.0 if name == REFERENCE_STRATEGY else 1.0
+        ax.plot(dates, row["equity"]["values"], lw=width, label=name)
+    ax.axhline(1.0, color="grey", lw=0.8)
+    ax.set_ylabel("equity (start = 1), after costs")
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def plot_confusion(figures_of_set: Json, path: Path) -> None:
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    names = [ENSEMBLE, LOGISTIC]
+    fig, axes = plt.subplots(1, len(names), figsize=(4.5 * len(names), 3.6), squeeze=False)
+    for ax, name in zip(axes[0], names, strict=True):
+        confusion = figures_of_set["models"][name]["confusion"]
+        actions = ["BUY", "HOLD", "SELL"]
+        counts = np.array([[confusion[a]["up"], confusion[a]["down"]] for a in actions], dtype=float)
+        ax.imshow(counts, cmap="Blues")
+        for i in range(3):
+            for j in range(2):
+                total = counts[i].sum()
+                share = f"{100 * counts[i, j] / total:.0f}%" if total else "-"
+                ax.text(j, i, f"{int(counts[i, j])}\n{share}", ha="center", va="center", fontsize=8)
+        ax.set_xticks([0, 1], ["next close up", "not up"])
+        ax.set_yticks(range(3), actions)
+        ax.set_title(f"{name}: action vs outcome", fontsize=9)
+    _save(fig, path)
+
+
+def plot_confidence(figures_of_set: Json, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 4.2))
+    for name in (ENSEMBLE, LOGISTIC):
+        rows = figures_of_set["models"][name]["confidence_reliability"]
+        x = [r["predicted"] for r in rows]
+        y = [r["realised"] for r in rows]
+        errors = [[r["realised"] - r["low"] for r in rows], [r["high"] - r["realised"] for r in rows]]
+        ax.errorbar(x, y, yerr=errors, marker="o", ms=3, capsize=2, label=name)
+    ax.plot([0.5, 1], [0.5, 1], color="grey", lw=0.8, ls="--")
+    ax.set_xlabel("signal confidence (mean per bin)")
+    ax.set_ylabel("realised hit rate")
+    ax.set_title("Is a signal with confidence c right that often?", fontsize=9)
+    ax.legend(fontsize=7)
+    _save(fig, path)
+
+
+def render(figures: Json, stem: str, *, card: bool = False) -> str:
+    """The Markdown page of a report."""
+    model = figures["model"]
+    title = f"Model card: {model['name']} {model['version']}" if card else figures["title"]
+    parts = [f"# {title}", ""]
+    if card:
+        parts += [render_summary(figures), "", render_reproduce(figures), ""]
+    parts += [render_model(figures), "", render_settings(figures)]
+    for key, figures_of_set in figures["sets"].items():
+        parts += ["", render_set(key, figures_of_set, figures, stem)]
+    parts += ["", render_definitions(figures)]
+    if card:
+        parts += ["", render_limitations(figures)]
+    return "\n".join(parts) + "\n"
+
+
+def render_summary(figures: Json) -> str:
+    """The card's opening: what the model is for and, in numbers, how it fared."""
+    model = figures["model"]
+    lines = [
+        f"`{model['name']}` predicts, for each window of {model['window']} daily candles of a US stock, the "
+        f"probability that the close {', '.join(map(str, model['horizons']))} trading days ahead is above today's "
+        f"close, and quantiles {model['quantiles']} of that log return. The daemon serves it as the bundled model; "
+        "the threshold strategy turns the 1-day probability into BUY, SELL or HOLD.",
+        "",
+        "Headline figures (primary horizon, 1 candle; 95% block-bootstrap intervals):",
+        "",
+    ]
+    rows = []
+    for f in figures["sets"].values():
+        g = f["models"][ENSEMBLE]["horizons"]["1"]
+        best = max(
+            (BUY_AND_HOLD, CONSTANT, MOMENTUM, LOGISTIC, BEST_MEMBER),
+            key=lambda name: f["models"][name]["horizons"]["1"]["accuracy"],
+        )
+        t = f["trading"][REFERENCE_STRATEGY]
+        rows.append(
+            [
+                f["title"],
+                f"{pct(g['accuracy'])} {ci(g['accuracy_ci'])}",
+                f"{best} {pct(f['models'][best]['horizons']['1']['accuracy'])}",
+                num(g["log_loss"]),
+                num(f["models"][CONSTANT]["horizons"]["1"]["log_loss"]),
+                num(g["brier"]),
+                num(g["auc"], 3),
+                f"{num(t['sharpe'], 2)} {ci(t['sharpe_ci'], 'num')}",
+                pct(f["models"][ENSEMBLE]["actions"]["HOLD"]["coverage"]),
+            ]
+        )
+    lines.append(
+        table(
+            [
+                "test set",
+                "ensemble accuracy",
+                "best baseline accuracy",
+                "log loss",
+                "log loss, constant p",
+                "Brier",
+                "ROC AUC",
+                "Sharpe after costs (threshold strategy)",
+                "HOLD share",
+            ],
+            rows,
+        )
+    )
+    lines += ["", _plain_verdict(figures)]
+    return "\n".join(lines)
+
+
+def _plain_verdict(figures: Json) -> str:
+    """One paragraph a reader can trust: is the ensemble measurably better than its baselines?"""
+    sentences = []
+    for f in figures["sets"].values():
+        models = f["models"]
+        better, worse = [], []
+        for name in (BUY_AND_HOLD, CONSTANT, MOMENTUM, LOGISTIC, BEST_MEMBER):
+            diff = models[name]["horizons"]["1"]["accuracy_minus_ensemble"]
+            if diff["high"] < 0:
+                better.append(name)
+            elif diff["low"] > 0:
+                worse.append(name)
+        loss = models[CONSTANT]["horizons"]["1"]["log_loss_minus_ensemble"]
+        probability = (
+            "its probabilities beat the constant probability in log loss"
+            if loss["low"] > 0
+            else "its probabilities are worse than the constant probability in log loss"
+            if loss["high"] < 0
+            else "its log loss is not distinguishable from the constant probability's"
+        )
+        accuracy = (
+            f"its 1-day accuracy is measurably above {', '.join(better)}"
+            if better
+            else "its 1-day accuracy is not measurably above any baseline"
+        )
+        if worse:
+            accuracy += f" and measurably below {', '.join(worse)}"
+        sentences.append(f"On the {f['title'][0].lower() + f['title'][1:]}, {accuracy}; {probability}.")
+    return (
+        "**Verdict, as measured.** "
+        + " ".join(sentences)
+        + " Daily stock direction is close to unpredictable from prices and volumes alone; read every figure "
+        "below with its interval."
+    )
+
+
+def render_reproduce(figures: Json) -> str:
+    commands = figures.get("commands", {})
+    return "\n".join(
+        [
+            "## How this card was produced",
+            "",
+            "```sh",
+            commands.get("train", ""),
+            commands.get("export", ""),
+            commands.get("evaluate", ""),
+            "```",
+            "",
+            "Training is deterministic on a given machine (fixed seeds, deterministic kernels, a fixed thread "
+            "count): the same command gives the same weights digest. The JSON beside this page holds every "
+            "figure in it.",
+        ]
+    )
+
+
+def render_limitations(figures: Json) -> str:
+    model = figures["model"]
+    return "\n".join(
+        [
+            "## Intended use and limitations",
+            "",
+            f"- Trained on {len(model['symbols'])} large US technology stocks ({', '.join(model['symbols'])}), "
+            f"{model['folds'][-1]['train']['start'][:4]} to {model['folds'][-1]['train']['end'][:4]}: a narrow, "
+            "strongly trending universe. Up rates in such data are well above 50%, so always-up rules look good "
+            "on accuracy; compare with the baselines, not with 50%.",
+            "- Daily data only: the window, calendar and gap policy are those of daily stock candles; the daemon "
+            "refuses to serve it for another interval.",
+            "- The trading simulation is simple: close-to-close fills with a fixed cost in basis points, equal "
+            "capital per symbol, no borrow costs for shorts, no market impact beyond the slippage figure, no "
+            "dividends beyond those in the price data.",
+            "- The online re-weighting (`models.reweighting`) is measured here but not used by the daemon: the "
+            "daemon's exact-recovery guarantee needs every decision to depend on a bounded number of recent "
+            "candles of its symbol, and these weights depend on the whole history of every symbol.",
+            "- The calibration and the ensemble weights come from half a year of data (the calibration slice); "
+            "the confidence table above shows how well that carried over to the test sets.",
+            "- Not investment advice: the figures above show how little a price-only daily model knows.",
+        ]
+    )
+
+
+def render_model(figures: Json) -> str:
+    model = figures["model"]
+    horizons = model["horizons"]
+    lines = [
+        "## The model",
+        "",
+        f"- **{model['name']} {model['version']}**: {len(model['members'])} members, "
+        f"{model['parameters']:,} parameters; "
+        f"windows of {model['window']} `{model['interval']}` candles ({model['calendar']} calendar, gap policy "
+        f"`{model['gap_policy']}` with at most {model['max_missing']} missing candles); horizons {horizons} candles; "
+        f"quantiles {model['quantiles']}.",
+        f"- Weights sha256 (the manifest's `weights_sha256`): `{model['weights_sha256']}`.",
+        f"- Trained on `{model['data']['name']}` (sha256 `{model['data']['sha256'][:16]}…`, {model['data']['rows']:,} "
+        f"candles, symbols {', '.join(model['symbols'])}) in {model['train_seconds'] / 60:.1f} minutes for "
+        f"{len(model['folds'])} walk-forward folds on {model['threads']} CPU threads ({model['device']}).",
+        "",
+        "Walk-forward folds (window-end dates; the exported model is the last fold's):",
+        "",
+        table(
+            ["fold", "train", "validation (early stopping)", "calibration (weights, Platt)", "test"],
+            (
+                [
+                    str(f["index"]),
+                    f"{f['train']['start'][:10]} .. {f['train']['end'][:10]} ({f['train']['windows']:,})",
+                    f"{f['validation']['start'][:10]} .. {f['validation']['end'][:10]} "
+                    f"({f['validation']['windows']:,})",
+                    f"{f['calibration']['start'][:10]} .. {f['calibration']['end'][:10]} "
+                    f"({f['calibration']['windows']:,})",
+                    f"{f['test']['start'][:10]} .. {f['test']['end'][:10]} ({f['test']['windows']:,})",
+                ]
+                for f in model["folds"]
+            ),
+        ),
+        "",
+        f"Members of the exported model (weights per horizon {horizons}, fitted on the calibration slice):",
+        "",
+        table(
+            ["member", "parameters", "best epoch / run", "weights", "train seconds"],
+            (
+                [
+                    m["kind"],
+                    f"{m['parameters']:,}",
+                    f"{m['best_epoch']} / {m['epochs_run']}",
+                    ", ".join(f"{w:.2f}" for w in m["weights"]),
+                    f"{m['seconds']:.0f}",
+                ]
+                for m in model["members"]
+            ),
+        ),
+        "",
+        f"Calibration (Platt, intercept anchored at the training up rate): scale "
+        f"{', '.join(f'{v:.3f}' for v in model['calibration']['scale'])}, bias "
+        f"{', '.join(f'{v:.3f}' for v in model['calibration']['bias'])} per horizon. A scale of 0 means the "
+        "calibration slice found no member logit worth using at that horizon: the ensemble then predicts the "
+        "training up rate.",
+    ]
+    return "\n".join(lines)
+
+
+def render_settings(figures: Json) -> str:
+    s = figures["settings"]
+    return "\n".join(
+        [
+            "## How it is measured",
+            "",
+            f"- Strategy: the threshold strategy, BUY when p > {s['buy_above']}, SELL when p < {s['sell_below']}, "
+            "HOLD otherwise, on the primary (1-candle) horizon; no hysteresis or cooldown.",
+            f"- Trading simulation: BUY = long, SELL = short, HOLD = flat, from a window's close to the next close; "
+            f"each symbol gets an equal share of capital on each day; costs {s['fee_bps']} bp fees + "
+            f"{s['slippage_bps']} bp slippage per unit of position changed (a flip from long to short pays twice, "
+            "closing at the end of a run of candles pays too). Sharpe ratios are annualised with "
+            f"{s['periods_per_year']:.0f} periods a year, without a risk-free rate.",
+            f"- Intervals: {100 * s['level']:.0f}% percentile intervals from a circular block bootstrap over days "
+            f"({s['samples']} resamples, blocks of {s['block']} days, seed {s['seed']}); all models are resampled on "
+            "the same days, so the intervals of differences are paired. Windows of one day are not independent "
+            "(the symbols move together), which is why days, not windows, are resampled.",
+        ]
+    )
+
+
+def render_set(key: str, f: Json, figures: Json, stem: str) -> str:
+    horizons = list(f["up_rate"])
+    models = f["models"]
+    lines = [
+        f"## {f['title']}",
+        "",
+        f["description"],
+        "",
+        f"{f['windows']:,} windows of {f['symbols']} symbols on {f['days']} days, {f['start'][:10]} .. "
+        f"{f['end'][:10]}. Up rate (close h candles ahead strictly above the window's close): "
+        + ", ".join(f"h={h}: {pct(f['up_rate'][h])} ({f['labels'][h]:,} labels)" for h in horizons)
+        + "; ties (unchanged close, counted as not up): "
+        + ", ".join(f"{pct(f['ties'][h], 2)}" for h in horizons)
+        + ".",
+        "",
+        f"Best single member (lowest calibration-slice log loss, chosen per fold): {', '.join(f['best_members'])}.",
+    ]
+    for h in horizons:
+        lines += ["", f"### Direction and probability, {h}-candle horizon", ""]
+        rows = []
+        for name, entry in models.items():
+            g = entry["horizons"][h]
+            diff = g.get("accuracy_minus_ensemble")
+            loss_diff = g.get("log_loss_minus_ensemble")
+            rows.append(
+                [
+                    name,
+                    f"{pct(g['accuracy'])} {ci(g['accuracy_ci'])}",
+                    "" if diff is None else f"{signed(diff['estimate'])} {ci(diff, 'pp')}",
+                    num(g["log_loss"]) if "log_loss" in g else "n/a",
+                    ""
+                    if loss_diff is None
+                    else f"{loss_diff['estimate']:+.4f} [{loss_diff['low']:+.4f}, {loss_diff['high']:+.4f}]",
+                    num(g["brier"]) if "brier" in g else "n/a",
+                    num(g["ece"]) if "ece" in g else "n/a",
+                    num(g["auc"], 3) if "auc" in g else "n/a",
+                ]
+            )
+        lines.append(
+            table(
+                [
+                    "model",
+                    "accuracy [95% CI]",
+                    "accuracy - ensemble [95% CI]",
+                    "log loss",
+                    "log loss - ensemble [95% CI]",
+                    "Brier",
+                    "ECE",
+                    "ROC AUC",
+                ],
+                rows,
+            )
+        )
+        lines += ["", _accuracy_sentence(models, h)]
+    lines += ["", f"![calibration curves]({IMAGE_DIR}/{image_name(stem, key, 'calibration')})", ""]
+    lines += [render_actions(f, figures), "", render_trading(key, f, stem), "", render_confidence(key, f, stem)]
+    lines += ["", render_reweighting(f), "", render_members(f)]
+    return "\n".join(lines)
+
+
+def _accuracy_sentence(models: Json, h: str) -> str:
+    ensemble = models[ENSEMBLE]["horizons"][h]
+    parts = []
+    for name in (BUY_AND_HOLD, CONSTANT, MOMENTUM, LOGISTIC, BEST_MEMBER):
+        diff = models[name]["horizons"][h]["accuracy_minus_ensemble"]
+        parts.append(f"{name}: {verdict({'low': -diff['high'], 'high': -diff['low']})}")
+    return (
+        f"Ensemble accuracy {pct(ensemble['accuracy'])}; ensemble compared with each baseline (paired bootstrap): "
+        + "; ".join(parts)
+        + "."
+    )
+
+
+def render_actions(f: Json, figures: Json) -> str:
+    s = figures["settings"]
+    rows = []
+    for name in (ENSEMBLE, REWEIGHTED, BEST_MEMBER, LOGISTIC, MOMENTUM, CONSTANT):
+        actions = f["models"][name]["actions"]
+        rows.append(
+            [name]
+            + [
+                f"{pct(actions[a]['coverage'])} / {pct(actions[a]['precision'])} ({int(actions[a]['count']):,})"
+                for a in ("BUY", "SELL", "HOLD")
+            ]
+        )
+    return "\n".join(
+        [
+            f"### Actions of the threshold strategy (BUY p > {s['buy_above']}, SELL p < {s['sell_below']})",
+            "",
+            "Coverage (share of windows) / precision (share whose direction came true: BUY the close rose, SELL it "
+            "did not, HOLD the likelier direction came true) and count. Momentum's probability is its training up "
+            "rate after an up or a down candle, so the thresholds rarely or never fire for it.",
+            "",
+            table(["model", "BUY", "SELL", "HOLD"], rows),
+        ]
+    )
+
+
+def render_trading(key: str, f: Json, stem: str) -> str:
+    rows = []
+    for name, t in f["trading"].items():
+        diff = t.get("sharpe_minus_ensemble")
+        rows.append(
+            [
+                name,
+                pct(t["total_return"]),
+                pct(t["annual_return"]),
+                f"{num(t['sharpe'], 2)} {ci(t['sharpe_ci'], 'num')}",
+                "" if diff is None else f"{signed(diff['estimate'], 'num')} {ci(diff, 'num')}",
+                pct(t["max_drawdown"]),
+                pct(t["win_rate"]),
+                pct(t["turnover"]),
+                pct(t["exposure"]),
+            ]
+        )
+    reference = f["trading"][REFERENCE_STRATEGY]
+    bh = f["trading"][BUY_AND_HOLD]["sharpe_minus_ensemble"]
+    return "\n".join(
+        [
+            "### Trading simulation after costs (primary horizon)",
+            "",
+            table(
+                [
+                    "strategy",
+                    "total return",
+                    "annualised",
+                    "Sharpe [95% CI]",
+                    "Sharpe - ensemble [95% CI]",
+                    "max drawdown",
+                    "win rate",
+                    "turnover / day",
+                    "exposure",
+                ],
+                rows,
+            ),
+            "",
+            f"The ensemble's threshold strategy had a Sharpe ratio of {num(reference['sharpe'], 2)} "
+            f"{ci(reference['sharpe_ci'], 'num')}; buy-and-hold compared with it: "
+            f"{verdict(bh)} ({signed(bh['estimate'], 'num')} {ci(bh, 'num')}). Win rate counts symbol-days with a "
+            "position that made money after costs; turnover is the share of capital traded per day; exposure the "
+            "share of capital in a position.",
+            "",
+            f"![equity curves]({IMAGE_DIR}/{image_name(stem, key, 'equity')})",
+            "",
+            f"![actions against outcomes]({IMAGE_DIR}/{image_name(stem, key, 'confusion')})",
+        ]
+    )
+
+
+def render_confidence(key: str, f: Json, stem: str) -> str:
+    rows = [
+        [
+            _bin_label(r["from"], r["to"]),
+            f"{r['predicted']:.3f}",
+            f"{pct(r['realised'])} [{pct(r['low'])}, {pct(r['high'])}]",
+            f"{int(r['count']):,}",
+        ]
+        for r in f["models"][ENSEMBLE]["confidence_reliability"]
+    ]
+    return "\n".join(
+        [
+            "### Confidence against realised hit rate (ensemble)",
+            "",
+            "A signal's confidence (`strategies.base.directional_confidence`) is p for BUY, 1 - p for SELL and "
+            "max(p, 1 - p) for HOLD; it is calibrated if signals with confidence c are right about c of the time. "
+            "Signals of this set by confidence (Wilson 95% intervals, which treat windows as independent and are "
+            "therefore too narrow):",
+            "",
+            table(["confidence", "mean confidence", "realised hit rate [95% CI]", "signals"], rows),
+            "",
+            f"![confidence reliability]({IMAGE_DIR}/{image_name(stem, key, 'confidence')})",
+        ]
+    )
+
+
+def _bin_label(low: float | None, high: float | None) -> str:
+    # JSON turns the open ends (infinities) into null.
+    if low is None or not math.isfinite(low):
+        return f"< {high:.3f}"
+    if high is None or not math.isfinite(high):
+        return f">= {low:.3f}"
+    return f"{low:.3f} .. {high:.3f}"
+
+
+def render_reweighting(f: Json) -> str:
+    static = f["models"][ENSEMBLE]["horizons"]
+    online = f["models"][REWEIGHTED]["horizons"]
+    rows = []
+    for h in static:
+        diff = online[h]["log_loss_minus_ensemble"]
+        rows.append(
+            [
+                h,
+                f"{num(static[h]['log_loss'])} / {num(online[h]['log_loss'])}",
+                f"{diff['estimate']:+.4f} [{diff['low']:+.4f}, {diff['high']:+.4f}]",
+                f"{pct(static[h]['accuracy'])} / {pct(online[h]['accuracy'])}",
+                "helps" if diff["high"] < 0 else ("hurts" if diff["low"] > 0 else "no detectable effect"),
+            ]
+        )
+    weights = f["reweighting"]
+    mean = ", ".join(
+        f"{name} {w[0]:.2f}" for name, w in zip(weights["member_names"], weights["mean_weights"], strict=True)
+    )
+    return "\n".join(
+        [
+            "### Online re-weighting by recent realised loss",
+            "",
+            "`models.reweighting` (exponential weights on each member's discounted realised log loss, outcomes used "
+            "only once realised) replayed over this set, starting from the fitted weights of each fold:",
+            "",
+            table(
+                ["horizon", "log loss static / online", "online - static [95% CI]", "accuracy static / online", ""],
+                rows,
+            ),
+            "",
+            f"Mean online weights at the primary horizon: {mean}.",
+        ]
+    )
+
+
+def render_members(f: Json) -> str:
+    rows = [
+        [
+            name,
+            pct(m["accuracy"]),
+            num(m["log_loss"]),
+            num(m["brier"]),
+            num(m["auc"], 3),
+        ]
+        for name, m in f["members"].items()
+    ]
+    return "\n".join(
+        [
+            "### Members alone (primary horizon, each Platt-calibrated on the calibration slice)",
+            "",
+            table(["member", "accuracy", "log loss", "Brier", "ROC AUC"], rows),
+        ]
+    )
+
+
+def render_definitions(figures: Json) -> str:
+    return "\n".join(
+        [
+            "## Reading these numbers",
+            "",
+            "- **Labels**: for horizon h, up means the close h candles after the window's newest candle is strictly "
+            "above that candle's close; an unchanged close counts as not up. Candles are the symbol's own trading "
+            "days; a label is missing when a gap longer than the gap policy tolerates comes first.",
+            "- **Accuracy**: share of labels whose direction the model called (p > 0.5 calls up). Buy-and-hold "
+            "always calls up, so its accuracy is the up rate; the constant probability calls the majority "
+            "direction of its training data (up), so its accuracy is the up rate too; momentum calls the "
+            "direction of the window's last candle. Buy-and-hold has no probability, so log loss, Brier, ECE and "
+            "AUC are n/a for it.",
+            "- **Log loss** (natural log), **Brier** score, **ECE** (10 equal-width bins) and **ROC AUC** measure "
+            "the probabilities; an AUC of 0.5 is no ranking skill.",
+            "- **Baselines** are fitted on each fold's training windows only: the constant probability is the "
+            "training up rate; logistic regression (scikit-learn, L2, standardised) uses the same 11 window "
+            "features as the networks (newest candle, and their means over the last 5 and 20 candles); the best "
+            "single member is the ensemble member with the lowest calibration-slice log loss.",
+        ]
+    )

@@ -1,0 +1,84 @@
+"""Confidence-gated strategy: the threshold strategy, holding when the ensemble is unsure.
+
+A candle is *uncertain* when, at the horizon acted on, the members' probabilities disagree by
+more than ``max_disagreement`` (their standard deviation) or the predicted log-return interval
+between two quantile levels is wider than ``max_interval``. The thresholds then ask for HOLD,
+whatever the probability; hysteresis and cooldown apply on top, as in ``strategies.threshold``
+(with a cooldown, an uncertain spell must last ``cooldown + 1`` candles to force HOLD).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar, Self
+
+from pydantic import Field, model_validator
+
+from candlecast.strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
+from candlecast.strategies.smoothing import Smoothing
+from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
+
+
+class GatedParams(ThresholdParams):
+    max_disagreement: float | None = Field(
+        0.1, gt=0.0, description="HOLD when the members' probabilities have a larger standard deviation; null: off."
+    )
+    max_interval: float | None = Field(
+        None,
+        gt=0.0,
+        description="HOLD when the quantile interval (log return) is wider; null: off. Depends on asset and interval.",
+    )
+    interval: tuple[float, float] | None = Field(
+        None, description="Quantile levels bounding the interval; default the model's lowest and highest."
+    )
+
+    @model_validator(mode="after")
+    def _gated(self) -> Self:
+        if self.max_disagreement is None and self.max_interval is None:
+            raise ValueError("set max_disagreement or max_interval (with neither, use the threshold strategy)")
+        return self
+
+
+class GatedStrategy:
+    name: ClassVar[str] = "gated"
+
+    def __init__(self, spec: OutputSpec, params: GatedParams) -> None:
+        self._thresholds = ThresholdStrategy(spec, params)
+        self._p = params
+        low, high = params.interval or (spec.quantiles[0], spec.quantiles[-1])
+        for level in (low, high):
+            if level not in spec.quantiles:
+                raise ValueError(f"interval: the model predicts quantiles {list(spec.quantiles)}, not {level}")
+        if low >= high:
+            raise ValueError("interval: the lower quantile level must come first")
+        self._low, self._high = spec.quantiles.index(low), spec.quantiles.index(high)
+        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
+
+    @classmethod
+    def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
+        return cls(spec, GatedParams.model_validate(dict(params)))
+
+    @property
+    def memory(self) -> int:
+        return self._smoothing.total_memory
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._p.model_dump()
+
+    def uncertain(self, output: EnsembleOutput) -> bool:
+        """Whether the members disagree or the quantile interval is too wide to act on."""
+        index = self._thresholds.index
+        limit = self._p.max_disagreement
+        if limit is not None and output.disagreement[index] > limit:
+            return True
+        width = output.quantiles[index][self._high] - output.quantiles[index][self._low]
+        return self._p.max_interval is not None and width > self._p.max_interval
+
+    def band(self, output: EnsembleOutput, previous: Action) -> Action:
+        return Action.HOLD if self.uncertain(output) else self._thresholds.band(output, previous)
+
+    def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
+        action = self._smoothing.action(history, self.band)
+        p = history[-1].probabilities[self._thresholds.index]
+        return Decision(action, directional_confidence(action, p))

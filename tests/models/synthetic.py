@@ -1,0 +1,52 @@
+"""Synthetic candles for the model tests: weekday candles with holidays and a long gap, and
+random OHLCV windows."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from candlecast.daemon.intervals import DAY_MS, is_weekday
+
+START_DAY = 19_000  # 2022-01-08
+
+
+def weekday_candles(
+    symbols: tuple[str, ...] = ("AAA", "BBB"), days: int = 520, seed: int = 0
+) -> list[tuple[int, str, float, float, float, float, float]]:
+    """Rows (ts, symbol, o, h, l, c, v) on weekdays, with a few one-day holidays and, for the
+    second symbol, a two-week gap (longer than the gap policy tolerates)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k, symbol in enumerate(symbols):
+        close = 50.0 * (k + 1)
+        for day in range(START_DAY, START_DAY + days):
+            if not is_weekday(day) or day % 37 == 0 or (k == 1 and 19_300 <= day < 19_314):
+                continue
+            open_ = close * float(np.exp(rng.normal(0, 0.004)))
+            close = open_ * float(np.exp(rng.normal(0.0005, 0.015)))
+            high = max(open_, close) * (1 + abs(float(rng.normal(0, 0.004))))
+            low = min(open_, close) * (1 - abs(float(rng.normal(0, 0.004))))
+            rows.append((day * DAY_MS, symbol, open_, high, low, close, float(rng.lognormal(12, 0.5))))
+    return rows
+
+
+def write_csv(path: Path, rows: list[tuple[int, str, float, float, float, float, float]]) -> Path:
+    with path.open("w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["ts", "symbol", "open", "high", "low", "close", "volume"])
+        writer.writerows(rows)
+    return path
+
+
+def random_windows(count: int, length: int = 64, seed: int = 0) -> np.ndarray:
+    """Geometric random-walk OHLCV windows ``[count, length, 5]`` (float32) with consistent highs and lows."""
+    rng = np.random.default_rng(seed)
+    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.015, (count, length + 1)), axis=1))
+    opens, closes = closes[:, :-1], closes[:, 1:]
+    highs = np.maximum(opens, closes) * (1 + np.abs(rng.normal(0, 0.004, opens.shape)))
+    lows = np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.004, opens.shape)))
+    volumes = rng.lognormal(12, 1, opens.shape)
+    return np.stack([opens, highs, lows, closes, volumes], axis=-1).astype(np.float32)
