@@ -15,6 +15,7 @@ from rich.console import Console
 
 from candlecast import __version__
 from candlecast.errors import CandlecastError, ConfigError
+from candlecast.models.commands import evaluate, export, models_app, train
 
 app = typer.Typer(
     name="candlecast",
@@ -25,6 +26,10 @@ app = typer.Typer(
 )
 kafka_app = typer.Typer(help="A local single-node Kafka broker for development (127.0.0.1:9092).", no_args_is_help=True)
 app.add_typer(kafka_app, name="kafka")
+app.add_typer(models_app, name="models")
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("export")(export)
 err = Console(stderr=True)
 
 DEV_BROKER_DIR = Path(".cache") / "kafka" / "dev-broker"
