@@ -10,34 +10,26 @@ primary one, the horizon every signal reports).
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from collections.abc import Sequence
+from typing import ClassVar
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from candlecast.strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
-from candlecast.strategies.smoothing import Smoothing
+from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
+from candlecast.strategies.smoothing import BandStrategy, SmoothingParams
 from candlecast.strategies.threshold import horizon_index
 
 Threshold = float | dict[int, float]
 """One threshold for every horizon, or one per horizon (keyed by horizon in candles)."""
 
 
-class AgreementParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class AgreementParams(SmoothingParams):
     horizons: tuple[int, ...] | None = Field(
         None, min_length=1, description="Horizons that must agree, the first one reported; default all."
     )
     buy_above: Threshold = Field(0.6, description="BUY when every horizon's p exceeds its value (in (0.5, 1)).")
     sell_below: Threshold = Field(0.4, description="SELL when every horizon's p is below its value (in (0, 0.5)).")
     hysteresis: float = Field(0.0, ge=0.0, lt=0.5, description="Keep an action while every p is this close.")
-    cooldown: int = Field(
-        0, ge=0, le=64, description="An action is taken after cooldown + 1 candles asking for it, then kept as long."
-    )
-    memory: int = Field(
-        8, ge=1, le=256, description="Candles an action is remembered without the band asking for it again."
-    )
 
     @field_validator("buy_above", "sell_below")
     @classmethod
@@ -46,10 +38,12 @@ class AgreementParams(BaseModel):
         return dict(sorted(value.items())) if isinstance(value, dict) else value
 
 
-class AgreementStrategy:
+class AgreementStrategy(BandStrategy[AgreementParams]):
     name: ClassVar[str] = "agreement"
+    params_model = AgreementParams
 
     def __init__(self, spec: OutputSpec, params: AgreementParams) -> None:
+        super().__init__(spec, params)
         horizons = params.horizons or spec.horizons
         if len(set(horizons)) != len(horizons):
             raise ValueError(f"horizons: {list(horizons)} names a horizon twice")
@@ -59,20 +53,7 @@ class AgreementStrategy:
         narrowest = min(b - s for b, s in zip(self._buy, self._sell, strict=True))
         if params.hysteresis >= narrowest:
             raise ValueError("hysteresis must be smaller than buy_above - sell_below at every horizon")
-        self._p = params
-        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
-
-    @classmethod
-    def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
-        return cls(spec, AgreementParams.model_validate(dict(params)))
-
-    @property
-    def memory(self) -> int:
-        return self._smoothing.total_memory
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._p.model_dump()
+        self.confidence_index = self._indices[0]
 
     def band(self, output: EnsembleOutput, previous: Action) -> Action:
         """BUY or SELL when every chosen horizon agrees, given the action asked for before."""
@@ -84,10 +65,6 @@ class AgreementStrategy:
         if all(q < s + keep_sell for q, s in zip(p, self._sell, strict=True)):
             return Action.SELL
         return Action.HOLD
-
-    def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
-        action = self._smoothing.action(history, self.band)
-        return Decision(action, directional_confidence(action, history[-1].probabilities[self._indices[0]]))
 
 
 def _per_horizon(value: Threshold, horizons: Sequence[int], field: str, low: float, high: float) -> list[float]:

@@ -9,13 +9,11 @@ whatever the probability; hysteresis and cooldown apply on top, as in ``strategi
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from candlecast.strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
-from candlecast.strategies.smoothing import Smoothing
+from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
 from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
 
 
@@ -39,12 +37,13 @@ class GatedParams(ThresholdParams):
         return self
 
 
-class GatedStrategy:
+class GatedStrategy(ThresholdStrategy):
     name: ClassVar[str] = "gated"
+    params_model = GatedParams
 
     def __init__(self, spec: OutputSpec, params: GatedParams) -> None:
-        self._thresholds = ThresholdStrategy(spec, params)
-        self._p = params
+        super().__init__(spec, params)
+        self._gate = params
         low, high = params.interval or (spec.quantiles[0], spec.quantiles[-1])
         for level in (low, high):
             if level not in spec.quantiles:
@@ -52,33 +51,14 @@ class GatedStrategy:
         if low >= high:
             raise ValueError("interval: the lower quantile level must come first")
         self._low, self._high = spec.quantiles.index(low), spec.quantiles.index(high)
-        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
-
-    @classmethod
-    def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
-        return cls(spec, GatedParams.model_validate(dict(params)))
-
-    @property
-    def memory(self) -> int:
-        return self._smoothing.total_memory
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._p.model_dump()
 
     def uncertain(self, output: EnsembleOutput) -> bool:
         """Whether the members disagree or the quantile interval is too wide to act on."""
-        index = self._thresholds.index
-        limit = self._p.max_disagreement
-        if limit is not None and output.disagreement[index] > limit:
+        limit = self._gate.max_disagreement
+        if limit is not None and output.disagreement[self.index] > limit:
             return True
-        width = output.quantiles[index][self._high] - output.quantiles[index][self._low]
-        return self._p.max_interval is not None and width > self._p.max_interval
+        width = output.quantiles[self.index][self._high] - output.quantiles[self.index][self._low]
+        return self._gate.max_interval is not None and width > self._gate.max_interval
 
     def band(self, output: EnsembleOutput, previous: Action) -> Action:
-        return Action.HOLD if self.uncertain(output) else self._thresholds.band(output, previous)
-
-    def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
-        action = self._smoothing.action(history, self.band)
-        p = history[-1].probabilities[self._thresholds.index]
-        return Decision(action, directional_confidence(action, p))
+        return Action.HOLD if self.uncertain(output) else super().band(output, previous)

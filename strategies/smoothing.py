@@ -23,10 +23,13 @@ happened, and so on back to the first candle.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from candlecast.strategies.base import Action, EnsembleOutput
+from pydantic import BaseModel, ConfigDict, Field
+
+from candlecast.strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
 
 BandRule = Callable[[EnsembleOutput, Action], Action]
 """The action a strategy asks for given an output and the action it asked for on the candle before."""
@@ -114,3 +117,60 @@ def _runs(actions: Sequence[Action]) -> Iterator[tuple[int, int, Action]]:
         if position == len(actions) or actions[position] is not actions[start]:
             yield start, position, actions[start]
             start = position
+
+
+class SmoothingParams(BaseModel):
+    """Parameters every band strategy shares."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    hysteresis: float = Field(
+        0.0, ge=0.0, lt=0.5, description="Keep an action while p stays this close to its threshold."
+    )
+    cooldown: int = Field(
+        0, ge=0, le=64, description="An action is taken after cooldown + 1 candles asking for it, then kept as long."
+    )
+    memory: int = Field(
+        8, ge=1, le=256, description="Candles an action is remembered without the band asking for it again."
+    )
+
+
+P = TypeVar("P", bound=SmoothingParams)
+
+
+class BandStrategy(Generic[P]):
+    """A strategy made of a band rule (``band``) smoothed by hysteresis and cooldown.
+
+    Subclasses set ``name`` and ``params_model``, may extend ``__init__`` (and set
+    ``confidence_index``, the horizon the confidence reports, by default the primary one) and
+    implement ``band``.
+    """
+
+    name: ClassVar[str]
+    params_model: ClassVar[type[SmoothingParams]]
+
+    def __init__(self, spec: OutputSpec, params: P) -> None:
+        self._p = params
+        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
+        self.confidence_index = 0
+
+    @classmethod
+    def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
+        parsed = cls.params_model.model_validate(dict(params))
+        return cls(spec, parsed)  # type: ignore[arg-type]  # params_model is the subclass's P
+
+    @property
+    def memory(self) -> int:
+        return self._smoothing.total_memory
+
+    @property
+    def params(self) -> Mapping[str, Any]:
+        return self._p.model_dump()
+
+    def band(self, output: EnsembleOutput, previous: Action) -> Action:
+        """The action this output asks for, given the one asked for on the candle before."""
+        raise NotImplementedError
+
+    def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
+        action = self._smoothing.action(history, self.band)
+        return Decision(action, directional_confidence(action, history[-1].probabilities[self.confidence_index]))

@@ -9,34 +9,19 @@ daemon still decides exactly as an uninterrupted one.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar, Self
+from typing import ClassVar, Self
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
-from candlecast.strategies.base import (
-    Action,
-    Decision,
-    EnsembleOutput,
-    OutputSpec,
-    directional_confidence,
-)
-from candlecast.strategies.smoothing import Smoothing
+from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
+from candlecast.strategies.smoothing import BandStrategy, SmoothingParams
 
 
-class ThresholdParams(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
+class ThresholdParams(SmoothingParams):
     buy_above: float = Field(0.6, gt=0.5, lt=1.0, description="BUY when p exceeds this.")
     sell_below: float = Field(0.4, gt=0.0, lt=0.5, description="SELL when p is below this.")
     hysteresis: float = Field(
         0.0, ge=0.0, lt=0.5, description="Keep BUY while p > buy_above - hysteresis (SELL alike)."
-    )
-    cooldown: int = Field(
-        0, ge=0, le=64, description="An action is taken after cooldown + 1 candles asking for it, then kept as long."
-    )
-    memory: int = Field(
-        8, ge=1, le=256, description="Candles an action is remembered without the band asking for it again."
     )
     horizon: int | None = Field(None, description="Horizon (candles) to act on; default the model's primary.")
 
@@ -55,26 +40,14 @@ def horizon_index(spec: OutputSpec, horizon: int | None, field: str = "horizon")
     return spec.horizons.index(chosen)
 
 
-class ThresholdStrategy:
+class ThresholdStrategy(BandStrategy[ThresholdParams]):
     name: ClassVar[str] = "threshold"
+    params_model = ThresholdParams
 
     def __init__(self, spec: OutputSpec, params: ThresholdParams) -> None:
-        self.index = horizon_index(spec, params.horizon)
+        super().__init__(spec, params)
+        self.index = self.confidence_index = horizon_index(spec, params.horizon)
         """Position of the horizon acted on in each output's tuples."""
-        self._p = params
-        self._smoothing = Smoothing(params.hysteresis > 0.0, params.cooldown, params.memory)
-
-    @classmethod
-    def from_params(cls, spec: OutputSpec, params: Mapping[str, Any]) -> Self:
-        return cls(spec, ThresholdParams.model_validate(dict(params)))
-
-    @property
-    def memory(self) -> int:
-        return self._smoothing.total_memory
-
-    @property
-    def params(self) -> Mapping[str, Any]:
-        return self._p.model_dump()
 
     def band(self, output: EnsembleOutput, previous: Action) -> Action:
         """The action the thresholds ask for, given the one they asked for on the candle before."""
@@ -84,7 +57,3 @@ class ThresholdStrategy:
         if p < self._p.sell_below or (previous is Action.SELL and p < self._p.sell_below + self._p.hysteresis):
             return Action.SELL
         return Action.HOLD
-
-    def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
-        action = self._smoothing.action(history, self.band)
-        return Decision(action, directional_confidence(action, history[-1].probabilities[self.index]))

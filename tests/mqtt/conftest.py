@@ -8,7 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.mqtt.broker import Certificates, Listener, Mosquitto, free_port, make_certificates, password_file
+from candlecast.localkafka import free_port
+from tests.mqtt.broker import Listener, Mosquitto, password_file
+from tests.support.tls import Certificates, make_certificates
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,8 @@ import msgspec
 import pytest
 
 from candlecast.daemon.signal import Signal
-from tests.mqtt.broker import Mosquitto, free_port
+from candlecast.localkafka import free_port
+from tests.mqtt.broker import Mosquitto
 from tests.mqtt.clients import Subscriber, batch, make_signal, mqtt_settings, publisher, sample
 from tests.mqtt.conftest import SharedBroker
 

@@ -14,7 +14,7 @@ from candlecast.daemon.settings import HttpSettings, KafkaSettings, ModelSetting
 from candlecast.localkafka import LocalKafka, free_port
 from candlecast.replay import publish_candles
 from tests.support.kafka import Topics, fresh_topics, read_records, running_daemon
-from tests.support.tls import Certificates, generate
+from tests.support.tls import Certificates, make_certificates
 
 pytestmark = pytest.mark.kafka
 
@@ -25,7 +25,7 @@ PLAIN_PASSWORD = "bob-s3cret-value"
 @pytest.fixture(scope="module")
 def secured(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalKafka, int, Certificates]]:
     root = tmp_path_factory.mktemp("secured")
-    certs = generate(root / "tls")
+    certs = make_certificates(root / "tls")
     port = free_port()
     broker = LocalKafka(
         root / "kafka",
