@@ -176,7 +176,7 @@ def run_demo(data: Path, *, last: int, rate: float, symbols: list[str] | None, c
 
 def _summary(run: DemoRun, console: Console) -> None:
     table = Table(title="demo summary", show_header=False)
-    table.add_row("candles replayed", str(len(run.table)))
+    table.add_row("candles replayed", f"{len(run.sent_at)} of {len(run.table)}")
     table.add_row("signals", str(sum(run.actions.values())))
     for action in ("BUY", "SELL", "HOLD"):
         table.add_row(f"  {action}", str(run.actions[action]))

@@ -269,7 +269,15 @@ def evaluate(
     arguments += ["--card"] if card else []
     figures["commands"] = {
         "train": train_command(info, Path(display_path(run))),
-        "export": shlex.join(["candlecast", "export", f"--run={display_path(run)}", "--promote"]),
+        "export": shlex.join(
+            [
+                "candlecast",
+                "export",
+                f"--run={display_path(run)}",
+                f"--registry={display_path(_bundled())}",
+                "--promote",
+            ]
+        ),
         "evaluate": shlex.join(arguments),
     }
     for path in write_report(figures, directory, stem, card=card):

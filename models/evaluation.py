@@ -30,7 +30,7 @@ from candlecast.errors import DataError
 from candlecast.models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline
 from candlecast.models.dataset import WindowSet, concat_windows, iso, load_windows, walk_forward
 from candlecast.models.reweighting import ReweightingParams, reweighted_stream
-from candlecast.models.training import RunInfo, load_fold, predict, read_run, run_data, sigmoid
+from candlecast.models.training import RunInfo, load_fold, logit, predict, read_run, run_data, sigmoid
 
 Json = dict[str, Any]
 FloatArray = npt.NDArray[np.float64]
@@ -386,7 +386,8 @@ def score_fold(
         rows.label_ts,
         prior=np.asarray(info.ensemble_weights),
         scale=np.asarray(info.calibration_scale),
-        bias=np.asarray(info.calibration_bias),
+        centre=np.asarray(info.member_train_mean),
+        anchor=logit(np.asarray(info.train_rate)),
         params=params,
     )
     probabilities = {
@@ -615,6 +616,7 @@ def evaluate_run(
     last_test = scored(last, folds[last].part(data, "test"))
     sets["last-fold"] = {
         "title": "Last fold's test block: the exported model on data it has not seen",
+        "short": "last fold's test block",
         "description": (
             f"The exported model (fold {last}) on its own test block, the newest {run.sizes['test']} candles of "
             f"`{run.data.name}`, which follow the calibration slice after a purge gap of {run.sizes['purge']} "
@@ -626,6 +628,7 @@ def evaluate_run(
         parts = [last_test if k == last else scored(k, folds[k].part(data, "test")) for k in range(len(folds))]
         sets["walk-forward"] = {
             "title": f"All {len(folds)} walk-forward test blocks",
+            "short": "walk-forward test blocks",
             "description": (
                 "Each fold's model on its own test block, joined in time: every prediction was made by a model "
                 "trained, stopped and calibrated on earlier data only. Only the last fold's model is exported; "
@@ -638,6 +641,7 @@ def evaluate_run(
         rows = load_windows(external, run.spec())
         sets[f"external-{external.stem}"] = {
             "title": f"External test set: {external.name}",
+            "short": f"external set {external.name}",
             "description": _external_description(external, rows, run, int(trained_from), int(trained_to)),
             **assess(scored(last, rows), settings, periods),
         }

@@ -256,7 +256,7 @@ def render_summary(figures: Json) -> str:
             [
                 "test set",
                 "ensemble accuracy",
-                "best baseline accuracy",
+                "most accurate baseline here",
                 "log loss",
                 "log loss, constant p",
                 "Brier",
@@ -298,7 +298,7 @@ def _plain_verdict(figures: Json) -> str:
         )
         if worse:
             accuracy += f" and measurably below {', '.join(worse)}"
-        sentences.append(f"On the {f['title'][0].lower() + f['title'][1:]}, {accuracy}; {probability}.")
+        sentences.append(f"On the {f['short']}, {accuracy}; {probability}.")
     return (
         "**Verdict, as measured.** "
         + " ".join(sentences)
@@ -365,7 +365,7 @@ def render_model(figures: Json) -> str:
         f"- Weights sha256 (the manifest's `weights_sha256`): `{model['weights_sha256']}`.",
         f"- Trained on `{model['data']['name']}` (sha256 `{model['data']['sha256'][:16]}…`, {model['data']['rows']:,} "
         f"candles, symbols {', '.join(model['symbols'])}) in {model['train_seconds'] / 60:.1f} minutes for "
-        f"{len(model['folds'])} walk-forward folds on {model['threads']} CPU threads ({model['device']}).",
+        f"{len(model['folds'])} walk-forward folds ({model['threads']} torch threads, device {model['device']}).",
         "",
         "Walk-forward folds (window-end dates; the exported model is the last fold's):",
         "",
@@ -646,7 +646,9 @@ def render_reweighting(f: Json) -> str:
                 rows,
             ),
             "",
-            f"Mean online weights at the primary horizon: {mean}.",
+            f"Mean online weights at the primary horizon: {mean}. Re-weighting moves the weights of the member "
+            "logits only: at a horizon where the calibration scale is 0 (no member was worth using on the "
+            "calibration slice) it cannot change the probabilities.",
         ]
     )
 

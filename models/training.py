@@ -241,8 +241,9 @@ def train_member(
     progress: TrainingProgress,
     label: str,
 ) -> tuple[int, float, list[list[float]]]:
-    """Adam with a cosine learning-rate schedule and early stopping on validation loss; the member
-    ends with its best epoch's weights. Returns the best epoch, its loss and the loss history."""
+    """Adam (AdamW: decoupled weight decay) with a cosine learning-rate schedule and early stopping
+    on validation loss; the member ends with its best epoch's weights. Returns the best epoch, its
+    loss and the loss history."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.AdamW(member.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
@@ -461,6 +462,8 @@ class FoldInfo(msgspec.Struct, frozen=True):
     member_platt: list[list[list[float]]]
     member_log_loss: list[list[float]]
     train_rate: list[float]
+    member_train_mean: list[list[float]]
+    """``[M][H]`` each member's mean logit on the training windows (the calibration centres on it)."""
     seconds: float
 
 
@@ -578,6 +581,7 @@ def train_fold(
         member_platt=combination.member_platt.tolist(),
         member_log_loss=combination.member_log_loss.tolist(),
         train_rate=train_rate.tolist(),
+        member_train_mean=train_mean.tolist(),
         seconds=round(time.perf_counter() - started, 1),
     )
     return ensemble, info
@@ -637,7 +641,7 @@ def train_run(
 def display_path(path: Path) -> str:
     """A path relative to the working directory when it is inside it (runs move with checkouts)."""
     try:
-        return str(path.absolute().relative_to(Path.cwd()))
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
         return str(path)
 

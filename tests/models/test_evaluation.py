@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from candlecast.daemon.intervals import DAY_MS
-from candlecast.models.dataset import WindowSet
+from candlecast.models.dataset import WindowSet, walk_forward
 from candlecast.models.evaluation import (
     BUY,
+    ENSEMBLE,
     HOLD,
+    REWEIGHTED,
     SELL,
     Bootstrap,
     action_figures,
@@ -19,11 +23,13 @@ from candlecast.models.evaluation import (
     expected_calibration_error,
     max_drawdown,
     periods_per_year,
+    score_fold,
     sharpe,
     simulate,
     threshold_actions,
 )
 from candlecast.models.reweighting import OnlineReweighter, ReweightingParams, reweighted_stream
+from candlecast.models.training import RunInfo, run_data
 from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec, directional_confidence
 from candlecast.strategies.threshold import ThresholdStrategy
 
@@ -143,7 +149,16 @@ def test_online_reweighting_never_looks_ahead() -> None:
     def replay(outcomes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         prior, params = np.full((2, 1), 0.5), ReweightingParams()
         return reweighted_stream(
-            logits, outcomes, valid, end_ts, label_ts, prior=prior, scale=np.ones(1), bias=np.zeros(1), params=params
+            logits,
+            outcomes,
+            valid,
+            end_ts,
+            label_ts,
+            prior=prior,
+            scale=np.ones(1),
+            centre=np.zeros((2, 1)),
+            anchor=np.zeros(1),
+            params=params,
         )
 
     p, weights = replay(up)
@@ -154,3 +169,18 @@ def test_online_reweighting_never_looks_ahead() -> None:
     p2, _ = replay(changed)
     np.testing.assert_array_equal(p2[: 80 + horizon], p[: 80 + horizon])
     assert not np.array_equal(p2[80 + horizon :], p[80 + horizon :])
+
+
+def test_reweighting_without_updates_is_the_exported_ensemble(trained: tuple[Path, RunInfo], candles_csv: Path) -> None:
+    out, run = trained
+    _, data = run_data(run, candles_csv)
+    fold = walk_forward(data, run.split_sizes())[-1]
+    scored = score_fold(
+        out,
+        run,
+        len(run.folds) - 1,
+        train=fold.part(data, "train"),
+        rows=fold.part(data, "test"),
+        params=ReweightingParams(eta=0.0),
+    )
+    np.testing.assert_allclose(scored.probabilities[REWEIGHTED], scored.probabilities[ENSEMBLE], atol=2e-6)
