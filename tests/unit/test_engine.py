@@ -153,3 +153,47 @@ class TestExactRecovery:
         after = run(revived, revived_builder, records[crash_at:])
 
         assert before + after == reference
+
+
+class TestFuzz:
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(
+            st.one_of(
+                st.binary(max_size=300),
+                st.builds(
+                    lambda symbol, index, price, spread, volume: msgspec.json.encode(
+                        {
+                            "symbol": symbol,
+                            "interval": "1h",
+                            "ts": BASE + index * HOUR,
+                            "open": price,
+                            "high": price + spread,
+                            "low": price - spread,
+                            "close": price,
+                            "volume": volume,
+                        }
+                    ),
+                    st.sampled_from(["A", "B", "", "C/D"]),
+                    st.integers(min_value=-3, max_value=40),
+                    st.floats(min_value=-5, max_value=500, allow_nan=False),
+                    st.floats(min_value=-1, max_value=5, allow_nan=False),
+                    st.floats(min_value=-1, max_value=1e9, allow_nan=False),
+                ),
+            ),
+            max_size=120,
+        )
+    )
+    def test_any_input_through_parsing_and_windows(self, values: list[bytes]) -> None:
+        """Whatever arrives, each record yields nothing, a request for a full valid window, or a dead letter."""
+        ingestor, _ = engine(ThresholdParams())
+        for offset, value in enumerate(values):
+            result = ingestor.ingest(SourceRecord("candles", 0, offset, None, value, BASE + 100 * HOUR))
+            if isinstance(result, ScoreRequest):
+                assert result.window.shape == (LENGTH, 5)
+                assert np.isfinite(result.window).all() and (result.window[:, :4] > 0).all()
+                assert (result.window[:, 1] >= result.window[:, 2]).all()
+            elif result is not None:
+                assert isinstance(result, DeadLetter) and result.reason and result.value == value
+        consumed = ingestor.counters.consumed
+        assert consumed == len(values) and sum(ingestor.counters.rejected.values()) <= consumed
