@@ -189,6 +189,58 @@ def demo(
 
 
 @app.command()
+def bench(
+    symbols: Annotated[int, typer.Option(help="Symbols in the workload (windows kept warm).")] = 10_000,
+    candles: Annotated[int, typer.Option(help="Scored candles per symbol in the throughput backlog.")] = 3,
+    batch: Annotated[int, typer.Option(help="batching.max_batch, and the batch of the model ceiling.")] = 128,
+    max_wait_ms: Annotated[float, typer.Option(help="batching.max_wait_ms (0: continuous batching).")] = 0.0,
+    threads: Annotated[int, typer.Option(help="model.threads (0: one less than the CPU count).")] = 0,
+    delivery: Annotated[str, typer.Option(help="exactly_once, at_least_once or both.")] = "both",
+    close_bursts: Annotated[str, typer.Option(help="Comma-separated N: N symbols closing a candle at once.")] = (
+        "1000,10000"
+    ),
+    steady_s: Annotated[float, typer.Option(help="Seconds of the steady-rate phase.")] = 10.0,
+    quick: Annotated[bool, typer.Option(help="A seconds-long variant (small counts; other options ignored).")] = False,
+    model: Annotated[Path | None, typer.Option(help="Artifact file; default the bundled registry's current.")] = None,
+    bootstrap_servers: Annotated[
+        str | None, typer.Option(help="Use this Kafka instead of starting a local broker.")
+    ] = None,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
+    from candlecast.bench import BenchOptions, render, run_bench
+    from candlecast.logs import configure_logging
+
+    if delivery not in ("exactly_once", "at_least_once", "both"):
+        raise ConfigError("--delivery: exactly_once, at_least_once or both")
+    try:
+        bursts = tuple(int(n) for n in close_bursts.split(",") if n.strip())
+    except ValueError as exc:
+        raise ConfigError(f"--close-bursts: comma-separated counts ({exc})") from exc
+    options = (
+        BenchOptions.quick()
+        if quick
+        else BenchOptions(
+            symbols=symbols,
+            scored_per_symbol=candles,
+            batch=batch,
+            max_wait_ms=max_wait_ms,
+            threads=threads,
+            deliveries=("exactly_once", "at_least_once") if delivery == "both" else (delivery,),  # type: ignore[arg-type]
+            close_bursts=bursts,
+            steady_s=steady_s,
+        )
+    )
+    configure_logging("WARNING", "console")
+    console = Console()
+    result = asyncio.run(run_bench(options, console=console, bootstrap_servers=bootstrap_servers, model=model))
+    console.print(render(result))
+    if json_path is not None:
+        json_path.write_bytes(result.to_json())
+        err.print(f"figures written to {json_path}")
+
+
+@app.command()
 def schemas(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),
 ) -> None:

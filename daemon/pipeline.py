@@ -145,6 +145,10 @@ class Pipeline:
         self._stopping = asyncio.Event()
         self._model_lock = asyncio.Lock()
 
+    def add_published_hook(self, hook: Callable[[PublishBatch], None]) -> None:
+        """Also call ``hook`` with each batch once it is published and committed (must not block)."""
+        self._on_published.append(hook)
+
     @property
     def model_lock(self) -> asyncio.Lock:
         """Held around each forward pass; a reload takes it to swap models between batches."""

@@ -7,7 +7,8 @@
 - logistic regression on the same window features as the networks (the newest candle's, and their
   means over the last 5 and 20 candles);
 - buy-and-hold (always long) has no probability: only its accuracy ("always up") and trading
-  figures are defined.
+  figures are defined;
+- for the return quantiles: the training log returns' own quantiles, the same for every window.
 The best single member is chosen from the ensemble's own members by calibration-slice log loss.
 """
 
@@ -120,3 +121,21 @@ class LogisticBaseline:
         x = summary_features(data.windows) if features is None else features
         columns = [np.asarray(model.predict_proba(x))[:, 1] for model in self.models]  # type: ignore[attr-defined]
         return np.stack(columns, axis=1).astype(np.float64)
+
+
+@dataclass(frozen=True)
+class QuantileBaseline:
+    """Unconditional quantiles of the training log returns, per horizon: the same interval for
+    every window, which any useful quantile model must beat."""
+
+    values: FloatArray
+    """``[H, Q]``"""
+
+    @classmethod
+    def fit(cls, train: WindowSet, levels: list[float]) -> QuantileBaseline:
+        return cls(
+            np.array([np.quantile(train.log_return[train.valid[:, j], j], levels) for j in range(len(train.horizons))])
+        )
+
+    def quantiles(self, data: WindowSet) -> FloatArray:
+        return np.broadcast_to(self.values, (len(data), *self.values.shape)).copy()

@@ -27,7 +27,7 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score  # type: i
 
 from candlecast.daemon.intervals import DAY_MS, interval_ms
 from candlecast.errors import DataError
-from candlecast.models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline
+from candlecast.models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline, QuantileBaseline
 from candlecast.models.dataset import WindowSet, concat_windows, iso, load_windows, walk_forward
 from candlecast.models.reweighting import ReweightingParams, reweighted_stream
 from candlecast.models.training import RunInfo, load_fold, logit, predict, read_run, run_data, sigmoid
@@ -366,6 +366,11 @@ class Scored:
     reweighting: FloatArray
     """``[D, M, H]`` the online weights on each distinct candle."""
     weights_sha256: list[str]
+    quantiles: FloatArray
+    """``[N, H, Q]`` the ensemble's log-return quantiles."""
+    baseline_quantiles: FloatArray
+    """``[N, H, Q]`` the training returns' unconditional quantiles."""
+    levels: list[float]
 
 
 def score_fold(
@@ -398,7 +403,18 @@ def score_fold(
         MOMENTUM: MomentumBaseline.fit(train).probabilities(rows),
         CONSTANT: ConstantBaseline.fit(train).probabilities(rows),
     }
-    return Scored(rows, probabilities, members, run.members, [run.members[best]], history, [info.weights_sha256])
+    return Scored(
+        rows,
+        probabilities,
+        members,
+        run.members,
+        [run.members[best]],
+        history,
+        [info.weights_sha256],
+        predicted.quantiles,
+        QuantileBaseline.fit(train, run.quantiles).quantiles(rows),
+        run.quantiles,
+    )
 
 
 def join_scored(parts: list[Scored]) -> Scored:
@@ -410,6 +426,9 @@ def join_scored(parts: list[Scored]) -> Scored:
         [name for p in parts for name in p.best_members],
         np.concatenate([p.reweighting for p in parts]),
         [digest for p in parts for digest in p.weights_sha256],
+        np.concatenate([p.quantiles for p in parts]),
+        np.concatenate([p.baseline_quantiles for p in parts]),
+        parts[0].levels,
     )
 
 
@@ -484,6 +503,7 @@ def assess(scored: Scored, settings: Settings, periods: float) -> Json:
         "models": models,
         "trading": trading_rows(scored, rows, actions, settings=settings, periods=periods, boot=boot),
         "members": member_rows(scored),
+        "quantiles": quantile_rows(scored, boot),
         "reweighting": {
             "member_names": scored.member_names,
             "mean_weights": scored.reweighting.mean(axis=0).tolist(),
@@ -532,6 +552,44 @@ def trading_rows(
         if name != REFERENCE_STRATEGY:
             estimate = figures["sharpe"] - reference["sharpe"]
             figures["sharpe_minus_ensemble"] = difference(boot, estimate, draws[name], draws[REFERENCE_STRATEGY])
+    return out
+
+
+def pinball(returns: FloatArray, quantiles: FloatArray, levels: FloatArray) -> FloatArray:
+    """Per window, the pinball (quantile) loss averaged over the levels: ``returns [N]``, ``quantiles [N, Q]``."""
+    error = returns[:, None] - quantiles
+    out: FloatArray = np.maximum(levels * error, (levels - 1) * error).mean(axis=1)
+    return out
+
+
+def quantile_rows(scored: Scored, boot: Bootstrap) -> dict[str, Json]:
+    """Per horizon: how often the realised log return fell below each predicted quantile (ideally
+    the level), the coverage and width of the outer interval, and the pinball loss against the
+    training returns' unconditional quantiles (paired bootstrap of the difference)."""
+    data, levels = scored.data, np.asarray(scored.levels)
+    out: dict[str, Json] = {}
+    for j, h in enumerate(data.horizons):
+        v = data.valid[:, j]
+        returns, dates = data.log_return[v, j], data.end_ts[v]
+        figures: Json = {"levels": scored.levels}
+        losses = {}
+        for name, quantiles in (("ensemble", scored.quantiles[v, j]), ("baseline", scored.baseline_quantiles[v, j])):
+            below = returns[:, None] < quantiles
+            inside = (returns >= quantiles[:, 0]) & (returns <= quantiles[:, -1])
+            losses[name] = pinball(returns, quantiles, levels)
+            figures[name] = {
+                "below": below.mean(axis=0).tolist(),
+                "interval_coverage": float(inside.mean()),
+                "interval_width": float(np.mean(quantiles[:, -1] - quantiles[:, 0])),
+                "pinball": float(losses[name].mean()),
+            }
+        figures["pinball_minus_baseline"] = difference(
+            boot,
+            figures["ensemble"]["pinball"] - figures["baseline"]["pinball"],
+            boot.mean(losses["ensemble"], dates),
+            boot.mean(losses["baseline"], dates),
+        )
+        out[str(h)] = figures
     return out
 
 

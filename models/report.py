@@ -177,7 +177,8 @@ def plot_confusion(figures_of_set: Json, path: Path) -> None:
             for j in range(2):
                 total = counts[i].sum()
                 share = f"{100 * counts[i, j] / total:.0f}%" if total else "-"
-                ax.text(j, i, f"{int(counts[i, j])}\n{share}", ha="center", va="center", fontsize=8)
+                colour = "white" if counts[i, j] > counts.max() / 2 else "black"
+                ax.text(j, i, f"{int(counts[i, j])}\n{share}", ha="center", va="center", fontsize=8, color=colour)
         ax.set_xticks([0, 1], ["next close up", "not up"])
         ax.set_yticks(range(3), actions)
         ax.set_title(f"{name}: action vs outcome", fontsize=9)
@@ -487,7 +488,7 @@ def render_set(key: str, f: Json, figures: Json, stem: str) -> str:
         lines += ["", _accuracy_sentence(models, h)]
     lines += ["", f"![calibration curves]({IMAGE_DIR}/{image_name(stem, key, 'calibration')})", ""]
     lines += [render_actions(f, figures), "", render_trading(key, f, stem), "", render_confidence(key, f, stem)]
-    lines += ["", render_reweighting(f), "", render_members(f)]
+    lines += ["", render_quantiles(f), "", render_reweighting(f), "", render_members(f)]
     return "\n".join(lines)
 
 
@@ -613,6 +614,49 @@ def _bin_label(low: float | None, high: float | None) -> str:
     if high is None or not math.isfinite(high):
         return f">= {low:.3f}"
     return f"{low:.3f} .. {high:.3f}"
+
+
+def render_quantiles(f: Json) -> str:
+    rows = []
+    for h, q in f["quantiles"].items():
+        levels = q["levels"]
+        diff = q["pinball_minus_baseline"]
+        for name in ("ensemble", "baseline"):
+            g = q[name]
+            rows.append(
+                [
+                    h,
+                    "ensemble" if name == "ensemble" else "training quantiles",
+                    ", ".join(f"{pct(b)}" for b in g["below"]),
+                    f"{pct(g['interval_coverage'])} (nominal {pct(levels[-1] - levels[0], 0)})",
+                    num(g["interval_width"]),
+                    num(g["pinball"], 5),
+                    f"{diff['estimate']:+.5f} [{diff['low']:+.5f}, {diff['high']:+.5f}]" if name == "ensemble" else "",
+                ]
+            )
+    levels_text = ", ".join(f"{lv:g}" for lv in next(iter(f["quantiles"].values()))["levels"])
+    return "\n".join(
+        [
+            "### Return quantiles",
+            "",
+            f"Share of realised log returns below each predicted quantile (levels {levels_text}; ideally equal to "
+            "the level), coverage and mean width of the outer interval, and the pinball loss against the training "
+            "log returns' unconditional quantiles (the same interval for every window):",
+            "",
+            table(
+                [
+                    "horizon",
+                    "quantiles",
+                    "realised below",
+                    "interval coverage",
+                    "mean width (log return)",
+                    "pinball loss",
+                    "ensemble - training [95% CI]",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def render_reweighting(f: Json) -> str:

@@ -354,21 +354,28 @@ def sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
     return out
 
 
+PRIOR_SD = 0.1
+"""Prior standard deviation of a calibration coefficient, in logit per standard deviation of a
+member's output (see ``fit_combination``)."""
+
+
 def fit_logistic(
-    inputs: npt.NDArray[np.float64], up: npt.NDArray[np.bool_], *, offset: float
+    inputs: npt.NDArray[np.float64], up: npt.NDArray[np.bool_], *, offset: float, prior_sd: float = PRIOR_SD
 ) -> npt.NDArray[np.float64]:
-    """Maximum-likelihood non-negative ``v`` of ``p = sigmoid(inputs @ v + offset)`` (L-BFGS-B)."""
+    """Maximum a posteriori non-negative ``v`` of ``p = sigmoid(inputs @ v + offset)`` under a
+    Gaussian prior ``N(0, prior_sd^2)`` on each coefficient (L-BFGS-B)."""
     x = np.asarray(inputs, dtype=np.float64)
     y = up.astype(np.float64)
+    ridge = 1.0 / (prior_sd * prior_sd * len(y))
 
     def objective(v: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
         z = x @ v + offset
-        # log(1 + e^z) - y z, computed without overflow.
-        loss = float(np.mean(np.logaddexp(0.0, z) - y * z))
-        return loss, x.T @ (sigmoid(z) - y) / len(y)
+        # log(1 + e^z) - y z, computed without overflow; the prior in the same per-label units.
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * v @ v)
+        return loss, x.T @ (sigmoid(z) - y) / len(y) + ridge * v
 
     k = x.shape[1]
-    result = minimize(objective, np.full(k, 1.0 / k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
+    result = minimize(objective, np.zeros(k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
     return np.asarray(result.x, dtype=np.float64)
 
 
@@ -387,30 +394,39 @@ class Combination:
     """``[M, H, 2]`` each member's own Platt scale and bias (for the best-member baseline)."""
     member_log_loss: npt.NDArray[np.float64]
     """``[M, H]`` each calibrated member's log loss on the calibration slice."""
+    member_train_mean: npt.NDArray[np.float64]
+    """``[M, H]`` each member's mean logit on the training windows."""
 
 
 def fit_combination(
     member_logits: npt.NDArray[np.float64],
     data: WindowSet,
     train_rate: npt.NDArray[np.float64],
-    train_mean: npt.NDArray[np.float64],
+    train_logits: npt.NDArray[np.float64],
 ) -> Combination:
-    """Ensemble weights and Platt calibration per horizon, by calibration-slice log loss.
+    """Ensemble weights and Platt calibration per horizon, fitted on the calibration slice.
 
-    ``p = sigmoid(a * sum_m w_m (z_m - mu_m) + c)``, with ``w`` on the simplex, ``a >= 0``,
-    ``mu_m`` member ``m``'s mean logit on the training windows and ``c = logit(train_rate)``:
-    Platt scaling whose intercept is anchored at the log-odds of the training up rate. The slice
-    decides how much the members' deviations from their usual output count, not the base rate: a
-    free intercept would be fitted to the drift of a half-year slice (for 20-candle labels a
-    handful of independent outcomes), which says little about the next year, while the training
-    rate rests on years of candles. Stored as Platt scale ``a`` and bias ``c - a sum_m w_m mu_m``.
+    ``p = sigmoid(sum_m v_m (z_m - mu_m) / s_m + c)`` with ``v >= 0``, ``mu_m`` and ``s_m`` the
+    mean and standard deviation of member ``m``'s logit on the training windows, and
+    ``c = logit(train_rate)``. That is Platt scaling with scale ``a = sum_m v_m / s_m``, weights
+    ``w_m = (v_m / s_m) / a`` on the simplex and bias ``c - a sum_m w_m mu_m``, which is how it
+    is stored.
 
-    With ``v = a w`` this is a logistic regression on the centred member logits with non-negative
-    coefficients and a fixed offset: fitting ``v`` gives both ``a = sum v`` and ``w = v / a``. When
-    no member helps, ``a`` is 0 and the ensemble predicts the training up rate.
+    - The intercept is anchored at the log-odds of the training up rate: the slice decides how much
+      the members' deviations from their usual output count, not the base rate. A free intercept
+      would be fitted to the drift of a half-year slice (for 20-candle labels a handful of
+      independent outcomes), which says little about the next year.
+    - ``v`` is the maximum a posteriori estimate under a Gaussian prior with standard deviation
+      ``PRIOR_SD`` (logit per standard deviation of a member's output): daily direction signals
+      are weak and the slice is small, and without the prior a member whose output barely varies
+      gets a huge scale that amplifies noise.
+
+    When no member helps, ``a`` is 0 and the ensemble predicts the training up rate.
     """
     count, horizons = member_logits.shape[1], member_logits.shape[2]
     anchor = logit(train_rate)
+    mean = train_logits.mean(axis=0)
+    spread = train_logits.std(axis=0) + STD_FLOOR
     weights = np.full((count, horizons), 1.0 / count)
     scale, bias = np.zeros(horizons), anchor.copy()
     platt = np.zeros((count, horizons, 2))
@@ -419,18 +435,19 @@ def fit_combination(
         rows = data.valid[:, j]
         if rows.sum() < 2:
             raise DataError(f"horizon {data.horizons[j]}: fewer than 2 calibration labels")
-        centred, up = member_logits[rows, :, j] - train_mean[:, j], data.up[rows, j]
-        coef = fit_logistic(centred, up, offset=float(anchor[j]))
+        standardised = (member_logits[rows, :, j] - mean[:, j]) / spread[:, j]
+        up = data.up[rows, j]
+        coef = fit_logistic(standardised, up, offset=float(anchor[j])) / spread[:, j]
         scale[j] = coef.sum()
         if scale[j] > 0:
             weights[:, j] = coef / scale[j]
-            bias[j] = anchor[j] - float(coef @ train_mean[:, j])
+            bias[j] = anchor[j] - float(coef @ mean[:, j])
         for m in range(count):
-            a = float(fit_logistic(centred[:, m : m + 1], up, offset=float(anchor[j]))[0])
-            platt[m, j] = (a, anchor[j] - a * train_mean[m, j])
-            z = a * centred[:, m] + anchor[j]
+            a = float(fit_logistic(standardised[:, m : m + 1], up, offset=float(anchor[j]))[0])
+            platt[m, j] = (a / spread[m, j], anchor[j] - a * mean[m, j] / spread[m, j])
+            z = a * standardised[:, m] + anchor[j]
             losses[m, j] = float(np.mean(np.logaddexp(0.0, z) - up * z))
-    return Combination(weights, scale, bias, platt, losses)
+    return Combination(weights, scale, bias, platt, losses, mean)
 
 
 def apply_combination(ensemble: Ensemble, combination: Combination) -> None:
@@ -561,9 +578,9 @@ def train_fold(
         )
     ensemble.cpu().eval()
     train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(horizons)])
-    train_mean = predict(ensemble, train.windows).member_logits.mean(axis=0)
+    train_logits = predict(ensemble, train.windows).member_logits
     calibration_logits = predict(ensemble, calibration.windows).member_logits
-    combination = fit_combination(calibration_logits, calibration, train_rate, train_mean)
+    combination = fit_combination(calibration_logits, calibration, train_rate, train_logits)
     apply_combination(ensemble, combination)
     info = FoldInfo(
         index=fold.index,
@@ -581,7 +598,7 @@ def train_fold(
         member_platt=combination.member_platt.tolist(),
         member_log_loss=combination.member_log_loss.tolist(),
         train_rate=train_rate.tolist(),
-        member_train_mean=train_mean.tolist(),
+        member_train_mean=combination.member_train_mean.tolist(),
         seconds=round(time.perf_counter() - started, 1),
     )
     return ensemble, info

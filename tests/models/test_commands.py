@@ -75,6 +75,9 @@ def test_evaluate_command_writes_the_report(trained: tuple[Path, RunInfo], tmp_p
             REFERENCE_STRATEGY
         ].keys()
         assert "sharpe_minus_ensemble" in trading[BUY_AND_HOLD]
+        quantiles = figures_of_set["quantiles"]
+        assert set(quantiles) == {"1", "5"}
+        assert {"below", "interval_coverage", "pinball"} <= quantiles["1"]["ensemble"].keys()
         for kind in ("calibration", "equity", "confusion", "confidence"):
             assert (reports / "img" / f"card-{key}-{kind}.png").stat().st_size > 1000
     assert figures["sets"]["last-fold"]["weights_sha256"] == [run.folds[-1].weights_sha256]
