@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
-from rich.table import Table
+from rich.table import Column, Table
 
 from candlecast.errors import ArtifactError, ConfigError
 
@@ -326,7 +326,15 @@ def list_models(registry: RegistryOption = None) -> None:
 
     store = Registry(registry or _bundled())
     current = store.current_ref()
-    rows = Table("", "version", "created", "window", "horizons", "test accuracy (h1)", "test log loss (h1)")
+    rows = Table(
+        "",
+        Column("version", no_wrap=True),
+        Column("created", no_wrap=True),
+        "window",
+        "horizons",
+        "test acc. h1",
+        "test log loss h1",
+    )
     for entry in store.entries():
         manifest = entry.manifest()
         test = manifest.metrics.get("test", {})

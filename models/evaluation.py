@@ -624,6 +624,7 @@ def model_figures(run: RunInfo) -> Json:
         "symbols": run.symbols,
         "weights_sha256": last.weights_sha256,
         "train_seconds": run.seconds,
+        "train_cpu_seconds": run.cpu_seconds,
         "threads": run.config["threads"],
         "device": run.config["device"],
         "config": run.config,

@@ -86,10 +86,11 @@ def export_ensemble(
 ) -> LoadedModel:
     """Script the ensemble, write the artifact, and load it back through the verifying loader.
 
-    The module is scripted, not frozen: freezing folds the weights into the graph as constants, so
-    the archive would no longer carry the state dict whose digest ``load_artifact`` recomputes, and
-    the fusions it enables change kernels whose batch invariance the tests establish. Scoring
-    speed is dominated by the LSTM kernels, which freezing does not change.
+    The module is scripted, not frozen. Freezing helps small batches (bundled model, one CPU
+    thread: 64 windows 43 -> 29 ms, 512 windows 309 -> 296 ms) but folds the weights into the graph
+    as constants: the archive would no longer carry the state dict whose digest ``load_artifact``
+    recomputes, and the fusions it enables would change kernels whose batch invariance the tests
+    establish. A loader that wants the speed can freeze after verifying.
     """
     ensemble = ensemble.eval()
     scripted = torch.jit.script(ensemble)

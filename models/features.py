@@ -68,6 +68,16 @@ def window_features(window: npt.ArrayLike) -> FloatArray:
     return np.stack(columns, axis=-1)
 
 
+def window_volatility(window: npt.ArrayLike) -> FloatArray:
+    """``sigma`` of each window, ``[..., T, 5]`` in, ``[...]`` out: the scale the features divide
+    price moves by, and the unit of the members' return quantiles."""
+    x = np.asarray(window, dtype=np.float64)
+    o, c = x[..., 0], x[..., 3]
+    prev_close = np.concatenate([o[..., :1], c[..., :-1]], axis=-1)
+    out: FloatArray = np.log(c / prev_close).std(axis=-1) + SIGMA_FLOOR
+    return out
+
+
 def rolling_std(values: FloatArray, k: int) -> FloatArray:
     """Causal standard deviation over the last ``k`` values (fewer at the start of the window)."""
     n = values.shape[-1]

@@ -173,7 +173,12 @@ class EncoderLayer(nn.Module):
 
 
 class Head(nn.Module):
-    """Per horizon: the logit of an up move and monotone log-return quantiles."""
+    """Per horizon: the logit of an up move and monotone log-return quantiles.
+
+    Quantiles come out in units of the window's own volatility (``sigma``, as the features use it)
+    times a per-horizon ``return_scale`` fitted on training windows: the features are scale-free,
+    so the network predicts scale-free quantiles and volatility clustering carries through.
+    """
 
     return_scale: Tensor
 
@@ -184,13 +189,21 @@ class Head(nn.Module):
         self.net = nn.Sequential(nn.Linear(dim, 32), nn.GELU(), nn.Linear(32, horizons * (1 + quantiles)))
         self.register_buffer("return_scale", torch.ones(horizons))
 
-    def forward(self, z: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, z: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         out = self.net(z)
         logits = out[:, : self.horizons]
         raw = out[:, self.horizons :].reshape(-1, self.horizons, self.quantiles)
         steps = torch.cat([raw[:, :, :1], lane_softplus(raw[:, :, 1:])], dim=2)
-        quantiles = torch.cumsum(steps, dim=2) * self.return_scale[None, :, None]
+        scale = self.return_scale[None, :, None] * sigma[:, None, None]
+        quantiles = torch.cumsum(steps, dim=2) * scale
         return logits, quantiles
+
+
+def window_volatility(x: Tensor, floor: float) -> Tensor:
+    """``[B]`` the realised volatility ``sigma`` of each window (``models.features.window_volatility``)."""
+    o, c = x[..., 0], x[..., 3]
+    prev_close = torch.cat([o[:, :1], c[:, :-1]], dim=1)
+    return torch.log(c / prev_close).std(dim=1, unbiased=False) + floor
 
 
 class Member(nn.Module):
@@ -205,7 +218,8 @@ class Member(nn.Module):
         raise NotImplementedError
 
     def predict(self, x: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
-        logits, quantiles = self.head(self.encode(x, features))
+        sigma = window_volatility(x, self.features.sigma_floor)
+        logits, quantiles = self.head(self.encode(x, features), sigma)
         return logits, quantiles
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -47,7 +47,7 @@ from candlecast.models.dataset import (
     table_digest,
     walk_forward,
 )
-from candlecast.models.features import pool_window, window_features
+from candlecast.models.features import pool_window, window_features, window_volatility
 from candlecast.models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
 
 RUN_FILE = "run.json"
@@ -140,12 +140,14 @@ def deterministic(threads: int, device: str) -> Iterator[None]:
 
 @dataclass(frozen=True)
 class Tensors:
-    """A ``WindowSet`` as tensors for training: windows, up labels, log returns and the label mask."""
+    """A ``WindowSet`` as tensors for training: windows, up labels, log returns, the label mask and
+    each window's volatility (the unit of its quantile errors)."""
 
     x: Tensor
     up: Tensor
     log_return: Tensor
     valid: Tensor
+    sigma: Tensor
 
     @classmethod
     def of(cls, data: WindowSet, device: str) -> Tensors:
@@ -155,23 +157,26 @@ class Tensors:
             torch.from_numpy(data.up.astype(np.float32)).to(device),
             torch.from_numpy(np.where(valid, data.log_return, 0.0).astype(np.float32)).to(device),
             torch.from_numpy(valid).to(device),
+            torch.from_numpy(window_volatility(data.windows).astype(np.float32)).to(device),
         )
 
     def __len__(self) -> int:
         return int(self.x.shape[0])
 
     def rows(self, index: Tensor) -> Tensors:
-        return Tensors(self.x[index], self.up[index], self.log_return[index], self.valid[index])
+        return Tensors(self.x[index], self.up[index], self.log_return[index], self.valid[index], self.sigma[index])
 
 
 def member_loss(
     logits: Tensor, quantiles: Tensor, batch: Tensors, *, levels: Tensor, return_scale: Tensor, quantile_weight: float
 ) -> tuple[Tensor, Tensor]:
     """Summed loss over valid labels and their count: cross-entropy of the up move plus
-    ``quantile_weight`` times the pinball loss of each quantile, in units of the return scale."""
+    ``quantile_weight`` times the pinball loss of each quantile, in units of the window's
+    volatility times the return scale (so calm and wild windows weigh alike)."""
     mask = batch.valid.float()
     bce = F.binary_cross_entropy_with_logits(logits, batch.up, reduction="none")
-    error = (batch.log_return[:, :, None] - quantiles) / return_scale[None, :, None]
+    unit = return_scale[None, :, None] * batch.sigma[:, None, None]
+    error = (batch.log_return[:, :, None] - quantiles) / unit
     pinball = torch.maximum(levels * error, (levels - 1) * error).mean(dim=2)
     total = ((bce + quantile_weight * pinball) * mask).sum()
     return total, mask.sum()
@@ -183,7 +188,8 @@ class Normalisation:
 
     stats: dict[int, tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]]
     return_scale: npt.NDArray[np.float64]
-    """Per horizon, the standard deviation of training log returns."""
+    """Per horizon, the standard deviation of training log returns in units of their window's
+    volatility."""
 
     @classmethod
     def fit(cls, train: WindowSet, scales: Sequence[int]) -> Normalisation:
@@ -193,7 +199,7 @@ class Normalisation:
             pooled = windows if scale == 1 else pool_window(windows, scale)
             features = window_features(pooled).reshape(-1, 11)
             stats[scale] = (features.mean(axis=0), features.std(axis=0) + STD_FLOOR)
-        returns = np.where(train.valid, train.log_return, np.nan)
+        returns = np.where(train.valid, train.log_return, np.nan) / window_volatility(windows)[:, None]
         return cls(stats, np.nanstd(returns, axis=0) + STD_FLOOR)
 
     def apply(self, ensemble: Ensemble) -> None:
@@ -505,6 +511,8 @@ class RunInfo(msgspec.Struct, frozen=True):
     parameters: int
     folds: list[FoldInfo]
     seconds: float
+    cpu_seconds: float
+    """CPU time of all threads; beside the wall-clock ``seconds`` it shows a machine shared with other work."""
     framework: dict[str, str]
 
     def spec(self) -> WindowSpec:
@@ -617,7 +625,7 @@ def train_run(
     progress: TrainingProgress | None = None,
 ) -> RunInfo:
     """Train every walk-forward fold and write the run directory."""
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     data = load_windows(data_path, spec, symbols)
     folds = walk_forward(data, sizes)
     out.mkdir(parents=True, exist_ok=True)
@@ -649,6 +657,7 @@ def train_run(
         parameters=parameters,
         folds=infos,
         seconds=round(time.perf_counter() - started, 1),
+        cpu_seconds=round(time.process_time() - cpu_started, 1),
         framework=framework_versions(),
     )
     (out / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(run)) + b"\n")

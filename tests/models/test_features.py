@@ -7,8 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from candlecast.models.features import FEATURE_NAMES, pool_window, window_features
+from candlecast.models.features import FEATURE_NAMES, SIGMA_FLOOR, pool_window, window_features, window_volatility
 from candlecast.models.networks import WindowFeatures, pool
+from candlecast.models.networks import window_volatility as window_volatility_graph
 from tests.models.synthetic import random_windows
 
 
@@ -55,3 +56,10 @@ def test_standardisation_uses_the_buffers() -> None:
     features.mean.fill_(1.0)
     features.std.fill_(2.0)
     torch.testing.assert_close(features(windows), (raw - 1.0) / 2.0)
+
+
+@settings(max_examples=30, deadline=None)
+@given(ohlcv_windows())
+def test_graph_volatility_matches_the_numpy_reference(windows: np.ndarray) -> None:
+    got = window_volatility_graph(torch.from_numpy(windows), SIGMA_FLOOR).double().numpy()
+    np.testing.assert_allclose(got, window_volatility(windows.astype(np.float64)), rtol=2e-3, atol=1e-6)
