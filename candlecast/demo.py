@@ -25,7 +25,7 @@ from rich.table import Table
 from candlecast.candlefile import CandleTable, infer_interval, read_candles
 from candlecast.daemon.candle import format_ts
 from candlecast.daemon.service import Daemon
-from candlecast.daemon.settings import HttpSettings, KafkaSettings, Settings
+from candlecast.daemon.settings import HttpSettings, KafkaSettings, Settings, StrategySettings
 from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
@@ -41,9 +41,12 @@ class DemoRun:
     interval: str
     rate: float
     partitions: int = 3
+    buy_above: float = 0.6
+    sell_below: float = 0.4
     sent_at: dict[tuple[str, int], float] = field(default_factory=dict)
     latencies_ms: list[float] = field(default_factory=list)
     actions: Counter[str] = field(default_factory=Counter)
+    probabilities: list[float] = field(default_factory=list)
 
 
 def _port_or_free(preferred: int) -> int:
@@ -91,6 +94,7 @@ def _show(run: DemoRun, console: Console, signal: Signal, produced_ms: int) -> N
     if sent is not None:
         run.latencies_ms.append(produced_ms - sent)
     run.actions[signal.action] += 1
+    run.probabilities.append(signal.probability)
     when = signal.ts[:10] if signal.ts.endswith("T00:00:00Z") else signal.ts[:16].replace("T", " ")
     console.print(
         f"{signal.symbol:<6} {when:<16} [{ACTION_STYLE[signal.action]}]{signal.action:<4}[/] "
@@ -113,6 +117,7 @@ async def _demo(run: DemoRun, kafka: LocalKafka, console: Console) -> None:
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap, instance_id="demo"),
         http=HttpSettings(port=_port_or_free(METRICS_PORT)),
+        strategy=StrategySettings(name="threshold", params={"buy_above": run.buy_above, "sell_below": run.sell_below}),
     )
     daemon = Daemon(settings)
     daemon_task = asyncio.create_task(daemon.run())
@@ -155,12 +160,21 @@ async def _demo(run: DemoRun, kafka: LocalKafka, console: Console) -> None:
         group.create_task(stop_together())
 
 
-def run_demo(data: Path, *, last: int, rate: float, symbols: list[str] | None, console: Console) -> int:
+def run_demo(
+    data: Path,
+    *,
+    last: int,
+    rate: float,
+    symbols: list[str] | None,
+    buy_above: float,
+    sell_below: float,
+    console: Console,
+) -> int:
     table = read_candles(data)
     if symbols:
         table = table.only(symbols)
     table = table.tail_per_symbol(last)
-    run = DemoRun(table, infer_interval(table), rate)
+    run = DemoRun(table, infer_interval(table), rate, buy_above=buy_above, sell_below=sell_below)
     with tempfile.TemporaryDirectory(prefix="candlecast-demo-") as scratch:
         console.print("starting a local Apache Kafka broker (KRaft) ...")
         kafka = LocalKafka(Path(scratch)).start()
@@ -186,6 +200,18 @@ def _summary(run: DemoRun, console: Console) -> None:
             "candle sent -> signal produced",
             f"p50 {np.percentile(latencies, 50):.1f} ms, p99 {np.percentile(latencies, 99):.1f} ms",
         )
+    if run.probabilities:
+        table.add_row("p_up range", f"{min(run.probabilities):.3f} .. {max(run.probabilities):.3f}")
     console.print(table)
     if run.table.ts.size:
         console.print(f"candles from {format_ts(int(run.table.ts.min()))} to {format_ts(int(run.table.ts.max()))}")
+    if run.probabilities and not (run.actions["BUY"] or run.actions["SELL"]):
+        middle = float(np.median(run.probabilities))
+        console.print(
+            f"Every signal is HOLD: the calibrated probability of an up move stayed between "
+            f"{run.sell_below} and {run.buy_above}, the threshold strategy's band. On daily stocks the bundled "
+            "model has no measurable directional skill (docs/model-card.md), so its calibrated probabilities "
+            f"stay near the base rate. To see the band act, narrow it, e.g. `candlecast demo --buy-above "
+            f"{max(middle, 0.501):.3f}` (a demonstration, not a recommendation).",
+            highlight=False,
+        )
