@@ -168,6 +168,8 @@ def demo(
     last: Annotated[int, typer.Option(help="Replay the last N candles of each symbol.")] = 120,
     rate: Annotated[float, typer.Option(help="Candles per second (0: as fast as possible).")] = 40.0,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
+    buy_above: Annotated[float, typer.Option(help="Threshold strategy: BUY when p exceeds this.")] = 0.6,
+    sell_below: Annotated[float, typer.Option(help="Threshold strategy: SELL when p is below this.")] = 0.4,
 ) -> None:
     """Real bundled candles through a local Kafka and the bundled ensemble: signals and metrics.
 
@@ -184,6 +186,8 @@ def demo(
         last=last,
         rate=rate,
         symbols=[s.strip() for s in symbols.split(",")] if symbols else None,
+        buy_above=buy_above,
+        sell_below=sell_below,
         console=Console(),
     )
 
@@ -192,14 +196,22 @@ def demo(
 def bench(
     symbols: Annotated[int, typer.Option(help="Symbols in the workload (windows kept warm).")] = 10_000,
     candles: Annotated[int, typer.Option(help="Scored candles per symbol in the throughput backlog.")] = 3,
-    batch: Annotated[int, typer.Option(help="batching.max_batch, and the batch of the model ceiling.")] = 128,
+    batch: Annotated[
+        int | None, typer.Option(help="batching.max_batch and the model ceiling's batch; default the daemon's.")
+    ] = None,
     max_wait_ms: Annotated[float, typer.Option(help="batching.max_wait_ms (0: continuous batching).")] = 0.0,
     threads: Annotated[int, typer.Option(help="model.threads (0: one less than the CPU count).")] = 0,
+    device: Annotated[str, typer.Option(help="model.device: auto, cpu or cuda.")] = "auto",
     delivery: Annotated[str, typer.Option(help="exactly_once, at_least_once or both.")] = "both",
     close_bursts: Annotated[str, typer.Option(help="Comma-separated N: N symbols closing a candle at once.")] = (
         "1000,10000"
     ),
     steady_s: Annotated[float, typer.Option(help="Seconds of the steady-rate phase.")] = 10.0,
+    linger_ms: Annotated[int | None, typer.Option(help="kafka.linger_ms; default the daemon's.")] = None,
+    compression: Annotated[str | None, typer.Option(help="kafka.compression; default the daemon's.")] = None,
+    producer_batch_bytes: Annotated[
+        int | None, typer.Option(help="kafka.producer_batch_bytes; default the daemon's.")
+    ] = None,
     quick: Annotated[bool, typer.Option(help="A seconds-long variant (small counts; other options ignored).")] = False,
     model: Annotated[Path | None, typer.Option(help="Artifact file; default the bundled registry's current.")] = None,
     bootstrap_servers: Annotated[
@@ -208,27 +220,41 @@ def bench(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
-    from candlecast.bench import BenchOptions, render, run_bench
+    from candlecast.bench import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions, run_bench
+    from candlecast.bench_report import render
     from candlecast.logs import configure_logging
 
-    if delivery not in ("exactly_once", "at_least_once", "both"):
-        raise ConfigError("--delivery: exactly_once, at_least_once or both")
+    if delivery not in DELIVERY_CHOICES:
+        raise ConfigError(f"--delivery: one of {', '.join(DELIVERY_CHOICES)}")
+    if device not in DEVICE_CHOICES:
+        raise ConfigError(f"--device: one of {', '.join(DEVICE_CHOICES)}")
     try:
         bursts = tuple(int(n) for n in close_bursts.split(",") if n.strip())
     except ValueError as exc:
         raise ConfigError(f"--close-bursts: comma-separated counts ({exc})") from exc
+    producer = {
+        name: value
+        for name, value in (
+            ("linger_ms", linger_ms),
+            ("compression", compression),
+            ("producer_batch_bytes", producer_batch_bytes),
+        )
+        if value is not None
+    }
     options = (
         BenchOptions.quick()
         if quick
         else BenchOptions(
             symbols=symbols,
             scored_per_symbol=candles,
-            batch=batch,
+            **({} if batch is None else {"batch": batch}),
             max_wait_ms=max_wait_ms,
             threads=threads,
-            deliveries=("exactly_once", "at_least_once") if delivery == "both" else (delivery,),  # type: ignore[arg-type]
+            device=DEVICE_CHOICES[device],
+            deliveries=DELIVERY_CHOICES[delivery],
             close_bursts=bursts,
             steady_s=steady_s,
+            producer=producer,
         )
     )
     configure_logging("WARNING", "console")

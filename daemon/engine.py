@@ -112,7 +112,7 @@ class CandleIngestor:
         return ScoreRequest(
             key=(candle.symbol, candle.interval),
             ts=candle.ts,
-            window=self.store.gather([slot])[0],
+            window=self.store.newest_window(slot),
             topic=record.topic,
             partition=record.partition,
             offset=record.offset,
@@ -167,7 +167,11 @@ class SignalBuilder:
         self.strategy_name = strategy_name
         self._clock = clock
         self._history: dict[WindowKey, deque[EnsembleOutput]] = {}
+        """Each key's recent outputs; kept only for strategies with a memory (an empty deque is ~600 B)."""
         self._depth = max(0, strategy.memory - 1)
+        self._horizon_keys = [str(h) for h in spec.horizons]
+        self._ts_text: dict[int, str] = {}
+        """Open times already formatted: every symbol's candle of one period has the same one."""
 
     def build(self, requests: Sequence[ScoreRequest], outputs: OutputBatch, model_version: str) -> list[Signal | None]:
         """One signal per published request (``None`` for history requests), in request order."""
@@ -188,36 +192,46 @@ class SignalBuilder:
     def _decide(
         self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str
     ) -> Signal | None:
-        past = self._history.get(request.key)
-        if past is None:
-            past = self._history[request.key] = deque(maxlen=self._depth)
+        past = None
+        if self._depth:
+            past = self._history.get(request.key)
+            if past is None:
+                past = self._history[request.key] = deque(maxlen=self._depth)
         if not request.publish:
-            if self._depth:
+            if past is not None:
                 past.append(output)
             return None
-        earlier = list(past)[len(past) - request.history :] if request.history else []
+        earlier = list(past)[len(past) - request.history :] if past is not None and request.history else []
         decision = self.strategy.decide([*earlier, output])
-        if self._depth:
+        if past is not None:
             past.append(output)
         symbol, interval = request.key
-        horizons = self.spec.horizons
+        keys = self._horizon_keys
         return Signal(
             signal_id=signal_id(model_version, self.strategy_name, symbol, interval, request.ts),
             symbol=symbol,
             interval=interval,
-            ts=format_ts(request.ts),
+            ts=self._format_ts(request.ts),
             action=decision.action.value,
             confidence=decision.confidence,
             probability=output.probabilities[0],
-            horizon=horizons[0],
-            probabilities={str(h): output.probabilities[i] for i, h in enumerate(horizons)},
-            quantiles={str(h): list(output.quantiles[i]) for i, h in enumerate(horizons)},
+            horizon=self.spec.horizons[0],
+            probabilities=dict(zip(keys, output.probabilities, strict=True)),
+            quantiles={key: list(q) for key, q in zip(keys, output.quantiles, strict=True)},
             quantile_levels=list(self.spec.quantiles),
             disagreement=output.disagreement[0],
             model_version=model_version,
             strategy=self.strategy_name,
             produced_at=produced_at,
         )
+
+    def _format_ts(self, ts: int) -> str:
+        text = self._ts_text.get(ts)
+        if text is None:
+            if len(self._ts_text) >= 4096:
+                self._ts_text.clear()
+            text = self._ts_text[ts] = format_ts(ts)
+        return text
 
     def forget(self, keys: Iterable[WindowKey]) -> None:
         """Drop the remembered outputs of keys whose windows were dropped."""

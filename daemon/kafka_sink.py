@@ -58,6 +58,8 @@ class KafkaSignalSink:
             acks="all",
             enable_idempotence=True,
             linger_ms=self.settings.linger_ms,
+            max_batch_size=self.settings.producer_batch_bytes,
+            retry_backoff_ms=self.settings.retry_backoff_ms,
             compression_type=None if self.settings.compression == "none" else self.settings.compression,
             **options,
         )

@@ -189,10 +189,10 @@ class Pipeline:
             polled = await self._poll_or_stop()
             if not polled:
                 continue
-            chunk = self._ingest(polled)
-            if chunk.requests or chunk.dead_letters or chunk.checkpoint:
-                self._enter()
-                await self._to_score.put(chunk)
+            for chunk in self._ingest(polled):
+                if chunk.requests or chunk.dead_letters or chunk.checkpoint:
+                    self._enter()
+                    await self._to_score.put(chunk)
         await self._to_score.put(None)
 
     async def _poll_or_stop(self) -> list[PartitionRecords]:
@@ -205,9 +205,15 @@ class Pipeline:
         poll.cancel()
         return []
 
-    def _ingest(self, polled: list[PartitionRecords]) -> Chunk:
+    def _ingest(self, polled: list[PartitionRecords]) -> list[Chunk]:
+        """Chunks of at most ``max_batch`` live requests, each with the checkpoint of the records it
+        covers: a large poll (a backlog, a candle close across many symbols) is then scored and
+        published a forward pass at a time instead of all at once."""
         now = time.monotonic_ns()
         chunk = Chunk([], [], {})
+        chunks = [chunk]
+        dead_letters = 0
+        limit = self.policy.max_batch
         ingestor = self.ingestor
         for part in polled:
             for record in part.replay:
@@ -218,16 +224,26 @@ class Pipeline:
                 result = ingestor.ingest(record, now)
                 if isinstance(result, ScoreRequest):
                     chunk.requests.append(result)
+                    if len(chunk.requests) >= limit and record is not part.live[-1]:
+                        self._checkpoint(chunk, part, record.offset + 1)
+                        chunk = Chunk([], [], {})
+                        chunks.append(chunk)
                 elif result is not None:
                     chunk.dead_letters.append(result)
-            if part.live and part.committable:
-                next_offset = part.live[-1].offset + 1
-                rebuild = ingestor.store.rebuild_offset(part.partition)
-                chunk.checkpoint[(part.topic, part.partition)] = Checkpoint(
-                    next_offset, next_offset if rebuild is None else rebuild
-                )
-        self.metrics.observe_ingest(ingestor, len(chunk.dead_letters))
-        return chunk
+                    dead_letters += 1
+            if part.live:
+                self._checkpoint(chunk, part, part.live[-1].offset + 1)
+        self.metrics.observe_ingest(ingestor, dead_letters)
+        return chunks
+
+    def _checkpoint(self, chunk: Chunk, part: PartitionRecords, next_offset: int) -> None:
+        """Mark a partition's records up to ``next_offset`` as completed by ``chunk`` (taken now, so
+        that the rebuild offset is the one for exactly these records)."""
+        if part.committable:
+            rebuild = self.ingestor.store.rebuild_offset(part.partition)
+            chunk.checkpoint[(part.topic, part.partition)] = Checkpoint(
+                next_offset, next_offset if rebuild is None else rebuild
+            )
 
     async def _take_chunks(self) -> list[Chunk] | None:
         """Chunks for the next forward passes per the batch policy; ``None`` once ingest ended."""

@@ -42,25 +42,32 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
     return registry.load(entry, device)
 
 
+WARM_EVERY_SIZE_UP_TO = 256
+"""Up to this many rows every padded batch size is warmed: the first forward pass at a new size
+costs 5-8 ms more on a CPU (docs/benchmarks.md), and such batches form all the time at moderate
+load. Larger batches form only under heavy load, where that one-off is small beside the pass."""
+
+
 def warm_up_sizes(max_batch: int) -> list[int]:
-    """Batch sizes the scorer can form, padded: powers of two from 8, and the largest."""
+    """Batch sizes the scorer can form, padded: every multiple of 8 up to ``WARM_EVERY_SIZE_UP_TO``,
+    then powers of two, and the largest."""
     largest = -(-max_batch // BATCH_MULTIPLE) * BATCH_MULTIPLE
-    sizes = []
-    size = BATCH_MULTIPLE
+    sizes = list(range(BATCH_MULTIPLE, min(largest, WARM_EVERY_SIZE_UP_TO) + 1, BATCH_MULTIPLE))
+    size = WARM_EVERY_SIZE_UP_TO * 2
     while size < largest:
         sizes.append(size)
         size *= 2
-    sizes.append(largest)
+    if sizes[-1] != largest:
+        sizes.append(largest)
     return sizes
 
 
 def warm_up(model: LoadedModel, max_batch: int) -> None:
-    """Run the model at each batch size it will see, so no live request pays for first-call setup."""
+    """Run the model once at each batch size it will see, so no live request pays for first-call
+    setup (once is enough: the second pass at a size is as fast as any later one)."""
     golden = np.asarray(model.manifest.golden.input, dtype=np.float32)
     for size in warm_up_sizes(max_batch):
-        batch = np.resize(golden, (size, *golden.shape[1:]))
-        for _ in range(2):
-            model.score(batch)
+        model.score(np.resize(golden, (size, *golden.shape[1:])))
 
 
 def check_compatible(new: Manifest, old: Manifest) -> None:

@@ -48,8 +48,19 @@ class KafkaSettings(_Section):
     )
     fetch_max_records: int = Field(2000, ge=1, description="Most records taken per poll.")
     poll_timeout_ms: int = Field(100, ge=1, description="Longest wait of one poll for new records.")
-    linger_ms: int = Field(2, ge=0, description="Producer linger before sending a batch.")
-    compression: Literal["none", "gzip"] = Field("none", description="Producer compression.")
+    linger_ms: int = Field(0, ge=0, description="Producer linger before sending a batch (docs/benchmarks.md).")
+    compression: Literal["none", "gzip"] = Field("none", description="Producer compression (docs/benchmarks.md).")
+    producer_batch_bytes: int = Field(
+        262_144,
+        ge=1024,
+        le=1_000_000,
+        description="Producer batch per partition: a publish batch that fits goes out in one request.",
+    )
+    retry_backoff_ms: int = Field(
+        10,
+        ge=1,
+        description="Producer wait before retrying a refused produce request (docs/benchmarks.md).",
+    )
     transaction_timeout_ms: int = Field(15000, ge=1000, description="Aborts a dead instance's open transaction.")
     session_timeout_ms: int = Field(10000, ge=1000, description="A silent instance leaves the group after this.")
     heartbeat_interval_ms: int = Field(3000, ge=100, description="Consumer-group heartbeat period.")

@@ -237,6 +237,17 @@ class WindowStore:
         self._count = grown(self._count)  # type: ignore[assignment]
         self._partition = grown(self._partition, -1)  # type: ignore[assignment]
 
+    def newest_window(self, slot: int) -> npt.NDArray[np.float32]:
+        """A copy of one slot's newest window, ``[length, 5]``: ``gather([slot])[0]`` in one or two
+        slice copies instead of fancy indexing (the live path takes one per scored candle)."""
+        end = int(self._head[slot])
+        ring = self._values[slot]
+        start = end - self.length
+        window: npt.NDArray[np.float32] = (
+            ring[start:end].copy() if start >= 0 else np.concatenate((ring[start:], ring[:end]))
+        )
+        return window
+
     def gather(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
         """Windows of ``length`` candles as one ``[n, length, 5]`` array, oldest candle first.
 

@@ -1,0 +1,239 @@
+"""The benchmark's figures, as one table and as JSON (``candlecast bench``, docs/benchmarks.md)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from rich.table import Table
+
+
+@dataclass(frozen=True)
+class Latency:
+    """Candle record timestamp to signal acknowledged, over ``count`` signals, in milliseconds."""
+
+    count: int
+    p50_ms: float
+    p99_ms: float
+    p999_ms: float
+    max_ms: float
+
+    @classmethod
+    def of(cls, values_ms: npt.NDArray[np.float64]) -> Latency:
+        if values_ms.size == 0:
+            return cls(0, float("nan"), float("nan"), float("nan"), float("nan"))
+        p50, p99, p999 = np.percentile(values_ms, [50, 99, 99.9]).tolist()
+        return cls(int(values_ms.size), p50, p99, p999, float(values_ms.max()))
+
+
+@dataclass(frozen=True)
+class ModelCeiling:
+    device: str
+    threads: int
+    batch: int
+    forwards_per_s: float
+    windows_per_s: float
+    single_padded_ms: float
+    """One window through ``LoadedModel.score``: padded to 8 rows, as the daemon runs it."""
+    single_unpadded_ms: float
+    """One window straight through the module, without padding (reference only)."""
+
+
+@dataclass(frozen=True)
+class IoCeiling:
+    messages: int
+    per_s: float
+
+
+@dataclass(frozen=True)
+class CloseBurst:
+    symbols: int
+    last_signal_ms: float
+    """From the burst's transaction commit to the last of its signals acknowledged."""
+    lower_bound_ms: float
+    """``symbols`` divided by the model ceiling: no scheduler can beat it."""
+    latency: Latency
+    mean_batch: float
+
+
+@dataclass(frozen=True)
+class SteadyStages:
+    """Where the steady phase's latency goes."""
+
+    consume: Latency
+    """Candle record timestamp to the daemon taking the record off the source."""
+    forward_ms: float
+    """Mean forward pass, under the phase's load (beside the model ceiling's quiet one)."""
+    publish_ms: float
+    """Mean publish of one batch: produce, acknowledgement and offset commit (or transaction)."""
+    mean_batch: float
+
+
+@dataclass(frozen=True)
+class DeliveryRun:
+    delivery: str
+    throughput_per_s: float
+    throughput_signals: int
+    throughput_mean_batch: float
+    steady_rate_per_s: float
+    steady: Latency
+    steady_stages: SteadyStages
+    burst_rate_per_s: float
+    burst: Latency
+    """Latency of the candles sent during the 10x burst."""
+    burst_phase: Latency
+    """Latency of every candle of the burst phase (steady before and after, and the burst)."""
+    close_bursts: list[CloseBurst]
+
+
+@dataclass(frozen=True)
+class Memory:
+    symbols: int
+    window_length: int
+    window_span: int
+    array_bytes: int
+    traced_bytes: int
+    """Everything the window store allocated for them: arrays and per-key Python objects."""
+    strategy_state_bytes: int
+    """Each key's remembered outputs for the strategy (``SignalBuilder``), besides the windows."""
+
+    @property
+    def bytes_per_symbol(self) -> float:
+        return self.traced_bytes / self.symbols
+
+
+@dataclass
+class BenchResult:
+    machine: dict[str, str]
+    options: dict[str, Any]
+    model: dict[str, Any]
+    ceiling: ModelCeiling
+    ceiling_other_threads: ModelCeiling | None
+    io: IoCeiling
+    naive_per_s: float
+    naive_mean_batch: float
+    runs: list[DeliveryRun] = field(default_factory=list)
+    memory: Memory | None = None
+
+    def ratios(self) -> dict[str, float]:
+        if not self.runs:
+            return {}
+        main = self.runs[0]
+        bound = min(self.ceiling.windows_per_s, self.io.per_s)
+        ratios = {
+            "end_to_end_over_ceiling": main.throughput_per_s / bound,
+            "end_to_end_over_naive": main.throughput_per_s / self.naive_per_s,
+        }
+        by_mode = {run.delivery: run for run in self.runs}
+        if "exactly_once" in by_mode and "at_least_once" in by_mode:
+            eos, alo = by_mode["exactly_once"], by_mode["at_least_once"]
+            ratios["exactly_once_throughput_over_at_least_once"] = eos.throughput_per_s / alo.throughput_per_s
+            ratios["exactly_once_minus_at_least_once_p50_ms"] = eos.steady.p50_ms - alo.steady.p50_ms
+            ratios["exactly_once_minus_at_least_once_p99_ms"] = eos.steady.p99_ms - alo.steady.p99_ms
+        return ratios
+
+    def to_json(self) -> bytes:
+        document = asdict(self)
+        document["ratios"] = self.ratios()
+        if self.memory is not None:
+            document["memory"]["bytes_per_symbol"] = self.memory.bytes_per_symbol
+        return msgspec.json.format(msgspec.json.encode(document), indent=2)
+
+
+def _ms(latency: Latency) -> str:
+    return (
+        f"p50 {latency.p50_ms:.1f}  p99 {latency.p99_ms:.1f}  p99.9 {latency.p999_ms:.1f}  "
+        f"max {latency.max_ms:.1f} ms  (n={latency.count})"
+    )
+
+
+def render(result: BenchResult) -> Table:
+    """The figures as one table, in the order of docs/benchmarks.md."""
+    table = Table(title="candlecast bench", show_lines=False)
+    table.add_column("measurement")
+    table.add_column("figure", justify="right")
+    table.add_column("detail")
+    ceiling = result.ceiling
+    table.add_row(
+        f"model ceiling, batch {ceiling.batch}",
+        f"{ceiling.windows_per_s:,.0f} /s",
+        f"{ceiling.forwards_per_s:.1f} forwards/s on {ceiling.device}, {ceiling.threads} thread(s)",
+    )
+    if result.ceiling_other_threads is not None:
+        other = result.ceiling_other_threads
+        table.add_row(
+            f"  same, {other.threads} thread(s)",
+            f"{other.windows_per_s:,.0f} /s",
+            "reference: not the daemon's setting",
+        )
+    table.add_row(
+        "  one window per forward",
+        f"{ceiling.single_padded_ms:.2f} ms",
+        f"padded to 8 rows as the daemon runs it; unpadded {ceiling.single_unpadded_ms:.2f} ms",
+    )
+    table.add_row("I/O ceiling", f"{result.io.per_s:,.0f} /s", f"aiokafka pass-through of {result.io.messages} candles")
+    table.add_row(
+        "naive baseline",
+        f"{result.naive_per_s:,.0f} /s",
+        f"daemon, max_batch 1 (mean batch {result.naive_mean_batch:.1f})",
+    )
+    for run in result.runs:
+        table.add_row(f"[bold]end to end, {run.delivery}[/]", "", "")
+        table.add_row(
+            "  sustained throughput",
+            f"{run.throughput_per_s:,.0f} /s",
+            f"{run.throughput_signals} candles of {result.options['symbols']} symbols, "
+            f"mean batch {run.throughput_mean_batch:.0f}",
+        )
+        table.add_row(
+            f"  steady {run.steady_rate_per_s:,.0f}/s",
+            f"{run.steady.p99_ms:.1f} ms p99",
+            f"{_ms(run.steady)}, mean batch {run.steady_stages.mean_batch:.1f}",
+        )
+        stages = run.steady_stages
+        table.add_row(
+            "    where it goes",
+            "",
+            f"consume p50 {stages.consume.p50_ms:.1f} p99 {stages.consume.p99_ms:.1f} ms; "
+            f"mean forward pass {stages.forward_ms:.1f} ms, mean publish {stages.publish_ms:.1f} ms",
+        )
+        table.add_row(
+            f"  burst at {run.burst_rate_per_s:,.0f}/s",
+            f"{run.burst.p99_ms:.1f} ms p99",
+            f"burst candles: {_ms(run.burst)}; whole phase p99 {run.burst_phase.p99_ms:.1f} ms",
+        )
+        for close in run.close_bursts:
+            table.add_row(
+                f"  {close.symbols:,} symbols close at once",
+                f"{close.last_signal_ms:.0f} ms",
+                f"last signal; lower bound N/ceiling {close.lower_bound_ms:.0f} ms; "
+                f"p50 {close.latency.p50_ms:.0f} ms, mean batch {close.mean_batch:.0f}",
+            )
+    ratios = result.ratios()
+    if ratios:
+        table.add_row("[bold]ratios[/]", "", "")
+        table.add_row(
+            "  end to end / min(ceilings)",
+            f"{ratios['end_to_end_over_ceiling']:.2f}",
+            f"min({ceiling.windows_per_s:,.0f}, {result.io.per_s:,.0f})",
+        )
+        table.add_row("  end to end / naive", f"{ratios['end_to_end_over_naive']:.1f}x", "")
+        if "exactly_once_throughput_over_at_least_once" in ratios:
+            table.add_row(
+                "  exactly-once / at-least-once",
+                f"{ratios['exactly_once_throughput_over_at_least_once']:.2f}",
+                f"throughput; steady p50 {ratios['exactly_once_minus_at_least_once_p50_ms']:+.1f} ms, "
+                f"p99 {ratios['exactly_once_minus_at_least_once_p99_ms']:+.1f} ms",
+            )
+    if result.memory is not None:
+        memory = result.memory
+        table.add_row(
+            f"window memory, {memory.symbols:,} symbols",
+            f"{memory.bytes_per_symbol:,.0f} B/symbol",
+            f"{memory.traced_bytes / 2**20:.0f} MiB in all ({memory.array_bytes / 2**20:.0f} MiB arrays, "
+            f"span {memory.window_span}); strategy state {memory.strategy_state_bytes / memory.symbols:.0f} B/symbol",
+        )
+    return table

@@ -1,0 +1,47 @@
+"""`candlecast bench --quick` on the test broker: every figure comes out, and batching still works.
+
+Only gross properties are asserted, measured side by side in the same run: timings on a shared
+2-core machine are too noisy for anything finer (docs/benchmarks.md holds the real figures).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from rich.console import Console
+
+from candlecast.bench import BenchOptions, run_bench
+from candlecast.bench_report import render
+from candlecast.localkafka import LocalKafka
+
+pytestmark = pytest.mark.kafka
+
+
+async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, test_artifact: Path) -> None:
+    threads = torch.get_num_threads()
+    console = Console(record=True, width=200)
+    result = await run_bench(
+        BenchOptions.quick(), console=console, bootstrap_servers=kafka.bootstrap_servers, model=test_artifact
+    )
+    assert torch.get_num_threads() == threads, "the bench restores torch's threads"
+
+    (run,) = result.runs
+    assert result.naive_mean_batch == 1.0
+    assert run.throughput_mean_batch > 4, "a backlog must be scored in batches"
+    assert run.throughput_per_s > 2 * result.naive_per_s, "batching must beat one candle per forward pass"
+    assert result.ceiling.windows_per_s > result.ceiling.forwards_per_s > 0
+    assert run.steady.count > 0 and run.burst.count > 0
+    (close,) = run.close_bursts
+    assert close.latency.count == close.symbols and close.mean_batch > 1
+    assert result.memory is not None and 0 < result.memory.bytes_per_symbol < 10_000
+
+    console.print(render(result))
+    text = console.export_text()
+    for label in ("model ceiling", "I/O ceiling", "naive baseline", "sustained throughput", "end to end / naive"):
+        assert label in text
+    figures = json.loads(result.to_json())
+    assert figures["ratios"]["end_to_end_over_naive"] > 2
+    assert figures["memory"]["bytes_per_symbol"] == result.memory.bytes_per_symbol
