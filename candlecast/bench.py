@@ -23,13 +23,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import platform
 import tempfile
 import time
 import tracemalloc
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -569,12 +570,44 @@ async def run_bench(
             bootstrap_servers = kafka.bootstrap_servers
         try:
             bench = Bench(bootstrap_servers, options, model_path, loaded, ceiling, console)
-            result = await _measure(bench, host, origin, other)
+            with _counted_produce_retries() as retries:
+                result = await _measure(bench, host, origin, other)
+            result.produce_retries = retries.count
         finally:
             if kafka is not None:
                 await asyncio.to_thread(kafka.stop)
             torch.set_num_threads(previous_threads)
     return result
+
+
+class _ProduceRetries(logging.Filter):
+    """Counts, instead of printing, produce requests the broker refused with NOT_ENOUGH_REPLICAS.
+
+    On a single broker that is a transaction's first produce colliding with the previous
+    transaction's commit markers (the broker's answer to clients older than KIP-890); the producer
+    retries it after ``kafka.retry_backoff_ms``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "NotEnoughReplicas" in record.getMessage():
+            self.count += 1
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def _counted_produce_retries() -> Iterator[_ProduceRetries]:
+    sender = logging.getLogger("aiokafka.producer.sender")
+    counter = _ProduceRetries()
+    sender.addFilter(counter)
+    try:
+        yield counter
+    finally:
+        sender.removeFilter(counter)
 
 
 async def _measure(bench: Bench, host: dict[str, str], origin: str, other: ModelCeiling | None) -> BenchResult:

@@ -117,6 +117,8 @@ class BenchResult:
     naive_mean_batch: float
     runs: list[DeliveryRun] = field(default_factory=list)
     memory: Memory | None = None
+    produce_retries: int = 0
+    """Produce requests refused with NOT_ENOUGH_REPLICAS and retried, over the whole run."""
 
     def ratios(self) -> dict[str, float]:
         if not self.runs:
@@ -228,6 +230,11 @@ def render(result: BenchResult) -> Table:
                 f"throughput; steady p50 {ratios['exactly_once_minus_at_least_once_p50_ms']:+.1f} ms, "
                 f"p99 {ratios['exactly_once_minus_at_least_once_p99_ms']:+.1f} ms",
             )
+    table.add_row(
+        "produce retries",
+        f"{result.produce_retries:,}",
+        "NOT_ENOUGH_REPLICAS: a transaction's first produce met the last one's commit markers",
+    )
     if result.memory is not None:
         memory = result.memory
         table.add_row(

@@ -40,7 +40,14 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
 
     console.print(render(result))
     text = console.export_text()
-    for label in ("model ceiling", "I/O ceiling", "naive baseline", "sustained throughput", "end to end / naive"):
+    for label in (
+        "model ceiling",
+        "I/O ceiling",
+        "naive baseline",
+        "sustained throughput",
+        "end to end / naive",
+        "produce retries",
+    ):
         assert label in text
     figures = json.loads(result.to_json())
     assert figures["ratios"]["end_to_end_over_naive"] > 2
