@@ -94,6 +94,8 @@ class BenchOptions:
     deliveries: tuple[Delivery, ...] = ("exactly_once", "at_least_once")
     partitions: int = 6
     steady_s: float = 10.0
+    steady_rate: float | None = None
+    """Candles per second of the steady phase; by default half the first sustained throughput."""
     burst_s: float = 0.1
     """Length of the 10x burst."""
     close_bursts: tuple[int, ...] = (1_000, 10_000)
@@ -102,7 +104,7 @@ class BenchOptions:
     ceiling_s: float = 3.0
     producer: dict[str, Any] = field(default_factory=dict)
     """Producer settings of the daemon to override (``linger_ms``, ``compression``,
-    ``producer_batch_bytes``); the I/O ceiling uses them too."""
+    ``producer_batch_bytes``, ``retry_backoff_ms``); the I/O ceiling uses them too."""
     memory_symbols: int = 100_000
     seed: int = 1
 
@@ -640,7 +642,7 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
         naive_mean_batch=naive_batch,
     )
     backlog = options.symbols * options.scored_per_symbol
-    rate: float | None = None
+    rate = options.steady_rate
     async with Generator(bench.bootstrap, candles) as gen:
         for delivery in options.deliveries:
             console.print(f"end to end, {delivery}:")

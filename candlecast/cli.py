@@ -207,11 +207,15 @@ def bench(
         "1000,10000"
     ),
     steady_s: Annotated[float, typer.Option(help="Seconds of the steady-rate phase.")] = 10.0,
+    steady_rate: Annotated[
+        float | None, typer.Option(help="Candles/s of the steady phase; default half the sustained throughput.")
+    ] = None,
     linger_ms: Annotated[int | None, typer.Option(help="kafka.linger_ms; default the daemon's.")] = None,
     compression: Annotated[str | None, typer.Option(help="kafka.compression; default the daemon's.")] = None,
     producer_batch_bytes: Annotated[
         int | None, typer.Option(help="kafka.producer_batch_bytes; default the daemon's.")
     ] = None,
+    retry_backoff_ms: Annotated[int | None, typer.Option(help="kafka.retry_backoff_ms; default the daemon's.")] = None,
     quick: Annotated[bool, typer.Option(help="A seconds-long variant (small counts; other options ignored).")] = False,
     model: Annotated[Path | None, typer.Option(help="Artifact file; default the bundled registry's current.")] = None,
     bootstrap_servers: Annotated[
@@ -238,6 +242,7 @@ def bench(
             ("linger_ms", linger_ms),
             ("compression", compression),
             ("producer_batch_bytes", producer_batch_bytes),
+            ("retry_backoff_ms", retry_backoff_ms),
         )
         if value is not None
     }
@@ -254,6 +259,7 @@ def bench(
             deliveries=DELIVERY_CHOICES[delivery],
             close_bursts=bursts,
             steady_s=steady_s,
+            steady_rate=steady_rate,
             producer=producer,
         )
     )

@@ -39,14 +39,3 @@ def write_csv(path: Path, rows: list[tuple[int, str, float, float, float, float,
         writer.writerow(["ts", "symbol", "open", "high", "low", "close", "volume"])
         writer.writerows(rows)
     return path
-
-
-def random_windows(count: int, length: int = 64, seed: int = 0) -> np.ndarray:
-    """Geometric random-walk OHLCV windows ``[count, length, 5]`` (float32) with consistent highs and lows."""
-    rng = np.random.default_rng(seed)
-    closes = 100 * np.exp(np.cumsum(rng.normal(0, 0.015, (count, length + 1)), axis=1))
-    opens, closes = closes[:, :-1], closes[:, 1:]
-    highs = np.maximum(opens, closes) * (1 + np.abs(rng.normal(0, 0.004, opens.shape)))
-    lows = np.minimum(opens, closes) * (1 - np.abs(rng.normal(0, 0.004, opens.shape)))
-    volumes = rng.lognormal(12, 1, opens.shape)
-    return np.stack([opens, highs, lows, closes, volumes], axis=-1).astype(np.float32)

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 from candlecast.models.features import FEATURE_NAMES, SIGMA_FLOOR, pool_window, window_features, window_volatility
 from candlecast.models.networks import WindowFeatures, pool
 from candlecast.models.networks import window_volatility as window_volatility_graph
-from tests.models.synthetic import random_windows
+from tests.support.model import synthetic_windows
 
 
 @st.composite
@@ -50,7 +50,7 @@ def test_graph_pooling_matches_the_numpy_reference(windows: np.ndarray, factor: 
 
 
 def test_standardisation_uses_the_buffers() -> None:
-    windows = torch.from_numpy(random_windows(3, 32))
+    windows = torch.from_numpy(synthetic_windows(3, 32))
     features = WindowFeatures()
     raw = features.raw(windows)
     features.mean.fill_(1.0)

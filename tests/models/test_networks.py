@@ -10,7 +10,7 @@ from candlecast.models.artifact import BATCH_MULTIPLE, pad_rows
 from candlecast.models.dataset import WindowSet
 from candlecast.models.networks import MEMBER_KINDS, Ensemble, build_member
 from candlecast.models.training import Normalisation, pathway_scales
-from tests.models.synthetic import random_windows
+from tests.support.model import synthetic_windows
 
 HORIZONS, QUANTILES = 3, 3
 
@@ -21,7 +21,7 @@ def ensemble() -> Ensemble:
     non-uniform weights and calibration (invariance is about kernels, not about training)."""
     torch.manual_seed(0)
     model = Ensemble([build_member(k, HORIZONS, QUANTILES) for k in MEMBER_KINDS], HORIZONS)
-    windows = random_windows(64, seed=1)
+    windows = synthetic_windows(64, seed=1)
     data = WindowSet(
         windows,
         np.full(64, "X"),
@@ -45,7 +45,7 @@ def test_parameter_budget(ensemble: Ensemble) -> None:
 
 
 def test_every_member_kind_runs_alone() -> None:
-    x = torch.from_numpy(random_windows(5))
+    x = torch.from_numpy(synthetic_windows(5))
     for kind in MEMBER_KINDS:
         logits, quantiles = build_member(kind, HORIZONS, QUANTILES).eval()(x)
         assert logits.shape == (5, HORIZONS)
@@ -60,7 +60,7 @@ def scripted(ensemble: Ensemble) -> torch.jit.ScriptModule:
 
 
 def test_torchscript_equals_eager(ensemble: Ensemble, scripted: torch.jit.ScriptModule) -> None:
-    x = torch.from_numpy(pad_rows(random_windows(37, seed=2)))
+    x = torch.from_numpy(pad_rows(synthetic_windows(37, seed=2)))
     with torch.inference_mode():
         eager, script = ensemble(x), scripted(x)
     assert len(eager) == len(script) == 5
@@ -73,7 +73,7 @@ def test_scores_are_bitwise_batch_invariant(scripted: torch.jit.ScriptModule) ->
 
     The scripted module runs as the daemon runs it (default TorchScript executor, which
     re-optimises for new shapes: most of this test's time)."""
-    pool = random_windows(600, seed=3)
+    pool = synthetic_windows(600, seed=3)
 
     def run(windows: np.ndarray) -> list[np.ndarray]:
         with torch.inference_mode():
