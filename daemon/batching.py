@@ -5,8 +5,8 @@ waiting, up to ``max_batch``. At light load that is a batch of one, scored at on
 load requests pile up while a forward pass runs, so the next batch is large and throughput
 approaches the model's ceiling. The batch size follows the load with no waiting.
 
-A positive ``max_wait_s`` trades latency for larger batches (useful on a GPU, where a forward pass
-costs about the same at 8 rows as at 512): a free worker waits until ``max_batch`` requests are
+A positive ``max_wait_s`` trades latency for larger batches (meant for a GPU, where a forward pass
+of a few rows costs nearly as much as one of hundreds): a free worker waits until ``max_batch`` requests are
 pending or the oldest has waited ``max_wait_s``.
 """
 

@@ -112,6 +112,8 @@ class KafkaCandleSource:
         self._assigned: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}
         self._joined = False
+        self._epoch = 0
+        """Bumped by every revocation and assignment: records a poll holds across one are stale."""
         self.reachable = False
 
     @property
@@ -165,6 +167,7 @@ class KafkaCandleSource:
         fetched = await consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.fetch_max_records
         )
+        epoch = self._epoch
         polled: list[PartitionRecords] = []
         for tp, messages in fetched.items():
             if tp not in self._assigned:
@@ -179,17 +182,23 @@ class KafkaCandleSource:
                 else:
                     part.live.append(record)
             polled.append(part)
-        await self._finish_rebuilds(polled)
+        if not await self._finish_rebuilds(polled, epoch):
+            # The group rebalanced while we held these records: they belong to the old assignment,
+            # and aiokafka restarts every partition of the new one from its committed offset.
+            return []
         self._observe_lag(polled)
         return polled
 
-    async def _finish_rebuilds(self, polled: list[PartitionRecords]) -> None:
+    async def _finish_rebuilds(self, polled: list[PartitionRecords], epoch: int) -> bool:
+        """Mark partitions whose replay is complete; ``False`` when the group rebalanced meanwhile."""
         if not self._replay_until:
-            return
+            return True
         by_tp = {(p.topic, p.partition): p for p in polled}
         remaining = 0
         for tp, until in list(self._replay_until.items()):
             position = await self.consumer.position(tp)
+            if epoch != self._epoch:
+                return False
             if position < until:
                 remaining += until - position
                 continue
@@ -208,6 +217,7 @@ class KafkaCandleSource:
             )
         self.metrics.rebuilding.set(len(self._replay_until))
         self.metrics.rebuild_remaining.set(remaining)
+        return True
 
     def _observe_lag(self, polled: list[PartitionRecords]) -> None:
         for part in polled:
@@ -244,6 +254,10 @@ class KafkaCandleSource:
         return self.reachable
 
     async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
+        revoked = list(revoked)
+        self._epoch += 1
+        # No new records of these partitions while what was taken drains.
+        self.consumer.pause(*revoked)
         partitions = [(tp.topic, tp.partition) for tp in revoked]
         log.info("partitions revoked; draining", partitions=[p for _, p in partitions])
         await self._on_revoke(partitions)
@@ -257,6 +271,7 @@ class KafkaCandleSource:
 
     async def _assigned_partitions(self, assigned: Iterable[TopicPartition]) -> None:
         tps = sorted(assigned)
+        self._epoch += 1
         # Paused before the first await: records aiokafka fetches from its own idea of the start
         # while we plan must never reach the windows ahead of the replay.
         self.consumer.pause(*tps)

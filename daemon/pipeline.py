@@ -160,7 +160,9 @@ class Pipeline:
 
     async def drain(self) -> None:
         """Wait until every ingested record is published and committed."""
-        await self._idle.wait()
+        # Records ingested between the event being set and this waiter resuming are in flight too.
+        while self._in_flight:
+            await self._idle.wait()
 
     async def run(self) -> None:
         try:
@@ -189,18 +191,29 @@ class Pipeline:
             polled = await self._poll_or_stop()
             if not polled:
                 continue
-            for chunk in self._ingest(polled):
-                if chunk.requests or chunk.dead_letters or chunk.checkpoint:
-                    self._enter()
-                    await self._to_score.put(chunk)
+            chunks = [c for c in self._ingest(polled) if c.requests or c.dead_letters or c.checkpoint]
+            # All in flight before the first put can wait: a drain must not end between two chunks of one poll.
+            for _ in chunks:
+                self._enter()
+            self._leave()
+            for chunk in chunks:
+                await self._to_score.put(chunk)
         await self._to_score.put(None)
 
+    async def _poll_taken(self) -> list[PartitionRecords]:
+        polled = await self.source.poll()
+        if polled:
+            # Taken records are in flight from now on: a revocation's drain waits for them even
+            # before they are ingested (this task ends before the ingest loop resumes).
+            self._enter()
+        return polled
+
     async def _poll_or_stop(self) -> list[PartitionRecords]:
-        poll = asyncio.ensure_future(self.source.poll())
+        poll = asyncio.ensure_future(self._poll_taken())
         stop = asyncio.ensure_future(self._stopping.wait())
-        done, _ = await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
+        await asyncio.wait({poll, stop}, return_when=asyncio.FIRST_COMPLETED)
         stop.cancel()
-        if poll in done:
+        if poll.done():  # also when it finished after the stop woke us: its records are counted in flight
             return poll.result()
         poll.cancel()
         return []
