@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import numpy.typing as npt
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from pydantic import ValidationError
 from rich.console import Console
 
 from candlecast.bench_load import Generator, Workload, create_topics, prefill
@@ -60,6 +61,7 @@ from candlecast.daemon.settings import (
     Settings,
     WindowSettings,
     bundled_registry,
+    describe_validation_error,
 )
 from candlecast.errors import ConfigError
 
@@ -107,6 +109,17 @@ class BenchOptions:
     ``producer_batch_bytes``, ``retry_backoff_ms``); the I/O ceiling uses them too."""
     memory_symbols: int = 100_000
     seed: int = 1
+
+    def check(self) -> None:
+        """Refuse, before anything starts, settings the daemon would refuse (``ConfigError`` naming the field)."""
+        try:
+            Settings(
+                kafka=self.producer,
+                batching={"max_batch": self.batch, "max_wait_ms": self.max_wait_ms},
+                model={"threads": self.threads, "device": self.device},
+            )
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from exc
 
     @classmethod
     def quick(cls) -> BenchOptions:
@@ -547,6 +560,8 @@ async def run_bench(
 ) -> BenchResult:
     """Every measurement, in one run; starts (and stops) a local broker unless one is given."""
     import torch
+
+    options.check()
 
     from candlecast.daemon.serving import configure_threads, resolve_device, warm_up
     from candlecast.localkafka import LocalKafka

@@ -43,9 +43,10 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
 
 
 WARM_EVERY_SIZE_UP_TO = 256
-"""Up to this many rows every padded batch size is warmed: the first forward pass at a new size
-costs 5-8 ms more on a CPU (docs/benchmarks.md), and such batches form all the time at moderate
-load. Larger batches form only under heavy load, where that one-off is small beside the pass."""
+"""Up to this many rows every padded batch size is warmed: the first forward pass at a new size pays
+TorchScript's one-off specialisation for that shape (milliseconds, or seconds when the profiling
+executor re-optimises; docs/benchmarks.md), and such batches form all the time at moderate load.
+Larger batches form only under heavy load, where that one-off is small beside the pass."""
 
 
 def warm_up_sizes(max_batch: int) -> list[int]:

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
+from candlecast.bench import BenchOptions
 from candlecast.daemon.batching import BatchPolicy
 from candlecast.daemon.candle import Candle, CandleMessage, CandleValidator
 from candlecast.daemon.checkpoint import Checkpoint
@@ -22,6 +23,7 @@ from candlecast.daemon.metrics import DaemonMetrics
 from candlecast.daemon.pipeline import ModelHolder, PartitionRecords, Pipeline
 from candlecast.daemon.serving import WARM_EVERY_SIZE_UP_TO, warm_up_sizes
 from candlecast.daemon.window import GapMode, GapPolicy, WindowStore
+from candlecast.errors import ConfigError
 from candlecast.models.artifact import BATCH_MULTIPLE, HostStaging, ModelOutputs, load_artifact, pad_rows
 from candlecast.strategies.base import OutputSpec
 from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
@@ -63,6 +65,15 @@ def test_warm_up_covers_every_common_batch_size() -> None:
     )
     assert sizes[-1] == 512 and all(size % BATCH_MULTIPLE == 0 for size in sizes)
     assert warm_up_sizes(2001)[-1] == 2008
+
+
+def test_bench_refuses_bad_settings_before_starting() -> None:
+    """A producer, batching or model setting the daemon would refuse stops the bench at once, naming it."""
+    with pytest.raises(ConfigError, match=r"kafka\.compression"):
+        BenchOptions(producer={"compression": "zstd"}).check()
+    with pytest.raises(ConfigError, match=r"batching\.max_batch"):
+        BenchOptions(batch=0).check()
+    BenchOptions(producer={"linger_ms": 2, "retry_backoff_ms": 20}).check()
 
 
 def _record(offset: int, symbol: str, index: int) -> SourceRecord:
