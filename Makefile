@@ -73,7 +73,7 @@ bench: $(STAMP) $(KAFKA_STAMP)
 
 # Regenerate what docs/ derives from code: the settings reference, the JSON Schemas, the dashboard.
 docs: $(STAMP)
-	$(BIN)/python -c 'from pathlib import Path; from candlecast.daemon.settings_reference import write_reference; write_reference(Path("docs/configuration.md"))'
+	$(BIN)/python -c 'from pathlib import Path; from daemon.settings_reference import write_reference; write_reference(Path("docs/configuration.md"))'
 	$(BIN)/candlecast schemas
 	$(BIN)/python deploy/grafana/dashboard.py
 

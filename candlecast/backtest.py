@@ -18,15 +18,15 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from candlecast.candlefile import CandleTable, infer_interval
-from candlecast.daemon.backtest import backtest_signals, candle_records
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.service import build_core
-from candlecast.daemon.serving import load_serving_model, resolve_device
-from candlecast.daemon.settings import ModelSettings, Settings
-from candlecast.daemon.signal import Signal, encoder
 from candlecast.errors import DataError
-from candlecast.models.artifact import LoadedModel, load_artifact
-from candlecast.models.registry import Registry
+from daemon.backtest import backtest_signals, candle_records
+from daemon.batching import BatchPolicy
+from daemon.service import build_core
+from daemon.serving import load_serving_model, resolve_device
+from daemon.settings import ModelSettings, Settings
+from daemon.signal import Signal, encoder
+from models.artifact import LoadedModel, load_artifact
+from models.registry import Registry
 
 SIGNALS_FILE = "signals.jsonl"
 
@@ -110,8 +110,8 @@ def write_trading_report(
     slippage_bps: float,
 ) -> list[Path]:
     """The trading report of a run's signals (``candlecast.trading_report``; needs the train extra)."""
-    from candlecast.models.dataset import iso
     from candlecast.trading_report import SignalColumns, trading_results, write_report
+    from models.dataset import iso
 
     columns = SignalColumns()
     with run.signals_path.open("rb") as lines:

@@ -52,8 +52,9 @@ from candlecast.bench_report import (
     ModelCeiling,
     SteadyStages,
 )
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.settings import (
+from candlecast.errors import ConfigError
+from daemon.intervals import Interval
+from daemon.settings import (
     BatchingSettings,
     HttpSettings,
     KafkaSettings,
@@ -63,12 +64,11 @@ from candlecast.daemon.settings import (
     bundled_registry,
     describe_validation_error,
 )
-from candlecast.errors import ConfigError
 
 if TYPE_CHECKING:
-    from candlecast.daemon.pipeline import PublishBatch
-    from candlecast.daemon.service import Daemon
-    from candlecast.models.artifact import LoadedModel
+    from daemon.pipeline import PublishBatch
+    from daemon.service import Daemon
+    from models.artifact import LoadedModel
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
 PUBLISH_SECONDS = "candlecast_publish_seconds"
@@ -301,7 +301,7 @@ class Served:
 @contextlib.asynccontextmanager
 async def serving(settings: Settings) -> AsyncIterator[Served]:
     """The daemon, built and run as ``candlecast run`` does, with a recorder on its pipeline."""
-    from candlecast.daemon.service import Daemon
+    from daemon.service import Daemon
 
     daemon = Daemon(settings)
     task = asyncio.create_task(daemon.run())
@@ -476,10 +476,10 @@ async def delivery_run(
 def window_memory(model: LoadedModel, symbols: int) -> Memory:
     """What the daemon keeps per symbol: its window (arrays and per-key Python objects, traced by
     tracemalloc while ``symbols`` keys are added) and the strategy's remembered outputs."""
-    from candlecast.daemon.candle import Candle
-    from candlecast.daemon.engine import ScoreRequest
-    from candlecast.daemon.service import build_core
-    from candlecast.models.artifact import ModelOutputs
+    from daemon.candle import Candle
+    from daemon.engine import ScoreRequest
+    from daemon.service import build_core
+    from models.artifact import ModelOutputs
 
     core = build_core(Settings(windows=WindowSettings(max_windows=symbols)), model)
     interval = next(iter(core.intervals.values()))
@@ -516,7 +516,7 @@ def window_memory(model: LoadedModel, symbols: int) -> Memory:
 
 def resolve_model(path: Path | None) -> tuple[Path, str]:
     """The artifact to benchmark: ``path``, else the bundled registry's current one."""
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     if path is not None:
         return path, "given"
@@ -563,9 +563,9 @@ async def run_bench(
 
     options.check()
 
-    from candlecast.daemon.serving import configure_threads, resolve_device, warm_up
     from candlecast.localkafka import LocalKafka
-    from candlecast.models.artifact import load_artifact
+    from daemon.serving import configure_threads, resolve_device, warm_up
+    from models.artifact import load_artifact
 
     previous_threads = torch.get_num_threads()
     with tempfile.TemporaryDirectory(prefix="candlecast-bench-") as scratch_dir:

@@ -23,8 +23,8 @@ import numpy.typing as npt
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from candlecast.daemon.candle import CandleMessage
-from candlecast.daemon.intervals import Interval
+from daemon.candle import CandleMessage
+from daemon.intervals import Interval
 
 Message = tuple[int, bytes, bytes]
 """(partition, key, value) of a candle record."""

@@ -8,24 +8,25 @@ from __future__ import annotations
 
 import csv
 from dataclasses import dataclass
-from importlib.resources import files
 from pathlib import Path
 
 import numpy as np
 import numpy.typing as npt
 
-from candlecast.daemon.candle import CandleMessage, parse_ts
 from candlecast.errors import DataError
+from daemon.candle import CandleMessage, parse_ts
 
 COLUMNS = ("ts", "symbol", "open", "high", "low", "close", "volume")
 BUNDLED = ("us_stocks_1d.csv", "btcusd_1h.csv", "sp500_1d_2009.csv")
+# The candles live in the checkout's top-level data/ folder beside the packages (docs/design.md).
+BUNDLED_DIR = Path(__file__).resolve().parent.parent / "data"
 
 
 def bundled_path(name: str) -> Path:
     """Path of a bundled candle file (see ``data/README.md`` for sources and licenses)."""
     if name not in BUNDLED:
         raise DataError(f"no bundled candle file {name!r}; bundled: {', '.join(BUNDLED)}")
-    return Path(str(files("candlecast.data") / name))
+    return BUNDLED_DIR / name
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ from rich.console import Console
 
 from candlecast import __version__
 from candlecast.errors import CandlecastError, ConfigError
-from candlecast.models.commands import evaluate, export, models_app, train
+from models.commands import evaluate, export, models_app, train
 
 app = typer.Typer(
     name="candlecast",
@@ -57,9 +57,9 @@ def run(
     ] = None,
 ) -> None:
     """Run the daemon until SIGTERM/SIGINT; SIGHUP reloads the model."""
-    from candlecast.daemon.service import Daemon
-    from candlecast.daemon.settings import load_settings
     from candlecast.logs import configure_logging
+    from daemon.service import Daemon
+    from daemon.settings import load_settings
 
     settings = load_settings(config)
     configure_logging(settings.log.level, settings.log.format)
@@ -73,7 +73,7 @@ def check_config(
     """Validate settings (file and CANDLECAST_* environment) and print the effective ones, secrets masked."""
     import json
 
-    from candlecast.daemon.settings import load_settings
+    from daemon.settings import load_settings
 
     typer.echo(json.dumps(load_settings(config).model_dump(mode="json"), indent=2))
 
@@ -130,7 +130,7 @@ def backtest(
 
     from candlecast.backtest import load_model, run_backtest, write_trading_report
     from candlecast.candlefile import read_candles
-    from candlecast.daemon.settings import StrategySettings, load_settings
+    from daemon.settings import StrategySettings, load_settings
 
     settings = load_settings(config)
     try:
@@ -277,7 +277,7 @@ def schemas(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),
 ) -> None:
     """Write the JSON Schemas of candle, signal and manifest messages (docs/signals.md)."""
-    from candlecast.daemon.schemas import write_schemas
+    from daemon.schemas import write_schemas
 
     for path in write_schemas(out):
         typer.echo(path)

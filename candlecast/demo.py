@@ -23,12 +23,12 @@ from rich.console import Console
 from rich.table import Table
 
 from candlecast.candlefile import CandleTable, infer_interval, read_candles
-from candlecast.daemon.candle import format_ts
-from candlecast.daemon.service import Daemon
-from candlecast.daemon.settings import HttpSettings, KafkaSettings, Settings, StrategySettings
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
+from daemon.candle import format_ts
+from daemon.service import Daemon
+from daemon.settings import HttpSettings, KafkaSettings, Settings, StrategySettings
+from daemon.signal import Signal
 
 ACTION_STYLE = {"BUY": "bold green", "SELL": "bold red", "HOLD": "dim"}
 METRICS_PORT = 9464
@@ -105,7 +105,7 @@ def _show(run: DemoRun, console: Console, signal: Signal, produced_ms: int) -> N
 
 
 def _ts_ms(text: str) -> int:
-    from candlecast.daemon.candle import parse_ts
+    from daemon.candle import parse_ts
 
     value = parse_ts(text)
     return -1 if value is None else value

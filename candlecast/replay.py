@@ -10,7 +10,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-from candlecast.daemon.candle import CANDLE_SCHEMA, CandleMessage
+from daemon.candle import CANDLE_SCHEMA, CandleMessage
 
 _encoder = msgspec.json.Encoder()
 HEADERS = [("content-type", b"application/json"), ("schema", CANDLE_SCHEMA.encode())]

@@ -18,11 +18,11 @@ import numpy as np
 import numpy.typing as npt
 
 from candlecast.candlefile import CandleTable
-from candlecast.daemon.candle import parse_ts
-from candlecast.daemon.signal import Signal
-from candlecast.models.dataset import NO_LABEL, WindowSet, iso
-from candlecast.models.evaluation import periods_per_year, simulate, trading_figures
-from candlecast.models.report import num, pct, plot_equity, table
+from daemon.candle import parse_ts
+from daemon.signal import Signal
+from models.dataset import NO_LABEL, WindowSet, iso
+from models.evaluation import periods_per_year, simulate, trading_figures
+from models.report import num, pct, plot_equity, table
 
 Json = dict[str, Any]
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}

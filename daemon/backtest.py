@@ -16,11 +16,11 @@ from collections.abc import Iterable, Iterator
 import msgspec
 import numpy as np
 
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import CandleMessage, parse_ts
-from candlecast.daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
-from candlecast.daemon.signal import Signal
-from candlecast.models.artifact import LoadedModel
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleMessage, parse_ts
+from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from daemon.signal import Signal
+from models.artifact import LoadedModel
 
 SOURCE = "backtest"
 """Topic name of the records a backtest feeds in (it appears in no signal field)."""

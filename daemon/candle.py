@@ -16,7 +16,7 @@ from enum import StrEnum
 
 import msgspec
 
-from candlecast.daemon.intervals import Interval
+from daemon.intervals import Interval
 
 CANDLE_SCHEMA = "candlecast.candle/1"
 

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 import numpy.typing as npt
 
-from candlecast.models.artifact import Histogram, Reference
+from models.artifact import Histogram, Reference
 
 FloatArray = npt.NDArray[np.float64]
 

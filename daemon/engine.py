@@ -18,10 +18,10 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from candlecast.daemon.candle import Candle, CandleValidator, Rejection, RejectReason, format_ts
-from candlecast.daemon.signal import DeadLetter, Signal, signal_id
-from candlecast.daemon.window import Push, WindowKey, WindowStore
-from candlecast.strategies.base import EnsembleOutput, OutputSpec, Strategy
+from daemon.candle import Candle, CandleValidator, Rejection, RejectReason, format_ts
+from daemon.signal import DeadLetter, Signal, signal_id
+from daemon.window import Push, WindowKey, WindowStore
+from strategies.base import EnsembleOutput, OutputSpec, Strategy
 
 _STORE_REJECTIONS = {
     Push.DUPLICATE: (RejectReason.DUPLICATE, "a candle with this open time is already in the window"),

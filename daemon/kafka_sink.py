@@ -22,11 +22,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
-from candlecast.daemon.kafka_source import KafkaCandleSource, client_options
-from candlecast.daemon.pipeline import PublishBatch
-from candlecast.daemon.settings import KafkaSettings
-from candlecast.daemon.signal import encoder, signal_headers
 from candlecast.errors import TransportError
+from daemon.kafka_source import KafkaCandleSource, client_options
+from daemon.pipeline import PublishBatch
+from daemon.settings import KafkaSettings
+from daemon.signal import encoder, signal_headers
 
 log = structlog.get_logger("candlecast.kafka")
 

@@ -24,12 +24,12 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from candlecast.daemon.checkpoint import Checkpoint, rebuild_offset_from
-from candlecast.daemon.engine import SourceRecord
-from candlecast.daemon.kafka_offsets import StableOffsets
-from candlecast.daemon.pipeline import PartitionRecords
-from candlecast.daemon.settings import KafkaSettings
 from candlecast.errors import TransportError
+from daemon.checkpoint import Checkpoint, rebuild_offset_from
+from daemon.engine import SourceRecord
+from daemon.kafka_offsets import StableOffsets
+from daemon.pipeline import PartitionRecords
+from daemon.settings import KafkaSettings
 
 log = structlog.get_logger("candlecast.kafka")
 

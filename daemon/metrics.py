@@ -16,12 +16,12 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
 from candlecast import __version__
-from candlecast.daemon.candle import RejectReason
-from candlecast.strategies.base import Action
+from daemon.candle import RejectReason
+from strategies.base import Action
 
 if TYPE_CHECKING:
-    from candlecast.daemon.engine import CandleIngestor
-    from candlecast.daemon.pipeline import PublishBatch
+    from daemon.engine import CandleIngestor
+    from daemon.pipeline import PublishBatch
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)

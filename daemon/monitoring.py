@@ -21,17 +21,17 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from candlecast.daemon.drift import DriftMonitor
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.quality import Outcome, OutcomeTracker, RollingQuality
-from candlecast.daemon.settings import MonitoringSettings
-from candlecast.daemon.window import GapPolicy
-from candlecast.models.artifact import Manifest
+from daemon.drift import DriftMonitor
+from daemon.intervals import Interval
+from daemon.quality import Outcome, OutcomeTracker, RollingQuality
+from daemon.settings import MonitoringSettings
+from daemon.window import GapPolicy
+from models.artifact import Manifest
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from candlecast.daemon.pipeline import ScoredChunk
+    from daemon.pipeline import ScoredChunk
 
 
 class ModelMonitor(Collector):

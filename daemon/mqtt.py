@@ -34,11 +34,11 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from candlecast.daemon.engine import SourceRecord
-from candlecast.daemon.pipeline import CandleSource, PartitionRecords, PublishBatch
-from candlecast.daemon.settings import MqttSettings
-from candlecast.daemon.signal import encoder, signal_headers
 from candlecast.errors import CandlecastError, ConfigError, TransportError
+from daemon.engine import SourceRecord
+from daemon.pipeline import CandleSource, PartitionRecords, PublishBatch
+from daemon.settings import MqttSettings
+from daemon.signal import encoder, signal_headers
 
 log = structlog.get_logger("candlecast.mqtt")
 

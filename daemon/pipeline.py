@@ -24,12 +24,12 @@ from typing import Protocol, TypeVar
 import numpy as np
 import structlog
 
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.checkpoint import Checkpoint, TopicPartition
-from candlecast.daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
-from candlecast.daemon.metrics import DaemonMetrics
-from candlecast.daemon.signal import DeadLetter, Signal
-from candlecast.models.artifact import LoadedModel, ModelOutputs
+from daemon.batching import BatchPolicy
+from daemon.checkpoint import Checkpoint, TopicPartition
+from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from daemon.metrics import DaemonMetrics
+from daemon.signal import DeadLetter, Signal
+from models.artifact import LoadedModel, ModelOutputs
 
 log = structlog.get_logger("candlecast.pipeline")
 T = TypeVar("T")

@@ -23,9 +23,9 @@ from dataclasses import dataclass, field
 import numpy as np
 import numpy.typing as npt
 
-from candlecast.daemon.drift import SlidingSample
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.window import GapMode, GapPolicy, WindowKey
+from daemon.drift import SlidingSample
+from daemon.intervals import Interval
+from daemon.window import GapMode, GapPolicy, WindowKey
 
 CALIBRATION_BINS = 10
 

@@ -20,9 +20,9 @@ from typing import Any
 
 import msgspec
 
-from candlecast.daemon.candle import CANDLE_SCHEMA, SYMBOL_PATTERN, CandleMessage, candle_json_schema
-from candlecast.daemon.signal import SIGNAL_SCHEMA, Signal, signal_json_schema
-from candlecast.models.artifact import ARTIFACT_FORMAT, Manifest
+from daemon.candle import CANDLE_SCHEMA, SYMBOL_PATTERN, CandleMessage, candle_json_schema
+from daemon.signal import SIGNAL_SCHEMA, Signal, signal_json_schema
+from models.artifact import ARTIFACT_FORMAT, Manifest
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 PROBABILITY = {"minimum": 0.0, "maximum": 1.0}

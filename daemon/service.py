@@ -20,33 +20,33 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast import __version__
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import CandleValidator
-from candlecast.daemon.engine import CandleIngestor, SignalBuilder
-from candlecast.daemon.http import Health, HttpServer
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.kafka_sink import KafkaSignalSink
-from candlecast.daemon.kafka_source import KafkaCandleSource
-from candlecast.daemon.metrics import DaemonMetrics
-from candlecast.daemon.monitoring import ModelMonitor
-from candlecast.daemon.mqtt import MqttTransport
-from candlecast.daemon.pipeline import ModelHolder, Pipeline
-from candlecast.daemon.serving import (
+from candlecast.errors import CandlecastError, TransportError
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleValidator
+from daemon.engine import CandleIngestor, SignalBuilder
+from daemon.http import Health, HttpServer
+from daemon.intervals import Interval
+from daemon.kafka_sink import KafkaSignalSink
+from daemon.kafka_source import KafkaCandleSource
+from daemon.metrics import DaemonMetrics
+from daemon.monitoring import ModelMonitor
+from daemon.mqtt import MqttTransport
+from daemon.pipeline import ModelHolder, Pipeline
+from daemon.serving import (
     check_compatible,
     configure_threads,
     load_serving_model,
     resolve_device,
     warm_up,
 )
-from candlecast.daemon.settings import Settings
-from candlecast.daemon.signal import strategy_ref
-from candlecast.daemon.systemd import SystemdNotifier
-from candlecast.daemon.window import GapMode, GapPolicy, WindowStore
-from candlecast.errors import CandlecastError, TransportError
-from candlecast.models.artifact import LoadedModel
-from candlecast.models.registry import Registry
-from candlecast.strategies import registry as strategies
-from candlecast.strategies.base import OutputSpec
+from daemon.settings import Settings
+from daemon.signal import strategy_ref
+from daemon.systemd import SystemdNotifier
+from daemon.window import GapMode, GapPolicy, WindowStore
+from models.artifact import LoadedModel
+from models.registry import Registry
+from strategies import registry as strategies
+from strategies.base import OutputSpec
 
 log = structlog.get_logger("candlecast.daemon")
 

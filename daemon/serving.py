@@ -8,10 +8,10 @@ import numpy as np
 import structlog
 import torch
 
-from candlecast.daemon.settings import ModelSettings
 from candlecast.errors import ArtifactError
-from candlecast.models.artifact import BATCH_MULTIPLE, LoadedModel, Manifest, load_artifact
-from candlecast.models.registry import Registry
+from daemon.settings import ModelSettings
+from models.artifact import BATCH_MULTIPLE, LoadedModel, Manifest, load_artifact
+from models.registry import Registry
 
 log = structlog.get_logger("candlecast.model")
 

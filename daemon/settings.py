@@ -16,14 +16,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
-from candlecast.daemon.intervals import interval_ms
-from candlecast.daemon.window import GapMode
 from candlecast.errors import ConfigError
+from daemon.intervals import interval_ms
+from daemon.window import GapMode
 
 
 def bundled_registry() -> Path:
     """The registry shipped inside the package, holding the bundled trained ensemble."""
-    return Path(str(files("candlecast.models") / "bundled"))
+    return Path(str(files("models") / "bundled"))
 
 
 class _Section(BaseModel):

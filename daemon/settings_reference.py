@@ -12,7 +12,7 @@ from typing import Any
 from pydantic import BaseModel, SecretStr
 from pydantic.fields import FieldInfo
 
-from candlecast.daemon.settings import Settings
+from daemon.settings import Settings
 
 START = "<!-- settings-reference:start -->"
 END = "<!-- settings-reference:end -->"

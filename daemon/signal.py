@@ -14,7 +14,7 @@ from typing import Any, Literal
 
 import msgspec
 
-from candlecast.daemon.candle import CANDLE_SCHEMA
+from daemon.candle import CANDLE_SCHEMA
 
 SIGNAL_SCHEMA = "candlecast.signal/1"
 CONTENT_TYPE = "application/json"

@@ -19,8 +19,8 @@ from enum import IntEnum, StrEnum
 import numpy as np
 import numpy.typing as npt
 
-from candlecast.daemon.candle import Candle
-from candlecast.daemon.intervals import Interval
+from daemon.candle import Candle
+from daemon.intervals import Interval
 
 WindowKey = tuple[str, str]
 """(symbol, interval)"""

@@ -22,8 +22,8 @@ from sklearn.linear_model import LogisticRegression  # type: ignore[import-untyp
 from sklearn.pipeline import make_pipeline  # type: ignore[import-untyped]
 from sklearn.preprocessing import StandardScaler  # type: ignore[import-untyped]
 
-from candlecast.models.dataset import WindowSet
-from candlecast.models.features import window_features
+from models.dataset import WindowSet
+from models.features import window_features
 
 FloatArray = npt.NDArray[np.float64]
 SUMMARY_SPANS = (5, 20)

@@ -17,7 +17,7 @@ from rich.table import Column, Table
 from candlecast.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
-    from candlecast.models.registry import Entry, Registry
+    from models.registry import Entry, Registry
 
 console = Console(stderr=True)
 out = Console()
@@ -91,8 +91,8 @@ def train(
 ) -> None:
     """Train the ensemble on walk-forward folds of a candle CSV, deterministically."""
     from candlecast.candlefile import bundled_path, infer_interval, read_candles
-    from candlecast.models.dataset import SplitSizes, WindowSpec
-    from candlecast.models.training import TrainConfig, resolve_device, train_run
+    from models.dataset import SplitSizes, WindowSpec
+    from models.training import TrainConfig, resolve_device, train_run
 
     data_path = data or bundled_path("us_stocks_1d.csv")
     horizon_list = _ints(horizons, "horizons")
@@ -227,11 +227,11 @@ def evaluate(
 
     from pydantic import ValidationError
 
-    from candlecast.models.evaluation import Settings, evaluate_run
-    from candlecast.models.report import write_report
-    from candlecast.models.reweighting import ReweightingParams
-    from candlecast.models.training import display_path, read_run, train_command
-    from candlecast.strategies.threshold import ThresholdParams
+    from models.evaluation import Settings, evaluate_run
+    from models.report import write_report
+    from models.reweighting import ReweightingParams
+    from models.training import display_path, read_run, train_command
+    from strategies.threshold import ThresholdParams
 
     try:
         ThresholdParams(buy_above=buy_above, sell_below=sell_below)
@@ -295,8 +295,8 @@ def export(
     ] = None,
 ) -> None:
     """Export a run as a verified TorchScript artifact with its manifest, into a registry."""
-    from candlecast.models.export import export_run
-    from candlecast.models.registry import Registry
+    from models.export import export_run
+    from models.registry import Registry
 
     path = run / "model.pt"
     with console.status("scripting, computing golden outputs and reference histograms, verifying"):
@@ -314,7 +314,7 @@ def export(
 
 
 def _bundled() -> Path:
-    from candlecast.daemon.settings import bundled_registry
+    from daemon.settings import bundled_registry
 
     return bundled_registry()
 
@@ -322,7 +322,7 @@ def _bundled() -> Path:
 @models_app.command("list")
 def list_models(registry: RegistryOption = None) -> None:
     """Versions in the registry, oldest first; * marks the current one."""
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     store = Registry(registry or _bundled())
     current = store.current_ref()
@@ -360,7 +360,7 @@ def show(
     """Print a version's manifest (JSON)."""
     import msgspec
 
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     store = Registry(registry or _bundled())
     entry = _resolve(store, ref)
@@ -376,7 +376,7 @@ def verify(
     registry: RegistryOption = None,
 ) -> None:
     """Recompute digests and check golden outputs; exits 1 if any version fails."""
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     store = Registry(registry or _bundled())
     entries = [_resolve(store, ref)] if ref else store.entries()
@@ -400,7 +400,7 @@ def promote(
     registry: RegistryOption = None,
 ) -> None:
     """Verify a version and point `current` at it; a running daemon reloads it."""
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     entry = Registry(registry or _bundled()).promote(ref)
     typer.echo(f"current -> {entry.ref}")
@@ -412,7 +412,7 @@ def prune(
     registry: RegistryOption = None,
 ) -> None:
     """Delete all but the newest versions of each model."""
-    from candlecast.models.registry import Registry
+    from models.registry import Registry
 
     if keep < 1:
         raise ConfigError("--keep must be at least 1")

@@ -24,10 +24,10 @@ import numpy as np
 import numpy.typing as npt
 
 from candlecast.candlefile import CandleTable, read_candles
-from candlecast.daemon.candle import CandleMessage, CandleValidator, Rejection
-from candlecast.daemon.intervals import Calendar, Interval
-from candlecast.daemon.window import GapMode, GapPolicy
 from candlecast.errors import DataError
+from daemon.candle import CandleMessage, CandleValidator, Rejection
+from daemon.intervals import Calendar, Interval
+from daemon.window import GapMode, GapPolicy
 
 GapPolicyName = Literal["reset", "tolerate", "forward_fill"]
 CALENDARS: dict[str, Calendar] = {"continuous": "continuous", "weekdays": "weekdays"}

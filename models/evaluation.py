@@ -25,12 +25,12 @@ import numpy as np
 import numpy.typing as npt
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score  # type: ignore[import-untyped]
 
-from candlecast.daemon.intervals import DAY_MS, interval_ms
 from candlecast.errors import DataError
-from candlecast.models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline, QuantileBaseline
-from candlecast.models.dataset import WindowSet, concat_windows, iso, load_windows, walk_forward
-from candlecast.models.reweighting import ReweightingParams, reweighted_stream
-from candlecast.models.training import RunInfo, load_fold, logit, predict, read_run, run_data, sigmoid
+from daemon.intervals import DAY_MS, interval_ms
+from models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline, QuantileBaseline
+from models.dataset import WindowSet, concat_windows, iso, load_windows, walk_forward
+from models.reweighting import ReweightingParams, reweighted_stream
+from models.training import RunInfo, load_fold, logit, predict, read_run, run_data, sigmoid
 
 Json = dict[str, Any]
 FloatArray = npt.NDArray[np.float64]

@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
-from candlecast.models.artifact import (
+from models.artifact import (
     INPUT_FIELDS,
     Calibration,
     Golden,
@@ -28,8 +28,8 @@ from candlecast.models.artifact import (
     save_artifact,
     weights_digest,
 )
-from candlecast.models.features import FEATURE_NAMES
-from candlecast.models.networks import Ensemble
+from models.features import FEATURE_NAMES
+from models.networks import Ensemble
 
 GOLDEN_TOLERANCE = 1e-5
 
@@ -163,10 +163,10 @@ def export_run(
     the test block, which no part of training saw.
     """
     from candlecast.errors import DataError
-    from candlecast.models.baselines import ConstantBaseline
-    from candlecast.models.dataset import CALENDARS, GAP_POLICIES, walk_forward
-    from candlecast.models.evaluation import classification
-    from candlecast.models.training import load_fold, predict, read_run, run_data
+    from models.baselines import ConstantBaseline
+    from models.dataset import CALENDARS, GAP_POLICIES, walk_forward
+    from models.evaluation import classification
+    from models.training import load_fold, predict, read_run, run_data
 
     run = read_run(run_dir)
     index = len(run.folds) - 1

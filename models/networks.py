@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from candlecast.models.features import (
+from models.features import (
     FEATURE_NAMES,
     POSITION_FLOOR,
     ROLLING,

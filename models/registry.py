@@ -22,7 +22,7 @@ import msgspec
 import torch
 
 from candlecast.errors import ArtifactError
-from candlecast.models.artifact import LoadedModel, Manifest, file_digest, load_artifact, read_manifest
+from models.artifact import LoadedModel, Manifest, file_digest, load_artifact, read_manifest
 
 CURRENT = "current"
 ARTIFACT_FILE = "model.pt"

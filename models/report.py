@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 
-from candlecast.models.evaluation import (
+from models.evaluation import (
     BEST_MEMBER,
     BUY_AND_HOLD,
     CONSTANT,

@@ -36,8 +36,8 @@ from torch import Tensor
 
 from candlecast.candlefile import read_candles
 from candlecast.errors import ArtifactError, ConfigError, DataError
-from candlecast.models.artifact import DataFile, TimeRange, framework_versions, weights_digest
-from candlecast.models.dataset import (
+from models.artifact import DataFile, TimeRange, framework_versions, weights_digest
+from models.dataset import (
     Fold,
     SplitSizes,
     WindowSet,
@@ -47,8 +47,8 @@ from candlecast.models.dataset import (
     table_digest,
     walk_forward,
 )
-from candlecast.models.features import pool_window, window_features, window_volatility
-from candlecast.models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
+from models.features import pool_window, window_features, window_volatility
+from models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
 
 RUN_FILE = "run.json"
 STD_FLOOR = 1e-6

@@ -15,9 +15,9 @@ from typing import ClassVar
 
 from pydantic import Field, field_validator
 
-from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
-from candlecast.strategies.smoothing import BandStrategy, SmoothingParams
-from candlecast.strategies.threshold import horizon_index
+from strategies.base import Action, EnsembleOutput, OutputSpec
+from strategies.smoothing import BandStrategy, SmoothingParams
+from strategies.threshold import horizon_index
 
 Threshold = float | dict[int, float]
 """One threshold for every horizon, or one per horizon (keyed by horizon in candles)."""

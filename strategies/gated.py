@@ -13,8 +13,8 @@ from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
-from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
+from strategies.base import Action, EnsembleOutput, OutputSpec
+from strategies.threshold import ThresholdParams, ThresholdStrategy
 
 
 class GatedParams(ThresholdParams):

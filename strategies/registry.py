@@ -9,7 +9,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from candlecast.errors import ConfigError
-from candlecast.strategies.base import OutputSpec, Strategy, StrategyFactory
+from strategies.base import OutputSpec, Strategy, StrategyFactory
 
 ENTRY_POINT_GROUP = "candlecast.strategies"
 

@@ -29,7 +29,7 @@ from typing import Any, ClassVar, Generic, Self, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from candlecast.strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
+from strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
 
 BandRule = Callable[[EnsembleOutput, Action], Action]
 """The action a strategy asks for given an output and the action it asked for on the candle before."""

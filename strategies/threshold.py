@@ -13,8 +13,8 @@ from typing import ClassVar, Self
 
 from pydantic import Field, model_validator
 
-from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec
-from candlecast.strategies.smoothing import BandStrategy, SmoothingParams
+from strategies.base import Action, EnsembleOutput, OutputSpec
+from strategies.smoothing import BandStrategy, SmoothingParams
 
 
 class ThresholdParams(SmoothingParams):

@@ -14,15 +14,15 @@ from typer.testing import CliRunner
 from candlecast.backtest import run_backtest
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.cli import app
-from candlecast.daemon.backtest import backtest_signals, candle_records
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import format_ts
-from candlecast.daemon.service import build_core
-from candlecast.daemon.settings import BatchingSettings, ModelSettings, Settings, StrategySettings
-from candlecast.daemon.signal import Signal
 from candlecast.errors import DataError
-from candlecast.models.artifact import LoadedModel, load_artifact
 from candlecast.trading_report import SignalColumns, trading_results
+from daemon.backtest import backtest_signals, candle_records
+from daemon.batching import BatchPolicy
+from daemon.candle import format_ts
+from daemon.service import build_core
+from daemon.settings import BatchingSettings, ModelSettings, Settings, StrategySettings
+from daemon.signal import Signal
+from models.artifact import LoadedModel, load_artifact
 
 CANDLES_PER_SYMBOL = 80
 STATEFUL = StrategySettings(

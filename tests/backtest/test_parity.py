@@ -10,15 +10,15 @@ import msgspec
 import pytest
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.backtest import backtest_signals, candle_records
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import CandleMessage, format_ts
-from candlecast.daemon.service import build_core
-from candlecast.daemon.settings import BatchingSettings, StrategySettings
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
-from candlecast.models.artifact import load_artifact
 from candlecast.replay import publish_candles
+from daemon.backtest import backtest_signals, candle_records
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleMessage, format_ts
+from daemon.service import build_core
+from daemon.settings import BatchingSettings, StrategySettings
+from daemon.signal import Signal
+from models.artifact import load_artifact
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 
 pytestmark = pytest.mark.kafka

@@ -14,19 +14,19 @@ from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
 from candlecast.bench import BenchOptions
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import Candle, CandleMessage, CandleValidator
-from candlecast.daemon.checkpoint import Checkpoint
-from candlecast.daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.metrics import DaemonMetrics
-from candlecast.daemon.pipeline import ModelHolder, PartitionRecords, Pipeline
-from candlecast.daemon.serving import WARM_EVERY_SIZE_UP_TO, warm_up_sizes
-from candlecast.daemon.window import GapMode, GapPolicy, WindowStore
 from candlecast.errors import ConfigError
-from candlecast.models.artifact import BATCH_MULTIPLE, HostStaging, ModelOutputs, load_artifact, pad_rows
-from candlecast.strategies.base import OutputSpec
-from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
+from daemon.batching import BatchPolicy
+from daemon.candle import Candle, CandleMessage, CandleValidator
+from daemon.checkpoint import Checkpoint
+from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from daemon.intervals import Interval
+from daemon.metrics import DaemonMetrics
+from daemon.pipeline import ModelHolder, PartitionRecords, Pipeline
+from daemon.serving import WARM_EVERY_SIZE_UP_TO, warm_up_sizes
+from daemon.window import GapMode, GapPolicy, WindowStore
+from models.artifact import BATCH_MULTIPLE, HostStaging, ModelOutputs, load_artifact, pad_rows
+from strategies.base import OutputSpec
+from strategies.threshold import ThresholdParams, ThresholdStrategy
 from tests.support.model import synthetic_windows
 
 HOUR = 3_600_000

@@ -10,11 +10,11 @@ import numpy as np
 import pytest
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.candle import format_ts
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
-from candlecast.models.artifact import load_artifact
 from candlecast.replay import publish_candles
+from daemon.candle import format_ts
+from daemon.signal import Signal
+from models.artifact import load_artifact
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 
 pytestmark = pytest.mark.kafka

@@ -10,8 +10,8 @@ import pytest
 from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
-from candlecast.daemon.kafka_offsets import StableOffsets
 from candlecast.localkafka import LocalKafka
+from daemon.kafka_offsets import StableOffsets
 from tests.support.kafka import create_topics
 
 pytestmark = pytest.mark.kafka

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from candlecast.models.dataset import SplitSizes, WindowSpec
-from candlecast.models.training import RunInfo, TrainConfig, train_run
+from models.dataset import SplitSizes, WindowSpec
+from models.training import RunInfo, TrainConfig, train_run
 from tests.models.synthetic import weekday_candles, write_csv
 
 WINDOW = 32

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from candlecast.daemon.intervals import DAY_MS, is_weekday
+from daemon.intervals import DAY_MS, is_weekday
 
 START_DAY = 19_000  # 2022-01-08
 

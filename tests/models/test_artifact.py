@@ -11,12 +11,12 @@ import pytest
 import torch
 
 from candlecast.errors import ArtifactError
-from candlecast.models.artifact import MANIFEST_FILE, Manifest, load_artifact, read_manifest, save_artifact
-from candlecast.models.dataset import walk_forward
-from candlecast.models.export import export_run
-from candlecast.models.features import FEATURE_NAMES
-from candlecast.models.networks import Ensemble
-from candlecast.models.training import RunInfo, predict, run_data
+from models.artifact import MANIFEST_FILE, Manifest, load_artifact, read_manifest, save_artifact
+from models.dataset import walk_forward
+from models.export import export_run
+from models.features import FEATURE_NAMES
+from models.networks import Ensemble
+from models.training import RunInfo, predict, run_data
 
 
 @pytest.fixture(scope="module")

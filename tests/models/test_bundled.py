@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from candlecast.daemon.serving import load_serving_model
-from candlecast.daemon.settings import ModelSettings, bundled_registry
-from candlecast.models.networks import MEMBER_KINDS
-from candlecast.models.registry import Registry
+from daemon.serving import load_serving_model
+from daemon.settings import ModelSettings, bundled_registry
+from models.networks import MEMBER_KINDS
+from models.registry import Registry
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 

@@ -10,9 +10,9 @@ import typer
 from typer.testing import CliRunner
 
 from candlecast.errors import ConfigError, DataError
-from candlecast.models.commands import evaluate, train
-from candlecast.models.evaluation import BUY_AND_HOLD, CONSTANT, ENSEMBLE, LOGISTIC, MOMENTUM, REFERENCE_STRATEGY
-from candlecast.models.training import RunInfo, read_run
+from models.commands import evaluate, train
+from models.evaluation import BUY_AND_HOLD, CONSTANT, ENSEMBLE, LOGISTIC, MOMENTUM, REFERENCE_STRATEGY
+from models.training import RunInfo, read_run
 from tests.models.synthetic import weekday_candles, write_csv
 
 app = typer.Typer()

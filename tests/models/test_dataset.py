@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from candlecast.candlefile import CandleTable, read_candles
-from candlecast.daemon.candle import CandleValidator, Rejection
-from candlecast.daemon.intervals import DAY_MS, Interval
-from candlecast.daemon.window import GapMode, GapPolicy, Push, WindowStore
 from candlecast.errors import DataError
-from candlecast.models.dataset import NO_LABEL, SplitSizes, WindowSet, WindowSpec, build_windows, walk_forward
+from daemon.candle import CandleValidator, Rejection
+from daemon.intervals import DAY_MS, Interval
+from daemon.window import GapMode, GapPolicy, Push, WindowStore
+from models.dataset import NO_LABEL, SplitSizes, WindowSet, WindowSpec, build_windows, walk_forward
 from tests.models.synthetic import weekday_candles, write_csv
 
 LENGTH = 16

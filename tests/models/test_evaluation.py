@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from candlecast.daemon.intervals import DAY_MS
-from candlecast.models.dataset import WindowSet, walk_forward
-from candlecast.models.evaluation import (
+from daemon.intervals import DAY_MS
+from models.dataset import WindowSet, walk_forward
+from models.evaluation import (
     BUY,
     ENSEMBLE,
     HOLD,
@@ -28,10 +28,10 @@ from candlecast.models.evaluation import (
     simulate,
     threshold_actions,
 )
-from candlecast.models.reweighting import OnlineReweighter, ReweightingParams, reweighted_stream
-from candlecast.models.training import RunInfo, run_data
-from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec, directional_confidence
-from candlecast.strategies.threshold import ThresholdStrategy
+from models.reweighting import OnlineReweighter, ReweightingParams, reweighted_stream
+from models.training import RunInfo, run_data
+from strategies.base import Action, EnsembleOutput, OutputSpec, directional_confidence
+from strategies.threshold import ThresholdStrategy
 
 
 def test_actions_and_confidence_are_the_strategys() -> None:

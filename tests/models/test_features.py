@@ -7,9 +7,9 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from candlecast.models.features import FEATURE_NAMES, SIGMA_FLOOR, pool_window, window_features, window_volatility
-from candlecast.models.networks import WindowFeatures, pool
-from candlecast.models.networks import window_volatility as window_volatility_graph
+from models.features import FEATURE_NAMES, SIGMA_FLOOR, pool_window, window_features, window_volatility
+from models.networks import WindowFeatures, pool
+from models.networks import window_volatility as window_volatility_graph
 from tests.support.model import synthetic_windows
 
 

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from candlecast.models.artifact import BATCH_MULTIPLE, pad_rows
-from candlecast.models.dataset import WindowSet
-from candlecast.models.networks import MEMBER_KINDS, Ensemble, build_member
-from candlecast.models.training import Normalisation, pathway_scales
+from models.artifact import BATCH_MULTIPLE, pad_rows
+from models.dataset import WindowSet
+from models.networks import MEMBER_KINDS, Ensemble, build_member
+from models.training import Normalisation, pathway_scales
 from tests.support.model import synthetic_windows
 
 HORIZONS, QUANTILES = 3, 3

@@ -12,10 +12,10 @@ import typer
 from typer.testing import CliRunner
 
 from candlecast.errors import ArtifactError
-from candlecast.models.commands import export, models_app
-from candlecast.models.export import export_run
-from candlecast.models.registry import Registry
-from candlecast.models.training import RunInfo
+from models.commands import export, models_app
+from models.export import export_run
+from models.registry import Registry
+from models.training import RunInfo
 
 app = typer.Typer()
 app.add_typer(models_app, name="models")

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from candlecast.errors import ArtifactError, ConfigError
-from candlecast.models.dataset import SplitSizes, WindowSet, load_windows, walk_forward
-from candlecast.models.networks import Member, Pathway, WindowFeatures
-from candlecast.models.training import (
+from models.dataset import SplitSizes, WindowSet, load_windows, walk_forward
+from models.networks import Member, Pathway, WindowFeatures
+from models.training import (
     Normalisation,
     RunInfo,
     TrainConfig,

@@ -14,12 +14,12 @@ import aiomqtt
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from candlecast.daemon.candle import format_ts
-from candlecast.daemon.engine import ScoreRequest
-from candlecast.daemon.mqtt import MqttMetrics, MqttSignalPublisher
-from candlecast.daemon.pipeline import PublishBatch
-from candlecast.daemon.settings import MqttSettings
-from candlecast.daemon.signal import Signal, signal_id
+from daemon.candle import format_ts
+from daemon.engine import ScoreRequest
+from daemon.mqtt import MqttMetrics, MqttSignalPublisher
+from daemon.pipeline import PublishBatch
+from daemon.settings import MqttSettings
+from daemon.signal import Signal, signal_id
 
 DAY = 86_400_000
 BASE = 1_704_153_600_000  # 2024-01-02T00:00:00Z

@@ -13,16 +13,16 @@ from aiokafka.admin import AIOKafkaAdminClient
 from prometheus_client import CollectorRegistry
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.backtest import backtest_signals, candle_records
-from candlecast.daemon.batching import BatchPolicy
-from candlecast.daemon.candle import CandleMessage
-from candlecast.daemon.engine import SourceRecord
-from candlecast.daemon.mqtt import MQTT_PARTITION, MqttCandleSource, MqttMetrics
-from candlecast.daemon.service import build_core
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
-from candlecast.models.artifact import load_artifact
 from candlecast.replay import publish_candles
+from daemon.backtest import backtest_signals, candle_records
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleMessage
+from daemon.engine import SourceRecord
+from daemon.mqtt import MQTT_PARTITION, MqttCandleSource, MqttMetrics
+from daemon.service import build_core
+from daemon.signal import Signal
+from models.artifact import load_artifact
 from tests.mqtt.clients import Subscriber, mqtt_settings
 from tests.mqtt.conftest import SharedBroker
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon, wait_until

@@ -11,8 +11,8 @@ import jsonschema
 import msgspec
 import pytest
 
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import free_port
+from daemon.signal import Signal
 from tests.mqtt.broker import Mosquitto
 from tests.mqtt.clients import Subscriber, batch, make_signal, mqtt_settings, publisher, sample
 from tests.mqtt.conftest import SharedBroker

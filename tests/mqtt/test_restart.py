@@ -14,7 +14,7 @@ from collections.abc import Callable
 import msgspec
 import pytest
 
-from candlecast.daemon.signal import Signal
+from daemon.signal import Signal
 from tests.mqtt.broker import Mosquitto
 from tests.mqtt.clients import Subscriber, batch, make_signal, mqtt_settings, publisher, sample
 from tests.support.kafka import wait_until

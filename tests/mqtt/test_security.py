@@ -9,9 +9,9 @@ import msgspec
 import pytest
 from pydantic import SecretStr
 
-from candlecast.daemon.settings import MqttSettings
-from candlecast.daemon.signal import Signal
 from candlecast.errors import ConfigError
+from daemon.settings import MqttSettings
+from daemon.signal import Signal
 from tests.mqtt.broker import PASSWORD, USER
 from tests.mqtt.clients import Subscriber, batch, make_signal, mqtt_settings, publisher, sample
 from tests.mqtt.conftest import SharedBroker

@@ -6,15 +6,15 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from candlecast.daemon.drift import (
+from daemon.drift import (
     DriftMonitor,
     SlidingSample,
     bin_shares,
     ks_statistic,
     population_stability_index,
 )
-from candlecast.models.artifact import Histogram, Reference
-from candlecast.models.export import reference_histogram
+from models.artifact import Histogram, Reference
+from models.export import reference_histogram
 
 
 def test_bins_like_the_reference_histogram() -> None:

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from candlecast.daemon.engine import ScoreRequest
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.monitoring import ModelMonitor
-from candlecast.daemon.pipeline import Chunk, ScoredChunk
-from candlecast.daemon.settings import MonitoringSettings
-from candlecast.daemon.window import GapMode, GapPolicy
-from candlecast.models.artifact import LoadedModel, load_artifact
+from daemon.engine import ScoreRequest
+from daemon.intervals import Interval
+from daemon.monitoring import ModelMonitor
+from daemon.pipeline import Chunk, ScoredChunk
+from daemon.settings import MonitoringSettings
+from daemon.window import GapMode, GapPolicy
+from models.artifact import LoadedModel, load_artifact
 from tests.support.model import synthetic_windows
 
 SYMBOLS = 8

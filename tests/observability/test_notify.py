@@ -22,9 +22,9 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from candlecast.daemon.service import DEBUG_BLOCK_LOOP_VARIABLE
-from candlecast.daemon.systemd import SystemdNotifier
 from candlecast.localkafka import LocalKafka, free_port
+from daemon.service import DEBUG_BLOCK_LOOP_VARIABLE
+from daemon.systemd import SystemdNotifier
 from tests.support.kafka import fresh_topics
 
 WATCHDOG_USEC = 1_000_000

@@ -22,10 +22,10 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.service import Daemon
-from candlecast.daemon.settings import ModelSettings, MonitoringSettings
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
+from daemon.service import Daemon
+from daemon.settings import ModelSettings, MonitoringSettings
 from tests.observability.prometheus_server import PROMTOOL, PrometheusServer
 from tests.observability.promql import (
     comparisons_as_bool,

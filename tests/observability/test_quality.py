@@ -6,16 +6,16 @@ import numpy as np
 import pytest
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.quality import (
+from daemon.intervals import Interval
+from daemon.quality import (
     OutcomeTracker,
     RollingQuality,
     brier_score,
     expected_calibration_error,
     hit_rate,
 )
-from candlecast.daemon.window import GapMode, GapPolicy
-from candlecast.models.dataset import WindowSpec, build_windows
+from daemon.window import GapMode, GapPolicy
+from models.dataset import WindowSpec, build_windows
 
 HORIZONS = (1, 5, 20)
 

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from candlecast.daemon.service import DEBUG_BLOCK_LOOP_VARIABLE
-from candlecast.daemon.settings import load_settings
+from daemon.service import DEBUG_BLOCK_LOOP_VARIABLE
+from daemon.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]
 UNIT_DIR = ROOT / "systemd"

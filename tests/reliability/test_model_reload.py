@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.candle import format_ts
-from candlecast.daemon.signal import Signal
 from candlecast.localkafka import LocalKafka
-from candlecast.models.artifact import LoadedModel
-from candlecast.models.registry import Registry
 from candlecast.replay import publish_candles
+from daemon.candle import format_ts
+from daemon.signal import Signal
+from models.artifact import LoadedModel
+from models.registry import Registry
 from tests.support.kafka import fresh_topics, read_records, wait_until
 from tests.support.model import build_test_model
 from tests.support.process import DaemonProcess, write_config

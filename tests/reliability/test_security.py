@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 
 from candlecast.candlefile import bundled_path, read_candles
-from candlecast.daemon.settings import HttpSettings, KafkaSettings, ModelSettings, Settings
 from candlecast.localkafka import LocalKafka, free_port
 from candlecast.replay import publish_candles
+from daemon.settings import HttpSettings, KafkaSettings, ModelSettings, Settings
 from tests.support.kafka import Topics, fresh_topics, read_records, running_daemon
 from tests.support.tls import Certificates, make_certificates
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 
 from hypothesis import strategies as st
 
-from candlecast.strategies.base import Action, EnsembleOutput, OutputSpec, Strategy
+from strategies.base import Action, EnsembleOutput, OutputSpec, Strategy
 
 SPEC = OutputSpec(horizons=(1, 5, 20), quantiles=(0.1, 0.5, 0.9))
 

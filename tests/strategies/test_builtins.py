@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 
 from candlecast.errors import ConfigError
-from candlecast.strategies import registry
-from candlecast.strategies.agreement import AgreementStrategy
-from candlecast.strategies.base import Action, Decision
-from candlecast.strategies.gated import GatedStrategy
-from candlecast.strategies.threshold import ThresholdStrategy
+from strategies import registry
+from strategies.agreement import AgreementStrategy
+from strategies.base import Action, Decision
+from strategies.gated import GatedStrategy
+from strategies.threshold import ThresholdStrategy
 from tests.strategies.outputs import SPEC, decisions, output, outputs
 
 B, S, H = Action.BUY, Action.SELL, Action.HOLD

@@ -9,8 +9,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candlecast.strategies import registry
-from candlecast.strategies.base import Action, EnsembleOutput, Strategy
+from strategies import registry
+from strategies.base import Action, EnsembleOutput, Strategy
 from tests.strategies.outputs import SPEC, changes, decisions, streams
 
 BUILT_INS = ("threshold", "agreement", "gated")

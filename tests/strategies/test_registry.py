@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from candlecast.errors import ConfigError
-from candlecast.strategies import registry
-from candlecast.strategies.base import Action, Strategy
+from strategies import registry
+from strategies.base import Action, Strategy
 from tests.strategies.outputs import SPEC, output
 
 MOMENTUM = '''
@@ -44,7 +44,7 @@ class MomentumStrategy:
         return {"step": self.step}
 
     def decide(self, history):
-        from candlecast.strategies.base import Action, Decision, directional_confidence
+        from strategies.base import Action, Decision, directional_confidence
 
         p = history[-1].probabilities[0]
         before = history[-2].probabilities[0] if len(history) > 1 else p

@@ -8,8 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candlecast.strategies.base import Action
-from candlecast.strategies.smoothing import Smoothing, settled_action
+from strategies.base import Action
+from strategies.smoothing import Smoothing, settled_action
 from tests.strategies.outputs import changes
 
 B, S, H = Action.BUY, Action.SELL, Action.HOLD

@@ -13,8 +13,8 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from candlecast.daemon.service import Daemon
-from candlecast.daemon.settings import HttpSettings, KafkaSettings, ModelSettings, Settings
+from daemon.service import Daemon
+from daemon.settings import HttpSettings, KafkaSettings, ModelSettings, Settings
 
 
 @dataclass(frozen=True)

@@ -11,10 +11,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from candlecast.models.artifact import LoadedModel, TimeRange, Training
-from candlecast.models.export import export_ensemble, reference_from
-from candlecast.models.features import window_features
-from candlecast.models.networks import Ensemble, WindowFeatures, build_member
+from models.artifact import LoadedModel, TimeRange, Training
+from models.export import export_ensemble, reference_from
+from models.features import window_features
+from models.networks import Ensemble, WindowFeatures, build_member
 
 WINDOW = 64
 HORIZONS = (1, 5, 20)

@@ -8,7 +8,7 @@ from collections.abc import Iterable
 import msgspec
 from aiokafka import ConsumerRecord
 
-from candlecast.daemon.signal import Signal
+from daemon.signal import Signal
 
 CandleKey = tuple[str, str, str]
 """(symbol, interval, ts)"""

@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from candlecast.daemon.candle import (
+from daemon.candle import (
     Candle,
     CandleValidator,
     Rejection,
@@ -18,7 +18,7 @@ from candlecast.daemon.candle import (
     format_ts,
     parse_ts,
 )
-from candlecast.daemon.intervals import Interval
+from daemon.intervals import Interval
 
 DAY = 86_400_000
 TS = 1_704_672_000_000  # 2024-01-08T00:00:00Z, a Monday

@@ -11,13 +11,13 @@ import numpy.typing as npt
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candlecast.daemon.candle import CandleMessage, CandleValidator
-from candlecast.daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.signal import DeadLetter, Signal
-from candlecast.daemon.window import GapMode, GapPolicy, WindowStore
-from candlecast.strategies.base import OutputSpec
-from candlecast.strategies.threshold import ThresholdParams, ThresholdStrategy
+from daemon.candle import CandleMessage, CandleValidator
+from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from daemon.intervals import Interval
+from daemon.signal import DeadLetter, Signal
+from daemon.window import GapMode, GapPolicy, WindowStore
+from strategies.base import OutputSpec
+from strategies.threshold import ThresholdParams, ThresholdStrategy
 
 HOUR = 3_600_000
 BASE = 1_704_067_200_000  # 2024-01-01T00:00:00Z

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from candlecast.daemon.intervals import DAY_MS, Interval, interval_ms, is_weekday
+from daemon.intervals import DAY_MS, Interval, interval_ms, is_weekday
 
 
 def ms(text: str) -> int:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from candlecast.daemon.settings import load_settings
-from candlecast.daemon.settings_reference import END, START, settings_reference
 from candlecast.errors import ConfigError
+from daemon.settings import load_settings
+from daemon.settings_reference import END, START, settings_reference
 
 DOCS = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
 

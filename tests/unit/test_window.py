@@ -7,9 +7,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from candlecast.daemon.candle import Candle
-from candlecast.daemon.intervals import Interval
-from candlecast.daemon.window import GapMode, GapPolicy, Push, WindowStore
+from daemon.candle import Candle
+from daemon.intervals import Interval
+from daemon.window import GapMode, GapPolicy, Push, WindowStore
 
 HOUR = 3_600_000
 DAY = 86_400_000
