@@ -33,6 +33,18 @@ log = structlog.get_logger("candlecast.kafka")
 MAX_BACKOFF_S = 5.0
 
 
+def producer_options(settings: KafkaSettings) -> dict[str, Any]:
+    """The signal producer's delivery and batching settings (the bench's I/O ceiling uses them too)."""
+    return {
+        "acks": "all",
+        "enable_idempotence": True,
+        "linger_ms": settings.linger_ms,
+        "max_batch_size": settings.producer_batch_bytes,
+        "retry_backoff_ms": settings.retry_backoff_ms,
+        "compression_type": None if settings.compression == "none" else settings.compression,
+    }
+
+
 class KafkaSignalSink:
     def __init__(self, settings: KafkaSettings, source: KafkaCandleSource, registry: CollectorRegistry) -> None:
         self.settings = settings
@@ -54,14 +66,7 @@ class KafkaSignalSink:
             options["transactional_id"] = self.transactional_id
             options["transaction_timeout_ms"] = self.settings.transaction_timeout_ms
         return AIOKafkaProducer(
-            client_id=f"candlecast-{self.settings.instance_id}",
-            acks="all",
-            enable_idempotence=True,
-            linger_ms=self.settings.linger_ms,
-            max_batch_size=self.settings.producer_batch_bytes,
-            retry_backoff_ms=self.settings.retry_backoff_ms,
-            compression_type=None if self.settings.compression == "none" else self.settings.compression,
-            **options,
+            client_id=f"candlecast-{self.settings.instance_id}", **producer_options(self.settings), **options
         )
 
     async def start(self) -> None:

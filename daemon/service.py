@@ -130,6 +130,8 @@ class Daemon:
         self.became_ready = asyncio.Event()
         """Set the first time every readiness check passes (when systemd is told READY=1)."""
         self.pipeline: Pipeline | None = None
+        self.pipeline_built = asyncio.Event()
+        """Set once ``run`` has built ``pipeline`` (after loading the model, before connecting to Kafka)."""
 
     @property
     def model(self) -> LoadedModel | None:
@@ -170,6 +172,7 @@ class Daemon:
             observers=[self.monitor.observe],
             on_published=mqtt.hooks,
         )
+        self.pipeline_built.set()
         self._core = core
         self.health.checks.update(
             model_loaded=lambda: True,
