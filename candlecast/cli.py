@@ -224,8 +224,9 @@ def bench(
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
-    from candlecast.bench import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions, run_bench
-    from candlecast.bench_report import render
+    from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
+    from candlecast.bench.report import render
+    from candlecast.bench.run import run_bench
     from candlecast.logs import configure_logging
 
     if delivery not in DELIVERY_CHOICES:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from prometheus_client import CollectorRegistry
 
-from candlecast.bench import BenchOptions
+from candlecast.bench.options import BenchOptions
 from candlecast.errors import ConfigError
 from daemon.batching import BatchPolicy
 from daemon.candle import Candle, CandleMessage, CandleValidator
@@ -24,7 +24,8 @@ from daemon.metrics import DaemonMetrics
 from daemon.pipeline import ModelHolder, PartitionRecords, Pipeline
 from daemon.serving import WARM_EVERY_SIZE_UP_TO, warm_up_sizes
 from daemon.window import GapMode, GapPolicy, WindowStore
-from models.artifact import BATCH_MULTIPLE, HostStaging, ModelOutputs, load_artifact, pad_rows
+from models.artifact import BATCH_MULTIPLE, ModelOutputs, pad_rows
+from models.torchscript import HostStaging, load_artifact
 from strategies.base import OutputSpec
 from strategies.threshold import ThresholdParams, ThresholdStrategy
 from tests.support.model import synthetic_windows

@@ -13,8 +13,9 @@ import pytest
 import torch
 from rich.console import Console
 
-from candlecast.bench import BenchOptions, run_bench
-from candlecast.bench_report import render
+from candlecast.bench.options import BenchOptions
+from candlecast.bench.report import render
+from candlecast.bench.run import run_bench
 from candlecast.localkafka import LocalKafka
 
 pytestmark = pytest.mark.kafka

@@ -1,0 +1,205 @@
+"""The daemon under test: run in this process as ``candlecast run`` builds it, with a recorder on
+its pipeline, on fresh topics of the bench's broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import numpy.typing as npt
+from rich.console import Console
+
+from candlecast.bench.load import Workload, create_topics
+from candlecast.bench.options import BenchOptions, Delivery
+from candlecast.bench.report import ModelCeiling
+from daemon.intervals import Interval
+from daemon.settings import BatchingSettings, HttpSettings, KafkaSettings, ModelSettings, Settings
+
+if TYPE_CHECKING:
+    from daemon.pipeline import PublishBatch
+    from daemon.service import Daemon
+    from models.torchscript import LoadedModel
+
+
+class Recorder:
+    """A published-batch hook: each signal's candle record time and its acknowledgement time."""
+
+    def __init__(self) -> None:
+        self.candle_ms: list[int] = []
+        self.taken_ms: list[float] = []
+        """When the daemon took each candle's record off the source (wall clock)."""
+        self.acked_ms: list[float] = []
+        self._wall_minus_monotonic_ms = time.time() * 1000.0 - time.monotonic_ns() / 1e6
+        self._wanted = 0
+        self._reached = asyncio.Event()
+
+    def __call__(self, batch: PublishBatch) -> None:
+        acked = time.time() * 1000.0
+        self.candle_ms.extend(request.timestamp_ms for _, request in batch.signals)
+        shift = self._wall_minus_monotonic_ms
+        self.taken_ms.extend(request.received_ns / 1e6 + shift for _, request in batch.signals)
+        self.acked_ms.extend([acked] * len(batch.signals))
+        if len(self) >= self._wanted:
+            self._reached.set()
+
+    def __len__(self) -> int:
+        return len(self.acked_ms)
+
+    async def wait_for(self, count: int, timeout_s: float) -> None:
+        """Until ``count`` signals in all were acknowledged."""
+        self._wanted = count
+        self._reached.clear()
+        if len(self) >= count:
+            return
+        try:
+            await asyncio.wait_for(self._reached.wait(), timeout_s)
+        except TimeoutError:
+            raise TimeoutError(f"{len(self)} of {count} signals after {timeout_s:.0f} s") from None
+
+    def latencies(self, start: int, stop: int | None = None) -> npt.NDArray[np.float64]:
+        acked = np.asarray(self.acked_ms[start:stop], dtype=np.float64)
+        return acked - np.asarray(self.candle_ms[start:stop], dtype=np.float64)
+
+    def consume_latencies(self, start: int) -> npt.NDArray[np.float64]:
+        """Candle record timestamp to the daemon taking the record off the source."""
+        taken = np.asarray(self.taken_ms[start:], dtype=np.float64)
+        return taken - np.asarray(self.candle_ms[start:], dtype=np.float64)
+
+    def throughput(self, start: int) -> float:
+        """Signals per second from the first acknowledged batch after ``start`` to the last."""
+        acked = np.asarray(self.acked_ms[start:], dtype=np.float64)
+        first = acked[0]
+        later = acked[acked > first]
+        if later.size == 0:
+            return float("nan")
+        return float(later.size / ((later[-1] - first) / 1000.0))
+
+
+@dataclass
+class Served:
+    daemon: Daemon
+    recorder: Recorder
+
+    def totals(self, histogram: str = "candlecast_batch_size") -> tuple[float, float]:
+        """Sum and count of one of the daemon's histograms so far (by default: rows and forward passes)."""
+        registry = self.daemon.registry
+        return (
+            registry.get_sample_value(f"{histogram}_sum") or 0.0,
+            registry.get_sample_value(f"{histogram}_count") or 0.0,
+        )
+
+    def mean_since(self, mark: tuple[float, float], histogram: str = "candlecast_batch_size") -> float:
+        total, count = self.totals(histogram)
+        return (total - mark[0]) / max(1.0, count - mark[1])
+
+
+@contextlib.asynccontextmanager
+async def serving(settings: Settings) -> AsyncIterator[Served]:
+    """The daemon, built and run as ``candlecast run`` does, with a recorder on its pipeline."""
+    from daemon.service import Daemon
+
+    daemon = Daemon(settings)
+    task = asyncio.create_task(daemon.run())
+    recorder = Recorder()
+    try:
+        await _first_of(daemon.pipeline_built, task)
+        if daemon.pipeline is not None:
+            daemon.pipeline.add_published_hook(recorder)
+        await _first_of(daemon.became_ready, task)
+        if task.done():
+            await task
+            raise RuntimeError("the daemon stopped before it was ready")
+        yield Served(daemon, recorder)
+    finally:
+        daemon.request_stop()
+        await asyncio.wait_for(task, 300)
+
+
+async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """Until ``event`` is set or ``task`` ends, whichever comes first."""
+    waiting = asyncio.create_task(event.wait())
+    await asyncio.wait({waiting, task}, return_when=asyncio.FIRST_COMPLETED)
+    waiting.cancel()
+
+
+@dataclass
+class Bench:
+    """What every phase needs: the broker, the model and the options."""
+
+    bootstrap: str
+    options: BenchOptions
+    model_path: Path
+    model: LoadedModel
+    ceiling: ModelCeiling
+    console: Console
+
+    def settings(self, *, candles: str, signals: str, group: str, delivery: Delivery, max_batch: int) -> Settings:
+        options = self.options
+        return Settings(
+            kafka=KafkaSettings(
+                bootstrap_servers=self.bootstrap,
+                candles_topic=candles,
+                signals_topic=signals,
+                dead_letter_topic=f"{signals}.dlq",
+                group_id=group,
+                instance_id=group,
+                delivery=delivery,
+                **options.producer,
+            ),
+            model=ModelSettings(artifact=self.model_path, threads=options.threads, device=options.device),
+            batching=BatchingSettings(max_batch=max_batch, max_wait_ms=options.max_wait_ms),
+            http=HttpSettings(port=0),
+        )
+
+    async def topics(self, name: str, partitions: int) -> tuple[str, str]:
+        """A fresh candle topic and its signal topic (with its dead-letter topic)."""
+        suffix = uuid.uuid4().hex[:6]
+        candles, signals = f"bench-{name}-candles-{suffix}", f"bench-{name}-signals-{suffix}"
+        await create_topics(self.bootstrap, {candles: partitions, signals: partitions, f"{signals}.dlq": 1})
+        return candles, signals
+
+    def workload(self, prefix: str, symbols: int) -> Workload:
+        manifest = self.model.manifest
+        interval = Interval.parse(manifest.interval, manifest.calendar)
+        return Workload(prefix, symbols, interval, self.options.partitions, self.options.seed)
+
+    def timeout(self, signals: int, per_s: float) -> float:
+        return 120.0 + 3.0 * signals / max(per_s, 1.0)
+
+
+class ProduceRetries(logging.Filter):
+    """Counts, instead of printing, produce requests the broker refused with NOT_ENOUGH_REPLICAS.
+
+    On a single broker that is a transaction's first produce colliding with the previous
+    transaction's commit markers (the broker's answer to clients older than KIP-890); the producer
+    retries it after ``kafka.retry_backoff_ms``.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.count = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if "NotEnoughReplicas" in record.getMessage():
+            self.count += 1
+            return False
+        return True
+
+
+@contextlib.contextmanager
+def counted_produce_retries() -> Iterator[ProduceRetries]:
+    sender = logging.getLogger("aiokafka.producer.sender")
+    counter = ProduceRetries()
+    sender.addFilter(counter)
+    try:
+        yield counter
+    finally:
+        sender.removeFilter(counter)

@@ -1,0 +1,76 @@
+"""What one bench run measures and with which daemon settings."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import ValidationError
+
+from candlecast.errors import ConfigError
+from daemon.settings import BatchingSettings, Settings, describe_validation_error
+
+Delivery = Literal["exactly_once", "at_least_once"]
+Device = Literal["auto", "cpu", "cuda"]
+DELIVERY_CHOICES: dict[str, tuple[Delivery, ...]] = {
+    "both": ("exactly_once", "at_least_once"),
+    "exactly_once": ("exactly_once",),
+    "at_least_once": ("at_least_once",),
+}
+DEVICE_CHOICES: dict[str, Device] = {"auto": "auto", "cpu": "cpu", "cuda": "cuda"}
+
+
+@dataclass(frozen=True)
+class BenchOptions:
+    symbols: int = 10_000
+    scored_per_symbol: int = 3
+    """Candles per symbol in the throughput backlog after each window is full."""
+    batch: int = field(default_factory=lambda: BatchingSettings().max_batch)
+    """The daemon's ``batching.max_batch`` (default the daemon's), and the batch of the model ceiling."""
+    max_wait_ms: float = 0.0
+    threads: int = 0
+    """torch intra-op threads (``model.threads``; 0: one less than the CPU count)."""
+    device: Device = "auto"
+    deliveries: tuple[Delivery, ...] = ("exactly_once", "at_least_once")
+    partitions: int = 6
+    steady_s: float = 10.0
+    steady_rate: float | None = None
+    """Candles per second of the steady phase; by default half the first sustained throughput."""
+    burst_s: float = 0.1
+    """Length of the 10x burst."""
+    close_bursts: tuple[int, ...] = (1_000, 10_000)
+    naive_signals: int = 1_000
+    io_messages: int = 100_000
+    ceiling_s: float = 3.0
+    producer: dict[str, Any] = field(default_factory=dict)
+    """Producer settings of the daemon to override (``linger_ms``, ``compression``,
+    ``producer_batch_bytes``, ``retry_backoff_ms``); the I/O ceiling uses them too."""
+    memory_symbols: int = 100_000
+    seed: int = 1
+
+    def check(self) -> None:
+        """Refuse, before anything starts, settings the daemon would refuse (``ConfigError`` naming the field)."""
+        try:
+            Settings(
+                kafka=self.producer,
+                batching={"max_batch": self.batch, "max_wait_ms": self.max_wait_ms},
+                model={"threads": self.threads, "device": self.device},
+            )
+        except ValidationError as exc:
+            raise ConfigError(describe_validation_error(exc)) from exc
+
+    @classmethod
+    def quick(cls) -> BenchOptions:
+        """Seconds instead of minutes: for the test suite's gross-regression check."""
+        return cls(
+            symbols=300,
+            scored_per_symbol=4,
+            deliveries=("exactly_once",),
+            partitions=3,
+            steady_s=2.0,
+            close_bursts=(300,),
+            naive_signals=150,
+            io_messages=5_000,
+            ceiling_s=1.0,
+            memory_symbols=10_000,
+        )

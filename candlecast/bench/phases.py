@@ -1,0 +1,101 @@
+"""The daemon end to end, per delivery mode: sustained throughput over a backlog, latency at a
+steady rate, under a 10x burst, and when many symbols close a candle at once."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from candlecast.bench.harness import Bench, serving
+from candlecast.bench.load import Generator, Workload
+from candlecast.bench.options import Delivery
+from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages
+
+FORWARD_SECONDS = "candlecast_inference_seconds"
+PUBLISH_SECONDS = "candlecast_publish_seconds"
+
+
+async def delivery_run(
+    bench: Bench, delivery: Delivery, workload: Workload, candles: str, backlog: int, rate: float | None, gen: Generator
+) -> tuple[DeliveryRun, int]:
+    """Every end-to-end phase against one daemon; returns the figures and the candles it added."""
+    options = bench.options
+    _, signals = await bench.topics(delivery, options.partitions)
+    settings = bench.settings(
+        candles=candles, signals=signals, group=signals, delivery=delivery, max_batch=options.batch
+    )
+    ceiling = bench.ceiling.windows_per_s
+    added = 0
+    async with serving(settings) as served:
+        recorder = served.recorder
+        bench.console.print(f"  {delivery}: catching up on {backlog} scored candles")
+        mark = served.totals()
+        await recorder.wait_for(backlog, bench.timeout(backlog, ceiling / 4))
+        throughput = recorder.throughput(0)
+        throughput_batch = served.mean_since(mark)
+        steady_rate = rate if rate is not None else throughput / 2
+
+        bench.console.print(f"  {delivery}: steady {steady_rate:.0f} candles/s for {options.steady_s:g} s")
+        start, mark = len(recorder), served.totals()
+        forward_mark, publish_mark = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
+        count = int(steady_rate * options.steady_s)
+        await gen.paced(workload.stream(count), [i / steady_rate for i in range(count)])
+        await recorder.wait_for(start + count, bench.timeout(count, ceiling / 4))
+        steady = Latency.of(recorder.latencies(start))
+        steady_stages = SteadyStages(
+            consume=Latency.of(recorder.consume_latencies(start)),
+            forward_ms=1000 * served.mean_since(forward_mark, FORWARD_SECONDS),
+            publish_ms=1000 * served.mean_since(publish_mark, PUBLISH_SECONDS),
+            mean_batch=served.mean_since(mark),
+        )
+        added += count
+
+        bench.console.print(f"  {delivery}: a burst of 10x the steady rate for {options.burst_s * 1000:.0f} ms")
+        before = int(steady_rate)
+        burst = max(1, int(10 * steady_rate * options.burst_s))
+        offsets = [i / steady_rate for i in range(before)]
+        offsets += [1.0 + i / (10 * steady_rate) for i in range(burst)]
+        offsets += [1.0 + options.burst_s + i / steady_rate for i in range(before)]
+        start = len(recorder)
+        paced = await gen.paced(workload.stream(len(offsets)), offsets)
+        await recorder.wait_for(start + len(offsets), bench.timeout(len(offsets), ceiling / 4))
+        added += len(offsets)
+        burst_sent = paced.sent_s[before : before + burst]
+        first_ms = int((paced.started + burst_sent[0]) * 1000)
+        last_ms = (paced.started + burst_sent[-1]) * 1000
+        candle_ms = np.asarray(recorder.candle_ms[start:], dtype=np.float64)
+        phase = recorder.latencies(start)
+        in_burst = (candle_ms >= first_ms) & (candle_ms <= last_ms)
+        burst_rate = burst / max(burst_sent[-1] - burst_sent[0], 1e-3)
+
+        closes = []
+        for wanted in options.close_bursts:
+            size = min(wanted, len(workload))
+            bench.console.print(f"  {delivery}: {size} symbols close a candle at once")
+            start, mark = len(recorder), served.totals()
+            committed_ms = await gen.transaction(workload.first(size)) * 1000
+            await recorder.wait_for(start + size, bench.timeout(size, ceiling / 4))
+            added += size
+            since_commit = np.asarray(recorder.acked_ms[start:], dtype=np.float64) - committed_ms
+            closes.append(
+                CloseBurst(
+                    symbols=size,
+                    last_signal_ms=float(since_commit.max()),
+                    lower_bound_ms=1000 * size / ceiling,
+                    latency=Latency.of(since_commit),
+                    mean_batch=served.mean_since(mark),
+                )
+            )
+    figures = DeliveryRun(
+        delivery=delivery,
+        throughput_per_s=throughput,
+        throughput_signals=backlog,
+        throughput_mean_batch=throughput_batch,
+        steady_rate_per_s=steady_rate,
+        steady=steady,
+        steady_stages=steady_stages,
+        burst_rate_per_s=burst_rate,
+        burst=Latency.of(phase[in_burst]),
+        burst_phase=Latency.of(phase),
+        close_bursts=closes,
+    )
+    return figures, added

@@ -1,0 +1,124 @@
+"""One bench run: the ceilings, the end-to-end phases per delivery mode and window memory, in order,
+against a given broker or a throwaway local one."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+from rich.console import Console
+
+from candlecast.bench.ceilings import io_ceiling, model_ceiling, naive_baseline
+from candlecast.bench.harness import Bench, counted_produce_retries
+from candlecast.bench.load import Generator, prefill
+from candlecast.bench.machine import machine
+from candlecast.bench.memory import window_memory
+from candlecast.bench.options import BenchOptions
+from candlecast.bench.phases import delivery_run
+from candlecast.bench.report import BenchResult, ModelCeiling
+from candlecast.errors import ConfigError
+from daemon.settings import bundled_registry
+
+
+async def run_bench(
+    options: BenchOptions,
+    *,
+    console: Console,
+    bootstrap_servers: str | None = None,
+    model: Path | None = None,
+) -> BenchResult:
+    """Every measurement, in one run; starts (and stops) a local broker unless one is given."""
+    import torch
+
+    options.check()
+
+    from candlecast.localkafka import LocalKafka
+    from daemon.serving import configure_threads, resolve_device, warm_up
+    from models.torchscript import load_artifact
+
+    previous_threads = torch.get_num_threads()
+    with tempfile.TemporaryDirectory(prefix="candlecast-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        host = machine()
+        model_path, origin = resolve_model(model)
+        threads = configure_threads(options.threads)
+        loaded = load_artifact(model_path, resolve_device(options.device))
+        warm_up(loaded, options.batch)
+        console.print(f"model ceiling: {loaded.manifest.name}/{loaded.version} ({origin}), {threads} thread(s)")
+        ceiling = model_ceiling(loaded, options.batch, options.ceiling_s, threads)
+        other_threads = 2 if threads == 1 else 1
+        other = model_ceiling(loaded, options.batch, options.ceiling_s, other_threads) if os.cpu_count() != 1 else None
+        configure_threads(options.threads)
+        kafka = None
+        if bootstrap_servers is None:
+            console.print("starting a local Kafka broker ...")
+            kafka = await asyncio.to_thread(LocalKafka(scratch / "kafka", heap="1g").start)
+            bootstrap_servers = kafka.bootstrap_servers
+        try:
+            bench = Bench(bootstrap_servers, options, model_path, loaded, ceiling, console)
+            with counted_produce_retries() as retries:
+                result = await _measure(bench, host, origin, other)
+            result.produce_retries = retries.count
+        finally:
+            if kafka is not None:
+                await asyncio.to_thread(kafka.stop)
+            torch.set_num_threads(previous_threads)
+    return result
+
+
+def resolve_model(path: Path | None) -> tuple[Path, str]:
+    """The artifact to benchmark: ``path``, else the bundled registry's current one."""
+    from models.registry import Registry
+
+    if path is not None:
+        return path, "given"
+    entry = Registry(bundled_registry()).current()
+    if entry is None:
+        raise ConfigError("the bundled registry has no current model: give one with --model")
+    return entry.artifact, "bundled"
+
+
+async def _measure(bench: Bench, host: dict[str, str], origin: str, other: ModelCeiling | None) -> BenchResult:
+    options, console, manifest = bench.options, bench.console, bench.model.manifest
+    workload = bench.workload("S", options.symbols)
+    candles, io_sink = await bench.topics("main", options.partitions)
+    rounds = manifest.window - 1 + options.scored_per_symbol
+    console.print(f"writing the backlog: {options.symbols} symbols x {rounds} candles")
+    await prefill(bench.bootstrap, candles, workload.rounds(rounds))
+    console.print(f"I/O ceiling: passing {options.io_messages} candles through aiokafka")
+    settings = bench.settings(candles=candles, signals=io_sink, group="io", delivery="at_least_once", max_batch=1)
+    io = await io_ceiling(bench.bootstrap, candles, io_sink, options.io_messages, settings)
+    console.print(f"naive baseline: {options.naive_signals} candles, one per forward pass")
+    naive, naive_batch = await naive_baseline(bench)
+    result = BenchResult(
+        machine=host,
+        options=asdict(options),
+        model={
+            "name": manifest.name,
+            "version": manifest.version,
+            "origin": origin,
+            "members": len(manifest.members),
+            "parameters": sum(m.parameters for m in manifest.members),
+            "window": manifest.window,
+        },
+        ceiling=bench.ceiling,
+        ceiling_other_threads=other,
+        io=io,
+        naive_per_s=naive,
+        naive_mean_batch=naive_batch,
+    )
+    backlog = options.symbols * options.scored_per_symbol
+    rate = options.steady_rate
+    async with Generator(bench.bootstrap, candles) as gen:
+        for delivery in options.deliveries:
+            console.print(f"end to end, {delivery}:")
+            run, added = await delivery_run(bench, delivery, workload, candles, backlog, rate, gen)
+            result.runs.append(run)
+            rate = run.steady_rate_per_s
+            backlog += added
+    console.print(f"memory: {options.memory_symbols} symbols")
+    result.memory = window_memory(bench.model, options.memory_symbols)
+    return result
