@@ -22,10 +22,11 @@ from candlecast.errors import DataError
 from daemon.backtest import backtest_signals, candle_records
 from daemon.batching import BatchPolicy
 from daemon.service import build_core
-from daemon.serving import load_serving_model, resolve_device
+from daemon.serving import load_serving_model
 from daemon.settings import ModelSettings, Settings
 from daemon.signal import Signal, encoder
 from models.artifact import LoadedModel, load_artifact
+from models.device import resolve_device
 from models.registry import Registry
 
 SIGNALS_FILE = "signals.jsonl"

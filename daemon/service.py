@@ -36,7 +36,6 @@ from daemon.serving import (
     check_compatible,
     configure_threads,
     load_serving_model,
-    resolve_device,
     warm_up,
 )
 from daemon.settings import Settings
@@ -44,6 +43,7 @@ from daemon.signal import strategy_ref
 from daemon.systemd import SystemdNotifier
 from daemon.window import GapMode, GapPolicy, WindowStore
 from models.artifact import LoadedModel
+from models.device import resolve_device
 from models.registry import Registry
 from strategies import registry as strategies
 from strategies.base import OutputSpec

@@ -16,14 +16,6 @@ from models.registry import Registry
 log = structlog.get_logger("candlecast.model")
 
 
-def resolve_device(setting: str) -> torch.device:
-    if setting == "cuda" and not torch.cuda.is_available():
-        raise ArtifactError("model.device: cuda was asked for but no CUDA device is available")
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(setting)
-
-
 def configure_threads(threads: int) -> int:
     """Set torch's intra-op threads; 0 leaves one core to the event loop (at least one thread)."""
     count = threads or max(1, (os.cpu_count() or 2) - 1)

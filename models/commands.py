@@ -92,7 +92,8 @@ def train(
     """Train the ensemble on walk-forward folds of a candle CSV, deterministically."""
     from candlecast.candlefile import bundled_path, infer_interval, read_candles
     from models.dataset import SplitSizes, WindowSpec
-    from models.training import TrainConfig, resolve_device, train_run
+    from models.device import resolve_device
+    from models.training import TrainConfig, train_run
 
     data_path = data or bundled_path("us_stocks_1d.csv")
     horizon_list = _ints(horizons, "horizons")
@@ -119,7 +120,7 @@ def train(
         learning_rate=learning_rate,
         patience=patience,
         seed=seed,
-        device=resolve_device(device),
+        device=resolve_device(device, "--device").type,
         threads=threads,
     )
     keep = list(_names(symbols)) if symbols else None

@@ -109,16 +109,6 @@ class SilentProgress:
         pass
 
 
-def resolve_device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for but no CUDA device is available")
-    if name not in {"cpu", "cuda"}:
-        raise ConfigError(f"device {name!r}: use auto, cpu or cuda")
-    return name
-
-
 @contextmanager
 def deterministic(threads: int, device: str) -> Iterator[None]:
     """Deterministic kernels and a fixed thread count (reductions split work by thread) while

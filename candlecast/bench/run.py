@@ -36,7 +36,8 @@ async def run_bench(
     options.check()
 
     from candlecast.localkafka import LocalKafka
-    from daemon.serving import configure_threads, resolve_device, warm_up
+    from daemon.serving import configure_threads, warm_up
+    from models.device import resolve_device
     from models.torchscript import load_artifact
 
     previous_threads = torch.get_num_threads()
