@@ -1,14 +1,12 @@
 """The errors candlecast raises.
 
-Every error derives from one root, whose ``retriable`` flag tells a caller whether the same
-call may succeed later (a broker that is restarting) or never will (a corrupt artifact)::
+Every error derives from one root; callers tell a passing failure from a lasting one by type::
 
     CandlecastError
     ├── ConfigError        settings that cannot start the daemon (names the field)
     ├── ArtifactError      a model artifact that fails verification; the running model stays
     ├── DataError          a candle file that cannot be read into candles
-    ├── TransportError     a broker that cannot be reached or refused a request (retriable)
-    └── RecoveryError      offsets needed to rebuild windows are gone from the log
+    └── TransportError     a broker that cannot be reached or refused a request; the daemon retries
 
 Rejected candles are not exceptions: validation returns a ``Rejection`` value, because a bad
 message is an expected input that goes to the dead-letter topic, not a failure of the daemon.
@@ -19,8 +17,6 @@ from __future__ import annotations
 
 class CandlecastError(Exception):
     """Root of candlecast's errors."""
-
-    retriable: bool = False
 
 
 class ConfigError(CandlecastError):
@@ -37,9 +33,3 @@ class DataError(CandlecastError):
 
 class TransportError(CandlecastError):
     """A broker that cannot be reached or refused a request."""
-
-    retriable = True
-
-
-class RecoveryError(CandlecastError):
-    """The offsets needed to rebuild windows are no longer in the log."""
