@@ -289,22 +289,32 @@ def kafka_up(
     port: Annotated[int, typer.Option(help="PLAINTEXT port.")] = 9092,
     fresh: Annotated[bool, typer.Option(help="Delete the broker's data first.")] = False,
 ) -> None:
-    """Start the development broker in the background (data in .cache/kafka/dev-broker)."""
+    """Start the development broker in the background (data in .cache/kafka/dev-broker), with the
+    settings' default topics (candles, signals, candles.dlq) created."""
     import shutil
 
     from candlecast.localkafka import LocalKafka
+    from candlecast.topics import create_topics, default_topics
 
     pid_file = DEV_BROKER_DIR / "broker.pid"
+    bootstrap = f"127.0.0.1:{port}"
     if pid_file.exists() and _alive(int(pid_file.read_text())):
         err.print(f"the development broker already runs (pid {pid_file.read_text().strip()})")
-        return
-    if fresh and DEV_BROKER_DIR.exists():
-        shutil.rmtree(DEV_BROKER_DIR)
-    kafka = LocalKafka(DEV_BROKER_DIR, ports=[port]).start()
-    process = kafka.members[0].process
-    assert process is not None
-    pid_file.write_text(f"{process.pid}\n")
-    err.print(f"Kafka is up on {kafka.bootstrap_servers} (pid {process.pid}); `make kafka-down` stops it")
+    else:
+        if fresh and DEV_BROKER_DIR.exists():
+            shutil.rmtree(DEV_BROKER_DIR)
+        kafka = LocalKafka(DEV_BROKER_DIR, ports=[port]).start()
+        process = kafka.members[0].process
+        assert process is not None
+        pid_file.write_text(f"{process.pid}\n")
+        err.print(f"Kafka is up on {bootstrap} (pid {process.pid}); `make kafka-down` stops it")
+    topics = default_topics()
+    created = asyncio.run(create_topics(bootstrap, topics))
+    existing = [name for name in topics if name not in created]
+    err.print(
+        f"topics: {', '.join(created) or 'none'} created"
+        + (f", {', '.join(existing)} already there" if existing else "")
+    )
 
 
 @kafka_app.command("down")
@@ -339,8 +349,8 @@ def main() -> None:
     try:
         app()
     except ConfigError as exc:
-        err.print(f"configuration error: {exc}", style="bold red", markup=False, highlight=False)
+        err.print(f"configuration error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except CandlecastError as exc:
-        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False)
+        err.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
         sys.exit(1)

@@ -25,6 +25,7 @@ from rich.table import Table
 from candlecast.candlefile import CandleTable, infer_interval, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
+from candlecast.topics import create_topics, default_topics
 from daemon.candle import format_ts
 from daemon.service import Daemon
 from daemon.settings import HttpSettings, KafkaSettings, Settings, StrategySettings
@@ -56,19 +57,6 @@ def _port_or_free(preferred: int) -> int:
         except OSError:
             return 0
     return preferred
-
-
-async def _create_topics(bootstrap: str, partitions: int) -> None:
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics(
-            [NewTopic("candles", partitions, 1), NewTopic("signals", partitions, 1), NewTopic("candles.dlq", 1, 1)]
-        )
-    finally:
-        await admin.close()
 
 
 async def _print_signals(run: DemoRun, bootstrap: str, console: Console, done: asyncio.Event) -> None:
@@ -113,7 +101,7 @@ def _ts_ms(text: str) -> int:
 
 async def _demo(run: DemoRun, kafka: LocalKafka, console: Console) -> None:
     bootstrap = kafka.bootstrap_servers
-    await _create_topics(bootstrap, run.partitions)
+    await create_topics(bootstrap, default_topics(run.partitions))
     settings = Settings(
         kafka=KafkaSettings(bootstrap_servers=bootstrap, instance_id="demo"),
         http=HttpSettings(port=_port_or_free(METRICS_PORT)),

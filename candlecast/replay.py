@@ -10,6 +10,7 @@ import msgspec
 from aiokafka import AIOKafkaProducer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from candlecast.topics import require_topic
 from daemon.candle import CANDLE_SCHEMA, CandleMessage
 
 _encoder = msgspec.json.Encoder()
@@ -29,8 +30,10 @@ async def publish_candles(
     """Publish messages in order; ``rate`` is candles per second (0: as fast as possible).
 
     ``on_sent(symbol, ts_ms)`` is called as each message is handed to the producer. Returns the
-    seconds it took, until the last message was acknowledged.
+    seconds it took, until the last message was acknowledged. A missing ``topic`` raises
+    ``MissingTopicError`` naming it, before anything is sent.
     """
+    await require_topic(bootstrap_servers, topic)
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap_servers,
         linger_ms=5,

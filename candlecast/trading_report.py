@@ -2,7 +2,7 @@
 
 Positions come from the signals as the model evaluation takes them (BUY long, SELL short, HOLD
 flat, each held from the signal's candle's close to the next candle's close) and go through the
-evaluation's simulator (``models.evaluation.simulate``), so a backtest and the model card count
+evaluation's simulator (``models.simulation.simulate``), so a backtest and the model card count
 returns, costs, Sharpe ratio, drawdown, win rate and turnover the same way. Buy-and-hold on the
 same symbol-candles is the benchmark. Needs the ``train`` extra (scikit-learn, matplotlib).
 """
@@ -21,8 +21,9 @@ from candlecast.candlefile import CandleTable
 from daemon.candle import parse_ts
 from daemon.signal import Signal
 from models.dataset import NO_LABEL, WindowSet, iso
-from models.evaluation import periods_per_year, simulate, trading_figures
-from models.report import num, pct, plot_equity, table
+from models.plots import plot_equity
+from models.report import num, pct, table
+from models.simulation import periods_per_year, simulate, trading_figures
 
 Json = dict[str, Any]
 POSITIONS = {"BUY": 1, "SELL": -1, "HOLD": 0}
@@ -143,7 +144,7 @@ def render(report: Json) -> str:
             "signal's candle's close to the next candle's close; every symbol with a signal gets an equal share "
             "of capital that candle. Costs are charged per unit of position changed (a long-to-short flip pays "
             "twice) and when a symbol's run of signals ends. Signals without a next candle in the file are not "
-            "traded. The same simulator as the model card (`models/evaluation.py`).",
+            "traded. The same simulator as the model card (`models/simulation.py`).",
             "",
             f"![equity curve]({EQUITY_PLOT})",
             "",

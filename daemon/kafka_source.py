@@ -28,6 +28,7 @@ from candlecast.errors import TransportError
 from daemon.checkpoint import Checkpoint, rebuild_offset_from
 from daemon.engine import SourceRecord
 from daemon.kafka_offsets import StableOffsets
+from daemon.kafka_topics import topic_exists
 from daemon.pipeline import PartitionRecords
 from daemon.settings import KafkaSettings
 
@@ -115,6 +116,8 @@ class KafkaCandleSource:
         self._epoch = 0
         """Bumped by every revocation and assignment: records a poll holds across one are stale."""
         self.reachable = False
+        self.candle_topic_exists: bool | None = None
+        """As ``check_reachable`` last saw it (``None``: not yet asked); readiness waits for the topic."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -128,8 +131,8 @@ class KafkaCandleSource:
 
     @property
     def warm(self) -> bool:
-        """Joined the group and no partition is still rebuilding its windows."""
-        return self._joined and not self._replay_until
+        """Joined the group, its candle topic exists, and no partition is still rebuilding its windows."""
+        return self._joined and self.candle_topic_exists is True and not self._replay_until
 
     async def start(self) -> None:
         options = client_options(self.settings)
@@ -242,16 +245,26 @@ class KafkaCandleSource:
         return {TopicPartition(t, p): (c.offset, c.metadata()) for (t, p), c in checkpoint.items()}
 
     async def check_reachable(self, timeout_s: float = 3.0) -> bool:
-        """Ask the cluster for its metadata; used by readiness."""
+        """Ask the cluster for its metadata and whether the candle topic exists; used by readiness."""
         if self._admin is None:
             return False
         try:
             await asyncio.wait_for(self._admin.describe_cluster(), timeout_s)
+            exists = await asyncio.wait_for(topic_exists(self._admin, self.settings.candles_topic), timeout_s)
         except (KafkaError, TimeoutError, OSError):
             self.reachable = False
         else:
             self.reachable = True
+            self._candle_topic_seen(exists)
         return self.reachable
+
+    def _candle_topic_seen(self, exists: bool) -> None:
+        topic = self.settings.candles_topic
+        if not exists and self.candle_topic_exists is not False:
+            log.warning("candle topic does not exist; not ready until it is created", topic=topic)
+        elif exists and self.candle_topic_exists is False:
+            log.info("candle topic created; joining it", topic=topic)
+        self.candle_topic_exists = exists
 
     async def _revoked(self, revoked: Iterable[TopicPartition]) -> None:
         revoked = list(revoked)

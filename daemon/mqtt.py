@@ -401,6 +401,7 @@ class MqttCandleSource:
                 None,
                 message.payload,
                 int(time.time() * 1000),
+                keyed=False,
             )
             self._sequence += 1
             self.metrics.candles.inc()

@@ -228,7 +228,7 @@ def evaluate(
 
     from pydantic import ValidationError
 
-    from models.evaluation import Settings, evaluate_run
+    from models.evaluation import EvaluationSettings, evaluate_run
     from models.report import write_report
     from models.reweighting import ReweightingParams
     from models.training import display_path, read_run, train_command
@@ -242,7 +242,7 @@ def evaluate(
         raise ConfigError("bootstrap and block must be positive, fees and slippage non-negative")
     info = read_run(run)
     directory = report_dir or Path("reports") / f"{info.name}-{info.version}"
-    settings = Settings(
+    settings = EvaluationSettings(
         buy_above=buy_above,
         sell_below=sell_below,
         fee_bps=fee_bps,

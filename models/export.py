@@ -165,7 +165,7 @@ def export_run(
     from candlecast.errors import DataError
     from models.baselines import ConstantBaseline
     from models.dataset import CALENDARS, GAP_POLICIES, walk_forward
-    from models.evaluation import classification
+    from models.metrics import classification
     from models.training import load_fold, predict, read_run, run_data
 
     run = read_run(run_dir)

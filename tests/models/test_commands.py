@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from candlecast.errors import ConfigError, DataError
 from models.commands import evaluate, train
-from models.evaluation import BUY_AND_HOLD, CONSTANT, ENSEMBLE, LOGISTIC, MOMENTUM, REFERENCE_STRATEGY
+from models.contenders import BUY_AND_HOLD, CONSTANT, ENSEMBLE, LOGISTIC, MOMENTUM, REFERENCE_STRATEGY
 from models.training import RunInfo, read_run
 from tests.models.synthetic import weekday_candles, write_csv
 
