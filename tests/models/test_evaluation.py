@@ -8,27 +8,14 @@ import numpy as np
 import pytest
 
 from daemon.intervals import DAY_MS
+from daemon.quality import expected_calibration_error
+from models.bootstrap import Bootstrap, block_indices
+from models.contenders import ENSEMBLE, REWEIGHTED
 from models.dataset import WindowSet, walk_forward
-from models.evaluation import (
-    BUY,
-    ENSEMBLE,
-    HOLD,
-    REWEIGHTED,
-    SELL,
-    Bootstrap,
-    action_figures,
-    block_indices,
-    classification,
-    confidence,
-    expected_calibration_error,
-    max_drawdown,
-    periods_per_year,
-    score_fold,
-    sharpe,
-    simulate,
-    threshold_actions,
-)
+from models.evaluation import score_fold
+from models.metrics import BUY, HOLD, SELL, action_figures, classification, confidence, threshold_actions
 from models.reweighting import OnlineReweighter, ReweightingParams, reweighted_stream
+from models.simulation import max_drawdown, periods_per_year, sharpe, simulate
 from models.training import RunInfo, run_data
 from strategies.base import Action, EnsembleOutput, OutputSpec, directional_confidence
 from strategies.threshold import ThresholdStrategy
@@ -57,6 +44,17 @@ def test_classification_metrics() -> None:
     assert figures["accuracy"] == pytest.approx(np.mean((p > 0.5) == up))
     assert expected_calibration_error(np.full(1000, 0.9), np.zeros(1000, dtype=bool)) == pytest.approx(0.9)
     assert np.isnan(classification(np.full(4, 0.5), np.ones(4, dtype=bool))["auc"])
+
+
+def test_the_model_card_and_the_daemon_share_one_calibration_error() -> None:
+    """The evaluation's ECE is the daemon's live-quality ECE (one function), so the two figures compare directly."""
+    from daemon import quality
+    from models import metrics
+
+    assert vars(metrics)["expected_calibration_error"] is quality.expected_calibration_error
+    p = np.random.default_rng(3).random(2_000)
+    up = np.random.default_rng(4).random(2_000) < p
+    assert classification(p, up)["ece"] == quality.expected_calibration_error(p, up)
 
 
 def test_action_precision_and_coverage() -> None:
