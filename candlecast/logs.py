@@ -1,34 +1,181 @@
-"""structlog, configured once: JSON lines in production, a console renderer on a terminal.
+"""Logging, configured once: one handler on the standard library's root logger renders every line,
+candlecast's (structlog) and the client libraries' (aiokafka, aiomqtt, aiohttp) alike, as JSON lines
+in production or for a terminal.
 
-Context (symbol, partition, offset, model version) is bound with contextvars by the code that
-knows it; per-candle detail is DEBUG, one INFO line per meaningful event.
+Context (symbol, partition, offset, model version) is bound with ``structlog.contextvars`` by the
+code that knows it and merged into every line; per-candle detail is DEBUG, one INFO line per
+meaningful event.
+
+Client libraries log WARNING or ERROR for conditions they retry on their own: a group coordinator
+not ready yet at start-up, a produce request refused and retried, a heartbeat during a rebalance.
+Those are expected, so they are counted (``candlecast_client_warnings_total{library,kind}``) and
+logged at DEBUG; every other WARNING or ERROR of a client library keeps its level and is counted
+as kind ``other``.
 """
 
 from __future__ import annotations
 
 import logging
 import sys
-from typing import Literal
+import threading
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import IO, Literal
 
 import structlog
+from prometheus_client.core import CounterMetricFamily
+from prometheus_client.registry import Collector
+
+CLIENT_LIBRARIES = ("aiokafka", "aiomqtt", "aiohttp")
+OTHER = "other"
 
 
-def configure_logging(level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto") -> None:
-    console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
-    renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer() if console else structlog.processors.JSONRenderer()
-    )
+@dataclass(frozen=True, slots=True)
+class ExpectedClientLog:
+    """A client library's WARNING or ERROR that reports a condition it retries by itself."""
+
+    kind: str
+    logger: str
+    message: str
+    """The start of the record's unformatted message (its %-template)."""
+    retriable_only: bool = False
+    """Only when the record's exception argument says it is retriable (``KafkaError.retriable``)."""
+
+    def matches(self, record: logging.LogRecord) -> bool:
+        if record.name != self.logger or not str(record.msg).startswith(self.message):
+            return False
+        if not self.retriable_only:
+            return True
+        args = record.args if isinstance(record.args, tuple) else ()
+        return any(getattr(arg, "retriable", False) is True for arg in args)
+
+
+EXPECTED_CLIENT_LOGS = (
+    ExpectedClientLog(
+        "coordinator_not_ready",
+        "aiokafka.consumer.group_coordinator",
+        "Group Coordinator Request failed",
+        retriable_only=True,
+    ),
+    ExpectedClientLog("produce_retry", "aiokafka.producer.sender", "Got error produce response on topic-partition"),
+    ExpectedClientLog(
+        "rebalance_in_progress", "aiokafka.consumer.group_coordinator", "Heartbeat failed for group %s because it is"
+    ),
+)
+
+
+def client_log_kind(record: logging.LogRecord) -> tuple[str, str] | None:
+    """``(library, kind)`` of a client library's WARNING or ERROR record; ``None`` for any other record."""
+    library = record.name.partition(".")[0]
+    if library not in CLIENT_LIBRARIES or record.levelno < logging.WARNING:
+        return None
+    kind = next((expected.kind for expected in EXPECTED_CLIENT_LOGS if expected.matches(record)), OTHER)
+    return library, kind
+
+
+class ClientWarnings(Collector):
+    """Process-wide counts of client-library warnings and errors by ``(library, kind)``, and their
+    Prometheus collector: logging is per process, so every registry that registers it sees the same counts."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[tuple[str, str], int] = {("aiokafka", e.kind): 0 for e in EXPECTED_CLIENT_LOGS}
+
+    def add(self, library: str, kind: str) -> None:
+        with self._lock:
+            self._counts[(library, kind)] = self._counts.get((library, kind), 0) + 1
+
+    def count(self, library: str, kind: str) -> int:
+        with self._lock:
+            return self._counts.get((library, kind), 0)
+
+    def collect(self) -> Iterator[CounterMetricFamily]:
+        family = CounterMetricFamily(
+            "candlecast_client_warnings",
+            "WARNING and ERROR records of client libraries, by library and kind; expected kinds are logged at DEBUG.",
+            labels=["library", "kind"],
+        )
+        with self._lock:
+            counts = sorted(self._counts.items())
+        for (library, kind), value in counts:
+            family.add_metric([library, kind], value)
+        yield family
+
+
+CLIENT_WARNINGS = ClientWarnings()
+
+
+class HandlerFilter(logging.Filter):
+    """The root handler's filter: counts each client-library WARNING or ERROR and turns an expected
+    one into a DEBUG record (tagged with its kind); then lets through what the configured level allows."""
+
+    def __init__(self, level: int, counts: ClientWarnings = CLIENT_WARNINGS) -> None:
+        super().__init__()
+        self.level = level
+        self.counts = counts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        classified = client_log_kind(record)
+        if classified is not None:
+            library, kind = classified
+            self.counts.add(library, kind)
+            if kind != OTHER:
+                record.levelno, record.levelname = logging.DEBUG, "DEBUG"
+                record.client_log_kind = kind
+        return record.levelno >= self.level
+
+
+def _client_log_kind(_logger: object, _name: str, event_dict: structlog.typing.EventDict) -> structlog.typing.EventDict:
+    kind = getattr(event_dict.get("_record"), "client_log_kind", None)
+    if kind is not None:
+        event_dict["kind"] = kind
+    return event_dict
+
+
+class _CandlecastHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """The handler ``configure_logging`` installs; a later call replaces it."""
+
+
+def configure_logging(
+    level: str = "INFO", fmt: Literal["auto", "json", "console"] = "auto", stream: IO[str] | None = None
+) -> None:
+    """Route structlog through the standard library and render every record with one formatter.
+
+    candlecast's own lines pass at ``level``; other libraries' at WARNING or above, as before (client
+    libraries' warnings are counted whatever ``level`` is).
+    """
+    out = sys.stderr if stream is None else stream
+    console = fmt == "console" or (fmt == "auto" and out.isatty())
+    threshold = logging.getLevelNamesMapping()[level]
+    shared: list[structlog.typing.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    rendering: list[structlog.typing.Processor] = [structlog.stdlib.ProcessorFormatter.remove_processors_meta]
+    if console:
+        rendering.append(structlog.dev.ConsoleRenderer())
+    else:
+        rendering += [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
-            structlog.processors.format_exc_info,
-            renderer,
-        ],
-        wrapper_class=structlog.make_filtering_bound_logger(logging.getLevelNamesMapping()[level]),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        wrapper_class=structlog.make_filtering_bound_logger(threshold),
+        logger_factory=structlog.stdlib.LoggerFactory(),
         cache_logger_on_first_use=False,
     )
-    # aiokafka logs through the standard library; keep its warnings, route them to stderr.
-    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+    handler = _CandlecastHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=rendering, foreign_pre_chain=[*shared, _client_log_kind], use_get_message=True
+        )
+    )
+    handler.addFilter(HandlerFilter(threshold))
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if isinstance(h, _CandlecastHandler)]:
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(max(threshold, logging.WARNING))
+    logging.getLogger("candlecast").setLevel(threshold)
+    for library in CLIENT_LIBRARIES:
+        logging.getLogger(library).setLevel(logging.WARNING)

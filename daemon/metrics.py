@@ -16,6 +16,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
 from candlecast import __version__
+from candlecast.logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
 from strategies.base import Action
 
@@ -30,6 +31,7 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
 class DaemonMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        registry.register(CLIENT_WARNINGS)  # candlecast_client_warnings_total{library,kind}, counted by logging
         self.candles_consumed = PromCounter(
             "candlecast_candles_consumed", "Candle records consumed (live, not replayed).", registry=registry
         )
