@@ -1,8 +1,10 @@
 """Candle messages: the wire schema, and validation into a typed ``Candle`` or a ``Rejection``.
 
-Validation is a pure function of the message bytes, its Kafka key and the record timestamp, so
-replaying a partition reproduces every decision; rejecting is not an exception but a value that
-the daemon sends to the dead-letter topic.
+Validation is a function of the message bytes, its Kafka key and the record timestamp, so
+replaying a partition reproduces every decision, with one exception: a candle is also bounded by
+the daemon's own clock (a producer sets the record timestamp, so it cannot be the only bound), and
+a candle rejected for opening after that clock is accepted by a replay once its time has come.
+Rejecting is not an exception but a value that the daemon sends to the dead-letter topic.
 """
 
 from __future__ import annotations
@@ -10,7 +12,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -23,6 +26,10 @@ CANDLE_SCHEMA = "candlecast.candle/1"
 # Open times outside this range are far more likely seconds-for-milliseconds than real candles.
 MIN_TS_MS = 631_152_000_000  # 1990-01-01
 MAX_TS_MS = 7_258_118_400_000  # 2200-01-01
+# The model reads float32 windows: a larger value becomes infinite, a price below the smallest
+# normal float32 loses precision or becomes 0, and the features take logarithms of prices.
+FLOAT32_MAX = 3.4028234663852886e38
+FLOAT32_TINY = 1.1754943508222875e-38
 SYMBOL_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:^=-]{0,63}$"
 _SYMBOL_RE = re.compile(SYMBOL_PATTERN)
 
@@ -70,12 +77,15 @@ class RejectReason(StrEnum):
     MISALIGNED_TS = "misaligned_ts"
     FUTURE_TS = "future_ts"
     NON_FINITE = "non_finite"
+    OUT_OF_RANGE = "out_of_range"
     NON_POSITIVE_PRICE = "non_positive_price"
     OHLC_INCONSISTENT = "ohlc_inconsistent"
     NEGATIVE_VOLUME = "negative_volume"
     DUPLICATE = "duplicate"
     OUT_OF_ORDER = "out_of_order"
     STALE = "stale"
+    NULL_KEY = "null_key"
+    PARTITION_MISMATCH = "partition_mismatch"
 
 
 class Rejection(msgspec.Struct, frozen=True, gc=False):
@@ -125,11 +135,16 @@ def format_ts(ts_ms: int) -> str:
     return f"{text}.{millis:03d}Z" if millis else f"{text}Z"
 
 
+def wall_clock_ms() -> int:
+    """Epoch milliseconds of the system clock."""
+    return time.time_ns() // 1_000_000
+
+
 class CandleValidator:
     """Turns candle message bytes into a ``Candle`` or a ``Rejection`` (stateless checks only).
 
     Checks that need the symbol's history (duplicates, order, staleness, gaps) belong to the
-    window store.
+    window store; the key and partition checks to the ingestor.
     """
 
     def __init__(
@@ -138,10 +153,14 @@ class CandleValidator:
         *,
         max_message_bytes: int = 4096,
         future_tolerance_ms: int = 60_000,
+        clock_tolerance_ms: int = 60_000,
+        clock_ms: Callable[[], int] = wall_clock_ms,
     ) -> None:
         self._intervals = dict(intervals)
         self._max_bytes = max_message_bytes
         self._future_tolerance_ms = future_tolerance_ms
+        self._clock_tolerance_ms = clock_tolerance_ms
+        self._clock_ms = clock_ms
 
     def validate(self, value: bytes, key: bytes | None, record_ts_ms: int) -> Candle | Rejection:
         """Validate one message; ``record_ts_ms`` is the Kafka record timestamp."""
@@ -191,6 +210,12 @@ class CandleValidator:
                 RejectReason.FUTURE_TS,
                 f"candle opens at {format_ts(ts)}, after the record time {format_ts(record_ts_ms)}",
             )
+        now = self._clock_ms()
+        if ts > now + self._clock_tolerance_ms:
+            return Rejection(
+                RejectReason.FUTURE_TS,
+                f"candle opens at {format_ts(ts)}, after the daemon's clock {format_ts(now)}",
+            )
         return check_prices(message, ts)
 
 
@@ -203,6 +228,11 @@ def check_prices(message: CandleMessage, ts: int) -> Candle | Rejection:
         return Rejection(RejectReason.NON_POSITIVE_PRICE, "prices must be positive")
     if v < 0.0:
         return Rejection(RejectReason.NEGATIVE_VOLUME, f"volume {v} is negative")
+    if max(o, h, low, c, v) > FLOAT32_MAX or min(o, h, low, c) < FLOAT32_TINY:
+        return Rejection(
+            RejectReason.OUT_OF_RANGE,
+            f"prices and volume must fit the model's float32 inputs ({FLOAT32_TINY:.4g} to {FLOAT32_MAX:.4g})",
+        )
     if h < low or h < max(o, c) or low > min(o, c):
         return Rejection(
             RejectReason.OHLC_INCONSISTENT,

@@ -40,6 +40,8 @@ class SourceRecord(msgspec.Struct, frozen=True, gc=False):
     value: bytes
     timestamp_ms: int
     """The record timestamp (Kafka CreateTime/LogAppendTime); candle times are checked against it."""
+    keyed: bool = True
+    """The transport has record keys (Kafka), so a record without one is rejected; MQTT has none."""
 
 
 @dataclass(slots=True)
@@ -127,9 +129,18 @@ class CandleIngestor:
         self._push(record)
 
     def _push(self, record: SourceRecord) -> tuple[Candle, int] | Rejection | None:
+        if record.keyed and record.key is None:
+            return Rejection(RejectReason.NULL_KEY, "a record without a key is partitioned at random, not by symbol")
         checked = self.validator.validate(record.value, record.key, record.timestamp_ms)
         if isinstance(checked, Rejection):
             return checked
+        bound = self._bound_partition(checked)
+        if bound is not None and bound != record.partition:
+            return Rejection(
+                RejectReason.PARTITION_MISMATCH,
+                f"{checked.symbol} {checked.interval} is read from partition {bound}; "
+                f"a second partition would break per-symbol order",
+            )
         verdict, slot = self.store.push(checked, record.partition, record.offset)
         if verdict is Push.READY:
             return checked, slot
@@ -137,6 +148,12 @@ class CandleIngestor:
             return None
         reason, detail = _STORE_REJECTIONS[verdict]
         return Rejection(reason, f"{detail} ({format_ts(checked.ts)})")
+
+    def _bound_partition(self, candle: Candle) -> int | None:
+        """The partition a key's window is fed from: a key is bound to one partition while its
+        window lives, and released with it (revocation drops a partition's windows, or eviction)."""
+        slot = self.store.slot_of((candle.symbol, candle.interval))
+        return None if slot is None else self.store.partition_of(slot)
 
     def history_requests(self, partition: int, topic: str) -> list[ScoreRequest]:
         """For every key of a partition that was just rebuilt, its newest ``memory - 1`` full
@@ -172,9 +189,17 @@ class SignalBuilder:
         self._horizon_keys = [str(h) for h in spec.horizons]
         self._ts_text: dict[int, str] = {}
         """Open times already formatted: every symbol's candle of one period has the same one."""
+        self.not_finite = 0
+        """Published windows whose model output held a NaN or an infinity: counted, never published."""
 
     def build(self, requests: Sequence[ScoreRequest], outputs: OutputBatch, model_version: str) -> list[Signal | None]:
-        """One signal per published request (``None`` for history requests), in request order."""
+        """One signal per published request (``None`` for history requests and for outputs that
+        are not finite), in request order."""
+        finite = (
+            np.isfinite(outputs.probabilities).all(axis=1)
+            & np.isfinite(outputs.quantiles).all(axis=(1, 2))
+            & np.isfinite(outputs.disagreement).all(axis=1)
+        ).tolist()
         probabilities = outputs.probabilities.tolist()
         quantiles = outputs.quantiles.tolist()
         disagreement = outputs.disagreement.tolist()
@@ -186,18 +211,23 @@ class SignalBuilder:
                 quantiles=tuple(tuple(q) for q in quantiles[row]),
                 disagreement=tuple(disagreement[row]),
             )
-            signals.append(self._decide(request, output, model_version, produced_at))
+            publish = request.publish and finite[row]
+            if request.publish and not finite[row]:
+                self.not_finite += 1
+            signals.append(self._decide(request, output, model_version, produced_at, publish))
         return signals
 
     def _decide(
-        self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str
+        self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str, publish: bool
     ) -> Signal | None:
         past = None
         if self._depth:
             past = self._history.get(request.key)
             if past is None:
                 past = self._history[request.key] = deque(maxlen=self._depth)
-        if not request.publish:
+        # An output that is not finite still takes its place in the memory, so that the windows
+        # after it see the same history live and after a rebuild (NaN compares false: no band).
+        if not publish:
             if past is not None:
                 past.append(output)
             return None

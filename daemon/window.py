@@ -266,6 +266,10 @@ class WindowStore:
         times: npt.NDArray[np.int64] = self._ts[rows, ends % self.span]
         return times
 
+    def partition_of(self, slot: int) -> int:
+        """The partition whose candles fill a live slot."""
+        return int(self._partition[slot])
+
     def slots_in(self, partition: int) -> npt.NDArray[np.int64]:
         """Live slots whose candles came from a partition (free slots hold partition -1)."""
         return np.flatnonzero(self._partition[: len(self._keys)] == partition)

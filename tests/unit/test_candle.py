@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import msgspec
+import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -23,7 +24,14 @@ from daemon.intervals import Interval
 DAY = 86_400_000
 TS = 1_704_672_000_000  # 2024-01-08T00:00:00Z, a Monday
 NOW = TS + 2 * DAY
-VALIDATOR = CandleValidator({"1d": Interval.parse("1d", "weekdays"), "1h": Interval.parse("1h")})
+HOUR = 3_600_000
+INTERVALS = {"1d": Interval.parse("1d", "weekdays"), "1h": Interval.parse("1h")}
+VALIDATOR = CandleValidator(INTERVALS)
+
+
+def validator_at(now_ms: int) -> CandleValidator:
+    """A validator whose clock stands at ``now_ms``."""
+    return CandleValidator(INTERVALS, clock_ms=lambda: now_ms)
 
 
 def message(**changes: Any) -> dict[str, Any]:
@@ -131,6 +139,44 @@ class TestRejected:
         """The check uses the Kafka record timestamp, so replays decide the same way."""
         assert isinstance(validate(message(), now=TS - 30_000), Candle)
         assert reason(validate(message(), now=TS - 3_600_000)) is RejectReason.FUTURE_TS
+
+    def test_open_time_is_bounded_by_the_daemon_clock(self) -> None:
+        """A candle dated 2199 with a matching record timestamp is rejected by the daemon's own clock."""
+        far = parse_ts("2199-01-01T00:00:00Z")
+        assert far is not None
+        forged = json.dumps(message(interval="1h", ts=far)).encode()
+        assert reason(validator_at(NOW).validate(forged, b"AAPL", far)) is RejectReason.FUTURE_TS
+        assert isinstance(validator_at(far).validate(forged, b"AAPL", far), Candle)
+
+    def test_clock_tolerance_is_configurable(self) -> None:
+        """A candle opening within ``clock_tolerance_ms`` of the daemon's clock is accepted, one after it is not."""
+        next_hour = json.dumps(message(interval="1h", ts=NOW + HOUR)).encode()
+        strict = CandleValidator(INTERVALS, clock_ms=lambda: NOW, clock_tolerance_ms=HOUR - 1)
+        lenient = CandleValidator(INTERVALS, clock_ms=lambda: NOW, clock_tolerance_ms=HOUR)
+        assert reason(strict.validate(next_hour, b"AAPL", NOW + HOUR)) is RejectReason.FUTURE_TS
+        assert isinstance(lenient.validate(next_hour, b"AAPL", NOW + HOUR), Candle)
+
+
+class TestModelRange:
+    @pytest.mark.parametrize(
+        "changes",
+        [
+            {"high": 1e300},
+            {"volume": 1e39},
+            {"low": 1e-40},
+            {"open": 1e-46, "high": 1e-46, "low": 1e-46, "close": 1e-46},
+        ],
+    )
+    def test_values_the_float32_inputs_cannot_hold(self, changes: dict[str, Any]) -> None:
+        """Finite values the model's float32 windows turn into infinity, a denormal or 0 are rejected."""
+        assert reason(validate(message(**changes))) is RejectReason.OUT_OF_RANGE
+
+    def test_float32_extremes_are_accepted(self) -> None:
+        """The largest float32 and the smallest normal one are valid prices."""
+        top = float(np.finfo(np.float32).max)
+        bottom = float(np.finfo(np.float32).tiny)
+        assert isinstance(validate(message(open=top, high=top, low=top, close=top, volume=top)), Candle)
+        assert isinstance(validate(message(open=bottom, high=bottom, low=bottom, close=bottom, volume=0.0)), Candle)
 
 
 class TestFuzz:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import msgspec
 import numpy as np
 import numpy.typing as npt
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -110,6 +111,29 @@ class TestIngest:
         ingestor.replay(SourceRecord("candles", 0, 50, None, b"junk", 0))
         assert ingestor.counters.replayed == LENGTH + 3 and not ingestor.counters.rejected
 
+    def test_a_record_without_a_key_is_dead_lettered(self) -> None:
+        """A Kafka record with a null key is partitioned at random, not by symbol: it is rejected
+        with its reason; records of keyless transports (MQTT) are not."""
+        ingestor, _ = engine(ThresholdParams())
+        keyless = msgspec.structs.replace(record(0, "A", 0, 100.0), key=None)
+        letter = ingestor.ingest(keyless)
+        assert isinstance(letter, DeadLetter) and letter.reason == "null_key"
+        assert ingestor.ingest(msgspec.structs.replace(keyless, keyed=False)) is None
+        assert ingestor.counters.rejected == {"null_key": 1}
+
+    def test_a_symbol_stays_on_its_partition_until_that_partition_is_revoked(self) -> None:
+        """A symbol read from a second partition is dead-lettered while its window is fed from the
+        first; revoking the first partition releases the symbol."""
+        ingestor, _ = engine(ThresholdParams())
+        assert ingestor.ingest(record(0, "A", 0, 100.0)) is None
+        moved = msgspec.structs.replace(record(1, "A", 1, 100.0), partition=1)
+        letter = ingestor.ingest(moved)
+        assert isinstance(letter, DeadLetter) and letter.reason == "partition_mismatch"
+        assert ingestor.ingest(msgspec.structs.replace(record(2, "B", 0, 100.0), partition=1)) is None
+        ingestor.store.drop_partition(0)
+        assert ingestor.ingest(moved) is None
+        assert ingestor.counters.rejected == {"partition_mismatch": 1}
+
 
 class TestSignals:
     def test_signal_fields(self) -> None:
@@ -197,3 +221,19 @@ class TestFuzz:
                 assert result.reason and result.value == value
         consumed = ingestor.counters.consumed
         assert consumed == len(values) and sum(ingestor.counters.rejected.values()) <= consumed
+
+
+class TestNotFinite:
+    @pytest.mark.parametrize("field", ["probabilities", "quantiles", "disagreement"])
+    @pytest.mark.parametrize("value", [np.nan, np.inf])
+    def test_outputs_that_are_not_finite_are_counted_and_never_published(self, field: str, value: float) -> None:
+        """A window whose model output holds a NaN or an infinity gives no signal and is counted;
+        the finite ones beside it are published."""
+        ingestor, builder = engine(ThresholdParams())
+        results = [ingestor.ingest(record(i, "A", i, 100.0 * 1.01**i)) for i in range(LENGTH + 1)]
+        requests = [r for r in results if isinstance(r, ScoreRequest)]
+        outputs = score(requests)
+        getattr(outputs, field)[0].flat[0] = value
+        built = builder.build(requests, outputs, "m1")
+        assert built[0] is None and isinstance(built[1], Signal)
+        assert builder.not_finite == 1
