@@ -30,7 +30,7 @@ from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
 from daemon.metrics import DaemonMetrics
 from daemon.monitoring import ModelMonitor
-from daemon.mqtt import MqttTransport
+from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import ModelHolder, Pipeline
 from daemon.serving import (
     check_compatible,

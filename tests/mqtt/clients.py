@@ -16,8 +16,9 @@ from prometheus_client import CollectorRegistry
 
 from daemon.candle import format_ts
 from daemon.engine import ScoreRequest
-from daemon.mqtt import MqttMetrics, MqttSignalPublisher
-from daemon.pipeline import PublishBatch
+from daemon.mqtt.metrics import MqttMetrics
+from daemon.mqtt.publisher import MqttSignalPublisher
+from daemon.ports import PublishBatch
 from daemon.settings import MqttSettings
 from daemon.signal import Signal, signal_id
 

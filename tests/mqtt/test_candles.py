@@ -18,11 +18,12 @@ from candlecast.replay import publish_candles
 from daemon.backtest import backtest_signals, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
+from daemon.core import build_core
 from daemon.engine import SourceRecord
-from daemon.mqtt import MQTT_PARTITION, MqttCandleSource, MqttMetrics
-from daemon.service import build_core
+from daemon.mqtt.metrics import MqttMetrics
+from daemon.mqtt.source import MQTT_PARTITION, MqttCandleSource
 from daemon.signal import Signal
-from models.artifact import load_artifact
+from models.torchscript import load_artifact
 from tests.mqtt.clients import Subscriber, mqtt_settings
 from tests.mqtt.conftest import SharedBroker
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon, wait_until
