@@ -7,7 +7,8 @@ code that knows it and merged into every line; per-candle detail is DEBUG, one I
 meaningful event.
 
 Client libraries log WARNING or ERROR for conditions they retry on their own: a group coordinator
-not ready yet at start-up, a produce request refused and retried, a heartbeat during a rebalance.
+not ready yet at start-up (or lost, then looked up again), a produce request refused and retried, a
+heartbeat during a rebalance.
 Those are expected, so they are counted (``candlecast_client_warnings_total{library,kind}``) and
 logged at DEBUG; every other WARNING or ERROR of a client library keeps its level and is counted
 as kind ``other``.
@@ -58,6 +59,7 @@ EXPECTED_CLIENT_LOGS = (
         retriable_only=True,
     ),
     ExpectedClientLog("produce_retry", "aiokafka.producer.sender", "Got error produce response on topic-partition"),
+    ExpectedClientLog("coordinator_lost", "aiokafka.consumer.group_coordinator", "Marking the coordinator dead"),
     ExpectedClientLog(
         "rebalance_in_progress", "aiokafka.consumer.group_coordinator", "Heartbeat failed for group %s because it is"
     ),

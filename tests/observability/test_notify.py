@@ -7,11 +7,9 @@ The daemon runs as a real subprocess (``python -m candlecast run --config FILE``
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import signal
 import socket
-import statistics
 import sys
 import threading
 import time
@@ -29,14 +27,15 @@ from tests.support.kafka import fresh_topics
 
 WATCHDOG_USEC = 1_000_000
 BLOCK_S = 3.0
+BLOCKED, FREE = "STATUS=debug: event loop blocked", "STATUS=debug: event loop free"
 
 
 @dataclass
 class NotifyListener:
-    """A bound ``AF_UNIX``/``SOCK_DGRAM`` socket and a thread recording each datagram with its arrival time."""
+    """A bound ``AF_UNIX``/``SOCK_DGRAM`` socket and a thread recording each datagram in arrival order."""
 
     path: Path
-    received: list[tuple[float, str]] = field(default_factory=list)
+    received: list[str] = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event)
 
     def __post_init__(self) -> None:
@@ -52,23 +51,28 @@ class NotifyListener:
                 data = self._socket.recv(4096)
             except TimeoutError:
                 continue
-            self.received.append((time.monotonic(), data.decode()))
+            self.received.append(data.decode())
 
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
         self._socket.close()
 
-    def times(self, field_: str) -> list[float]:
-        return [at for at, message in list(self.received) if field_ in message.split("\n")]
+    def messages(self) -> list[str]:
+        """Every field of every datagram so far, in arrival order."""
+        return [line for message in list(self.received) for line in message.split("\n")]
 
-    async def wait_for(self, field_: str, timeout_s: float) -> float:
+    async def wait_for(self, field_: str, timeout_s: float, *, count: int = 1, after: str | None = None) -> None:
+        """Until ``count`` datagrams carried ``field_`` (after the first ``after``, when given)."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if times := self.times(field_):
-                return times[0]
+            fields = self.messages()
+            if after is None or after in fields:
+                since = fields[fields.index(after) + 1 :] if after is not None else fields
+                if since.count(field_) >= count:
+                    return
             await asyncio.sleep(0.05)
-        raise AssertionError(f"no {field_} within {timeout_s} s; received {self.received}")
+        raise AssertionError(f"no {count} x {field_} within {timeout_s} s; received {self.received}")
 
 
 @pytest.fixture
@@ -89,7 +93,7 @@ def test_notifier_sends_datagrams_to_the_socket(listener: NotifyListener, monkey
     deadline = time.monotonic() + 5
     while len(listener.received) < 3 and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert [message for _, message in listener.received] == [
+    assert listener.received == [
         "READY=1\nSTATUS=serving 1.0",
         "WATCHDOG=1",
         "STOPPING=1\nSTATUS=draining",
@@ -137,7 +141,7 @@ format = "json"
 async def test_ready_watchdog_and_stopping_from_a_real_daemon(
     kafka: LocalKafka, test_artifact: Path, listener: NotifyListener, tmp_path: Path
 ) -> None:
-    """READY=1 once /readyz passes, WATCHDOG=1 every WATCHDOG_USEC/2 but none while the event loop is blocked,
+    """READY=1 once /readyz passes, WATCHDOG=1 keep-alives but none while the event loop is blocked,
     STOPPING=1 on SIGTERM."""
     topics = await fresh_topics(kafka.bootstrap_servers, candle_partitions=1)
     port = free_port()
@@ -155,39 +159,32 @@ async def test_ready_watchdog_and_stopping_from_a_real_daemon(
         sys.executable, "-m", "candlecast", "run", "--config", str(config), env=env, stdout=log, stderr=log
     )
     try:
-        ready_at = await listener.wait_for("READY=1", timeout_s=120)
+        await listener.wait_for("READY=1", timeout_s=120)
         async with aiohttp.ClientSession() as http:
             async with http.get(f"http://127.0.0.1:{port}/readyz") as response:
                 assert response.status == 200, await response.text()
 
-            # Keep-alives at half the watchdog timeout.
-            await asyncio.sleep(3.0)
-            beats = [t for t in listener.times("WATCHDOG=1") if t > ready_at]
-            gaps = [b - a for a, b in itertools.pairwise(beats)]
-            assert len(gaps) >= 4, beats
-            assert 0.4 < statistics.median(gaps) < 0.65
-            assert max(gaps) < WATCHDOG_USEC / 1e6
+            # Keep-alives flow (the interval, WATCHDOG_USEC/2, is the notifier's test above).
+            await listener.wait_for("WATCHDOG=1", timeout_s=30, count=3, after="READY=1")
 
-            # A blocked event loop sends none, so systemd would kill and restart the service.
-            blocked_at = time.monotonic()
+            # A blocked event loop sends none, so systemd would kill and restart the service; the
+            # daemon marks the block's start and end, and keep-alives resume after it.
             process.send_signal(signal.SIGUSR1)
-            await asyncio.sleep(BLOCK_S + 1.5)
-            during = [t for t in listener.times("WATCHDOG=1") if blocked_at + 0.3 < t < blocked_at + BLOCK_S - 0.3]
-            assert during == []
-            after = [t for t in listener.times("WATCHDOG=1") if t > blocked_at + BLOCK_S]
-            assert after, "keep-alives did not resume once the loop was free again"
+            await listener.wait_for("WATCHDOG=1", timeout_s=30, after=FREE)
+            order = listener.messages()
+            blocked, free = order.index(BLOCKED), order.index(FREE)
+            assert "WATCHDOG=1" in order[:blocked], "keep-alives flowed before the block"
+            assert "WATCHDOG=1" not in order[blocked:free]
             async with http.get(f"http://127.0.0.1:{port}/healthz") as response:
                 assert response.status == 200
 
         process.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(process.wait(), 60) == 0
-        await listener.wait_for("STOPPING=1", timeout_s=1)
+        await listener.wait_for("STOPPING=1", timeout_s=5)
     finally:
         if process.returncode is None:
             process.kill()
             await process.wait()
         log.close()
-    messages = [m for _, m in listener.received]
-    assert messages.index(next(m for m in messages if "READY=1" in m)) < messages.index(
-        next(m for m in messages if "STOPPING=1" in m)
-    )
+    messages = listener.messages()
+    assert messages.index("READY=1") < messages.index("STOPPING=1")
