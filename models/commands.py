@@ -6,6 +6,8 @@ Heavy imports (torch, scikit-learn, matplotlib) happen inside the commands, so `
 
 from __future__ import annotations
 
+import importlib.util
+from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -17,7 +19,7 @@ from rich.table import Column, Table
 from candlecast.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
-    from models.registry import Entry, Registry
+    from models.registry import Entry, Registry, TrackingRun
 
 console = Console(stderr=True)
 out = Console()
@@ -33,6 +35,32 @@ RegistryOption = Annotated[
     typer.Option("--registry", help="Registry directory (default: the bundled registry inside the package)."),
 ]
 DEFAULT_MEMBERS = "lstm,bilstm,stacked,attention,transformer,multiscale"
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+"""MLflow's own default store, in the working directory: ``mlflow ui`` run there shows the runs."""
+TRACKING_ENV = "CANDLECAST_TRACKING__URI"
+TrackOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--track/--no-track",
+        help=f"Record this run in MLflow (needs the tracking extra). Default: on when --tracking-uri is set; "
+        f"--track alone records to {DEFAULT_TRACKING_URI} (artifacts in ./mlruns).",
+    ),
+]
+TrackingUriOption = Annotated[
+    str | None,
+    typer.Option(
+        envvar=TRACKING_ENV,
+        help="MLflow tracking URI (sqlite:///PATH.db, http://HOST:5000, ...); setting it turns tracking on.",
+    ),
+]
+FollowTrackOption = Annotated[
+    bool | None,
+    typer.Option(
+        "--track/--no-track",
+        help="Record in MLflow (needs the tracking extra). Default: on when the training was tracked (into its "
+        f"store) or --tracking-uri is set; --track alone records to {DEFAULT_TRACKING_URI}.",
+    ),
+]
 
 
 def _ints(text: str, what: str) -> tuple[int, ...]:
@@ -51,6 +79,19 @@ def _floats(text: str, what: str) -> tuple[float, ...]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(x.strip() for x in text.split(",") if x.strip())
+
+
+def _tracking_uri(track: bool | None, uri: str | None, trained: TrackingRun | None = None) -> str | None:
+    """Where to record in MLflow, or None: an explicit URI first, then the training's store.
+    ``models.tracking`` (and MLflow, an optional extra) is imported only when this is not None."""
+    if track is False:
+        return None
+    chosen = uri or (trained.uri if trained is not None else None) or (DEFAULT_TRACKING_URI if track else None)
+    if chosen is not None and importlib.util.find_spec("mlflow") is None:
+        raise ConfigError(
+            "tracking in MLflow needs the tracking extra: pip install 'candlecast[tracking]' (--no-track turns it off)"
+        )
+    return chosen
 
 
 def train(
@@ -88,12 +129,15 @@ def train(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     threads: Annotated[int, typer.Option(help="torch threads; part of what makes a run reproducible.")] = 2,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
+    track: TrackOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Train the ensemble on walk-forward folds of a candle CSV, deterministically."""
+    """Train the ensemble on walk-forward folds of a candle CSV, deterministically; with
+    --tracking-uri (or --track), record options, data digest, losses per epoch and run.json in MLflow."""
     from candlecast.candlefile import bundled_path, infer_interval, read_candles
     from models.dataset import SplitSizes, WindowSpec
     from models.device import resolve_device
-    from models.training import TrainConfig, train_run
+    from models.training import TrainConfig, display_path, train_command, train_run
 
     data_path = data or bundled_path("us_stocks_1d.csv")
     horizon_list = _ints(horizons, "horizons")
@@ -124,23 +168,30 @@ def train(
         threads=threads,
     )
     keep = list(_names(symbols)) if symbols else None
-    if quiet:
+    uri = _tracking_uri(track, tracking_uri)
+    tracked = None
+    if uri is not None:
+        from models.tracking import start_training
+
+        tracked = start_training(uri, name=name, version=version)
+    with ExitStack() as stack:
+        if tracked is not None:
+            stack.enter_context(tracked)
         run = train_run(
-            data_path, out_dir, spec=spec, sizes=sizes, config=config, name=name, version=version, symbols=keep
+            data_path,
+            out_dir,
+            spec=spec,
+            sizes=sizes,
+            config=config,
+            name=name,
+            version=version,
+            symbols=keep,
+            progress=None if quiet else stack.enter_context(RichProgress(console)),
+            tracking=tracked.ref if tracked is not None else None,
+            fold_done=tracked.log_fold if tracked is not None else None,
         )
-    else:
-        with RichProgress(console) as progress:
-            run = train_run(
-                data_path,
-                out_dir,
-                spec=spec,
-                sizes=sizes,
-                config=config,
-                name=name,
-                version=version,
-                symbols=keep,
-                progress=progress,
-            )
+        if tracked is not None:
+            tracked.log_training(run, out_dir, train_command(run, Path(display_path(out_dir))))
     table = Table("fold", "train", "validation", "calibration", "test", "weights sha256", title=f"{name} {version}")
     for fold in run.folds:
         table.add_row(
@@ -153,6 +204,8 @@ def train(
         )
     console.print(table)
     console.print(f"{run.parameters} parameters, trained in {run.seconds:.0f} s; wrote {out_dir}")
+    if run.tracking is not None:
+        console.print(f"MLflow run {run.tracking.run_id} in {run.tracking.uri}", soft_wrap=True)
 
 
 class RichProgress:
@@ -222,8 +275,11 @@ def evaluate(
     block: Annotated[int, typer.Option(help="Bootstrap block length in days.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     card: Annotated[bool, typer.Option(help="Write a model card (adds how to reproduce it, limitations).")] = False,
+    track: FollowTrackOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Measure a trained run on unseen data beside baselines: Markdown, JSON and PNG plots."""
+    """Measure a trained run on unseen data beside baselines: Markdown, JSON and PNG plots; when
+    tracked, the figures with their intervals and the plots go to an MLflow run under the training's."""
     import shlex
 
     from pydantic import ValidationError
@@ -241,6 +297,7 @@ def evaluate(
     if min(bootstrap, block) < 1 or min(fee_bps, slippage_bps) < 0:
         raise ConfigError("bootstrap and block must be positive, fees and slippage non-negative")
     info = read_run(run)
+    uri = _tracking_uri(track, tracking_uri, info.tracking)
     directory = report_dir or Path("reports") / f"{info.name}-{info.version}"
     settings = EvaluationSettings(
         buy_above=buy_above,
@@ -281,8 +338,16 @@ def evaluate(
         ),
         "evaluate": shlex.join(arguments),
     }
-    for path in write_report(figures, directory, stem, card=card):
+    written = write_report(figures, directory, stem, card=card)
+    for path in written:
         typer.echo(path)
+    if uri is not None:
+        from models.tracking import record_evaluation
+
+        data_files = [training_data or Path(info.data_path), *externals]
+        command = figures["commands"]["evaluate"]
+        recorded = record_evaluation(uri, info, figures, written, data=data_files, command=command)
+        console.print(f"MLflow run {recorded.run_id} in {recorded.uri}", soft_wrap=True)
 
 
 def export(
@@ -294,24 +359,39 @@ def export(
     training_data: Annotated[
         Path | None, typer.Option(help="The run's training CSV, if it moved (checked against its sha256).")
     ] = None,
+    track: FollowTrackOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Export a run as a verified TorchScript artifact with its manifest, into a registry."""
+    """Export a run as a verified TorchScript artifact with its manifest, into a registry; the
+    registry version records the MLflow run it came from, which gets the artifact when tracked."""
     from models.export import export_run
     from models.registry import Registry
+    from models.training import read_run
 
+    info = read_run(run)
+    uri = _tracking_uri(track, tracking_uri, info.tracking)
     path = run / "model.pt"
     with console.status("scripting, computing golden outputs and reference histograms, verifying"):
         model, _ = export_run(run, path, data=training_data, version=version)
     store = Registry(registry or _bundled())
     entry = store.add(path)
+    manifest = model.manifest
+    source = info.tracking
+    if uri is not None:
+        from models.tracking import record_export
+
+        source = record_export(uri, info, entry, manifest)
+    if source is not None:
+        store.record_tracking(entry, source)
     if promote:
         store.promote(entry.ref)
-    manifest = model.manifest
     console.print(
         f"exported {entry.ref} ({path.stat().st_size / 1e6:.2f} MB, weights sha256 {manifest.weights_sha256[:16]}…) "
         f"to {store.root}" + (", now current" if promote else ""),
         soft_wrap=True,
     )
+    if source is not None:
+        console.print(f"MLflow run {source.run_id} in {source.uri}", soft_wrap=True)
 
 
 def _bundled() -> Path:
@@ -358,7 +438,7 @@ def show(
     registry: RegistryOption = None,
     golden: Annotated[bool, typer.Option(help="Include the golden input windows.")] = False,
 ) -> None:
-    """Print a version's manifest (JSON)."""
+    """Print a version's manifest (JSON), and under "tracking" the MLflow run it came from, if any."""
     import msgspec
 
     from models.registry import Registry
@@ -368,6 +448,9 @@ def show(
     manifest = msgspec.to_builtins(entry.manifest())
     if not golden:
         manifest["golden"]["input"] = f"{len(manifest['golden']['input'])} windows (--golden shows them)"
+    tracking = entry.tracking()
+    if tracking is not None:
+        manifest["tracking"] = msgspec.to_builtins(tracking)
     typer.echo(msgspec.json.format(msgspec.json.encode(manifest)).decode())
 
 

@@ -7,6 +7,7 @@ Layout::
       NAME/VERSION/model.pt        the artifact (TorchScript + manifest)
       NAME/VERSION/model.pt.sha256 its file digest, recorded when it was added
       NAME/VERSION/manifest.json   a copy of the manifest, readable without torch
+      NAME/VERSION/tracking.json   the MLflow run it came from, when its training was tracked
 
 The daemon loads ``current`` and reloads when the pointer changes; every load checks the file
 digest recorded here, then the artifact's own weights digest and golden outputs.
@@ -26,6 +27,14 @@ from models.artifact import LoadedModel, Manifest, file_digest, load_artifact, r
 
 CURRENT = "current"
 ARTIFACT_FILE = "model.pt"
+TRACKING_FILE = "tracking.json"
+
+
+class TrackingRun(msgspec.Struct, frozen=True):
+    """An MLflow run: the store it lives in and its id (``models.tracking`` writes to it)."""
+
+    uri: str
+    run_id: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,16 @@ class Entry:
             return msgspec.json.decode((self.directory / "manifest.json").read_bytes(), type=Manifest)
         except (OSError, msgspec.DecodeError) as exc:
             raise ArtifactError(f"{self.ref}: unreadable manifest.json ({exc})") from exc
+
+    def tracking(self) -> TrackingRun | None:
+        """The MLflow run this version's training was recorded in, if any."""
+        path = self.directory / TRACKING_FILE
+        if not path.exists():
+            return None
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=TrackingRun)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ArtifactError(f"{self.ref}: unreadable {TRACKING_FILE} ({exc})") from exc
 
 
 class Registry:
@@ -110,6 +129,10 @@ class Registry:
         (directory / f"{ARTIFACT_FILE}.sha256").write_text(f"{digest}  {ARTIFACT_FILE}\n")
         (directory / "manifest.json").write_bytes(msgspec.json.format(msgspec.json.encode(manifest)))
         return Entry(manifest.name, manifest.version, directory)
+
+    def record_tracking(self, entry: Entry, run: TrackingRun) -> None:
+        """Record the MLflow run a version came from (``candlecast models show`` prints it)."""
+        (entry.directory / TRACKING_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(run)) + b"\n")
 
     def load(self, entry: Entry, device: str | torch.device = "cpu") -> LoadedModel:
         """Load and verify a version: recorded file digest, weights digest, golden outputs."""

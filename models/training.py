@@ -10,6 +10,9 @@ Run directory::
 
     OUT/run.json        configuration, data digest, splits, per-member histories, weights digests
     OUT/fold-K.pt       state dict of fold K's ensemble (``torch.save``; read with ``weights_only=True``)
+
+When the run is tracked (``candlecast train --tracking-uri``), ``run.json`` names its MLflow run
+and each fold is reported to ``fold_done`` as soon as it is trained (``models.tracking``).
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import os
 import pickle
 import shlex
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -49,6 +52,7 @@ from models.dataset import (
 )
 from models.features import pool_window, window_features, window_volatility
 from models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
+from models.registry import TrackingRun
 
 RUN_FILE = "run.json"
 STD_FLOOR = 1e-6
@@ -504,6 +508,8 @@ class RunInfo(msgspec.Struct, frozen=True):
     cpu_seconds: float
     """CPU time of all threads; beside the wall-clock ``seconds`` it shows a machine shared with other work."""
     framework: dict[str, str]
+    tracking: TrackingRun | None = None
+    """The MLflow run that recorded this training, if it was tracked."""
 
     def spec(self) -> WindowSpec:
         return WindowSpec.build(
@@ -613,8 +619,11 @@ def train_run(
     version: str,
     symbols: Sequence[str] | None = None,
     progress: TrainingProgress | None = None,
+    tracking: TrackingRun | None = None,
+    fold_done: Callable[[FoldInfo], None] | None = None,
 ) -> RunInfo:
-    """Train every walk-forward fold and write the run directory."""
+    """Train every walk-forward fold and write the run directory; ``fold_done`` hears of each
+    fold once its weights are saved, ``tracking`` is recorded in ``run.json``."""
     started, cpu_started = time.perf_counter(), time.process_time()
     data = load_windows(data_path, spec, symbols)
     folds = walk_forward(data, sizes)
@@ -627,6 +636,8 @@ def train_run(
             weights_file = f"fold-{fold.index}.pt"
             torch.save(ensemble.state_dict(), out / weights_file)
             infos.append(msgspec.structs.replace(info, weights_file=weights_file))
+            if fold_done is not None:
+                fold_done(infos[-1])
             parameters = sum(p.numel() for p in ensemble.parameters())
     run = RunInfo(
         name=name,
@@ -649,6 +660,7 @@ def train_run(
         seconds=round(time.perf_counter() - started, 1),
         cpu_seconds=round(time.process_time() - cpu_started, 1),
         framework=framework_versions(),
+        tracking=tracking,
     )
     (out / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(run)) + b"\n")
     return run

@@ -1,0 +1,180 @@
+"""Experiment tracking: `train`, `evaluate` and `export` recorded in MLflow, read back through its client."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import msgspec
+import pytest
+import typer
+from mlflow.tracking import MlflowClient
+from typer.testing import CliRunner
+
+from candlecast.errors import ConfigError, DataError
+from models.artifact import Manifest
+from models.commands import evaluate, export, models_app, train
+from models.contenders import CONSTANT, ENSEMBLE, LOGISTIC
+from models.registry import Registry
+from models.training import read_run
+
+app = typer.Typer()
+app.command("train")(train)
+app.command("evaluate")(evaluate)
+app.command("export")(export)
+app.add_typer(models_app, name="models")
+runner = CliRunner()
+
+TINY = (
+    "--window", "32", "--horizons", "1,5", "--members", "lstm,multiscale", "--folds", "2", "--test-candles", "40",
+    "--validation-candles", "30", "--calibration-candles", "30", "--epochs", "3", "--patience", "3", "--threads", "1",
+    "--quiet", "--name", "tracked", "--version", "0.3.0",
+)  # fmt: skip
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    if result.exception is not None and not isinstance(result.exception, SystemExit):
+        raise result.exception
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path, tmp_path: Path) -> None:
+    """A tracked training run, its evaluation and its export read back from the MLflow store match
+    run.json, the report and the registry's artifact and manifest."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "run"
+    invoke("train", "--data", str(candles_csv), "--out", str(out), "--tracking-uri", uri, *TINY)
+    run = read_run(out)
+    assert run.tracking is not None and run.tracking.uri == uri
+    client = MlflowClient(tracking_uri=uri)
+    recorded = client.get_run(run.tracking.run_id)
+    assert recorded.info.status == "FINISHED"
+    assert client.get_experiment(recorded.info.experiment_id).name == "tracked"
+    assert str(tmp_path / "mlruns") in recorded.info.artifact_uri
+
+    params = recorded.data.params
+    assert (params["data.name"], params["data.sha256"], params["data.rows"]) == (
+        run.data.name,
+        run.data.sha256,
+        str(run.data.rows),
+    )
+    assert params["symbols"] == ",".join(run.symbols)
+    assert (params["data.start"], params["data.end"]) == (run.folds[0].train.start, run.folds[-1].test.end)
+    for key, value in run.config.items():
+        assert params[f"config.{key}"] == (",".join(map(str, value)) if isinstance(value, list) else str(value))
+    for key, value in run.sizes.items():
+        assert params[f"sizes.{key}"] == str(value)
+    for fold in run.folds:
+        assert params[f"fold{fold.index}.test.start"] == fold.test.start
+        assert params[f"fold{fold.index}.train.end"] == fold.train.end
+        assert params[f"fold{fold.index}.weights_sha256"] == fold.weights_sha256
+        for member in fold.members:
+            key = f"fold{fold.index}/{member.name}"
+            history = client.get_metric_history(run.tracking.run_id, f"{key}/validation_loss")
+            assert [(m.step, m.value) for m in history] == [(e + 1, h[1]) for e, h in enumerate(member.history)]
+            history = client.get_metric_history(run.tracking.run_id, f"{key}/train_loss")
+            assert [m.value for m in sorted(history, key=lambda m: m.step)] == [h[0] for h in member.history]
+            assert recorded.data.metrics[f"{key}/best_epoch"] == member.best_epoch
+    stored_run = Path(client.download_artifacts(run.tracking.run_id, "run.json", str(tmp_path / "download")))
+    assert stored_run.read_bytes() == (out / "run.json").read_bytes()
+
+    registry = tmp_path / "registry"
+    invoke("export", "--run", str(out), "--registry", str(registry))
+    entry = Registry(registry).entry("tracked/0.3.0")
+    assert entry.tracking() == run.tracking
+    artifact = Path(client.download_artifacts(run.tracking.run_id, "model/model.pt", str(tmp_path / "download")))
+    assert sha256(artifact) == entry.recorded_sha256 == sha256(entry.artifact)
+    manifest_path = client.download_artifacts(run.tracking.run_id, "model/manifest.json", str(tmp_path / "download"))
+    manifest = msgspec.json.decode(Path(manifest_path).read_bytes(), type=Manifest)
+    assert manifest == entry.manifest()
+    tags = client.get_run(run.tracking.run_id).data.tags
+    assert tags["candlecast.registry_version"] == "tracked/0.3.0"
+    assert tags["candlecast.weights_sha256"] == manifest.weights_sha256
+    shown = json.loads(invoke("models", "show", "tracked/0.3.0", "--registry", str(registry)))
+    assert shown["tracking"] == {"uri": uri, "run_id": run.tracking.run_id}
+
+    reports = tmp_path / "reports"
+    invoke("evaluate", "--run", str(out), "--report-dir", str(reports), "--bootstrap", "30", "--no-walk-forward")
+    (child,) = client.search_runs(
+        [recorded.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.tracking.run_id}'"
+    )
+    assert child.info.status == "FINISHED"
+    figures = json.loads((reports / "report.json").read_text())
+    metrics = child.data.metrics
+    for model, name in ((ENSEMBLE, "ensemble"), (LOGISTIC, "logistic-regression"), (CONSTANT, "constant-probability")):
+        for horizon in ("1", "5"):
+            entry_figures = figures["sets"]["last-fold"]["models"][model]["horizons"][horizon]
+            prefix = f"last-fold/{name}/h{horizon}"
+            for figure in ("log_loss", "brier", "ece", "accuracy"):
+                assert metrics[f"{prefix}/{figure}"] == pytest.approx(entry_figures[figure], rel=1e-12)
+            assert metrics[f"{prefix}/log_loss_ci/low"] == pytest.approx(entry_figures["log_loss_ci"]["low"])
+            assert metrics[f"{prefix}/log_loss_ci/high"] == pytest.approx(entry_figures["log_loss_ci"]["high"])
+    trading = figures["sets"]["last-fold"]["trading"]["buy-and-hold"]
+    assert metrics["last-fold/trading/buy-and-hold/sharpe"] == pytest.approx(trading["sharpe"])
+    assert child.data.params["data.candles.csv.sha256"] == run.data.sha256
+    assert child.data.params["settings.fee_bps"] == "2.0"
+    stored = {f.path for f in client.list_artifacts(child.info.run_id, "report")}
+    assert {"report/report.json", "report/report.md", "report/img"} <= stored
+    plots = client.list_artifacts(child.info.run_id, "report/img")
+    assert plots and all(f.path.endswith(".png") for f in plots)
+
+
+def test_a_failed_training_is_recorded_as_failed(candles_csv: Path, tmp_path: Path) -> None:
+    """A training that stops on an error leaves its MLflow run marked FAILED, not running."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    with pytest.raises(DataError, match="purge gap 2"):
+        invoke("train", "--data", str(candles_csv), "--out", str(tmp_path / "run"), "--tracking-uri", uri, *TINY,
+               "--purge", "2")  # fmt: skip
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tracked")
+    assert experiment is not None
+    (failed,) = client.search_runs([experiment.experiment_id])
+    assert failed.info.status == "FAILED"
+
+
+def test_tracking_without_mlflow_installed_is_a_clear_error(
+    candles_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Asking for tracking where MLflow is not installed names the extra to install, before training."""
+    monkeypatch.setitem(sys.modules, "mlflow", None)
+    with pytest.raises(ConfigError, match=r"candlecast\[tracking\]"):
+        invoke("train", "--data", str(candles_csv), "--out", str(tmp_path / "run"), "--track", *TINY)
+    assert not (tmp_path / "run").exists()
+
+
+NO_MLFLOW = """
+import json, sys
+from pathlib import Path
+import daemon.service, candlecast.cli
+from typer.testing import CliRunner
+out = Path(sys.argv[1]) / "run"
+result = CliRunner().invoke(candlecast.cli.app, ["train", "--data", sys.argv[2], "--out", str(out), *sys.argv[3:]])
+assert result.exit_code == 0, result.output
+loaded = "mlflow" in sys.modules
+tracking = json.loads((out / "run.json").read_text())["tracking"]
+import models.tracking
+print(json.dumps({"loaded": loaded, "tracking": tracking, "detected": "mlflow" in sys.modules}))
+"""
+
+
+def test_the_daemon_and_untracked_training_never_import_mlflow(candles_csv: Path, tmp_path: Path) -> None:
+    """Importing the daemon and the CLI and training without tracking, as today, loads no MLflow
+    (which the same check sees once models.tracking is imported)."""
+    result = subprocess.run(
+        [sys.executable, "-c", NO_MLFLOW, str(tmp_path), str(candles_csv), *TINY, "--folds", "1", "--epochs", "1"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k != "CANDLECAST_TRACKING__URI"},
+    )
+    assert json.loads(result.stdout.splitlines()[-1]) == {"loaded": False, "tracking": None, "detected": True}
