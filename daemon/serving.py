@@ -1,4 +1,5 @@
-"""Loading the model to serve: device, threads, verification, warm-up, reload compatibility."""
+"""Loading the model to serve: threads, verification, warm-up, reload compatibility (the device a
+setting names is ``models.device``)."""
 
 from __future__ import annotations
 
