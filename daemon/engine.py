@@ -195,10 +195,11 @@ class SignalBuilder:
     def build(self, requests: Sequence[ScoreRequest], outputs: OutputBatch, model_version: str) -> list[Signal | None]:
         """One signal per published request (``None`` for history requests and for outputs that
         are not finite), in request order."""
-        finite = (
+        finite: list[bool] = np.asarray(
             np.isfinite(outputs.probabilities).all(axis=1)
             & np.isfinite(outputs.quantiles).all(axis=(1, 2))
-            & np.isfinite(outputs.disagreement).all(axis=1)
+            & np.isfinite(outputs.disagreement).all(axis=1),
+            dtype=np.bool_,
         ).tolist()
         probabilities = outputs.probabilities.tolist()
         quantiles = outputs.quantiles.tolist()

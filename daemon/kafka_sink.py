@@ -23,6 +23,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import CollectorRegistry, Counter
 
 from candlecast.errors import TransportError
+from daemon.dead_letters import bounded_record
 from daemon.kafka_source import KafkaCandleSource, client_options
 from daemon.pipeline import PublishBatch
 from daemon.settings import KafkaSettings
@@ -139,12 +140,11 @@ class KafkaSignalSink:
                     ),
                 )
             )
-        futures.extend(
-            [
-                await producer.send(settings.dead_letter_topic, letter.value, key=letter.key, headers=letter.headers())
-                for letter in batch.dead_letters
-            ]
-        )
+        for letter in batch.dead_letters:
+            record = bounded_record(letter, settings.dead_letter_max_bytes)
+            futures.append(
+                await producer.send(settings.dead_letter_topic, record.value, key=record.key, headers=record.headers)
+            )
         return futures
 
     async def _publish_transaction(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:

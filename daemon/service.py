@@ -30,7 +30,7 @@ from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
 from daemon.metrics import DaemonMetrics
 from daemon.monitoring import ModelMonitor
-from daemon.mqtt import MqttTransport
+from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import ModelHolder, Pipeline
 from daemon.serving import (
     check_compatible,
@@ -52,8 +52,7 @@ log = structlog.get_logger("candlecast.daemon")
 
 DEBUG_BLOCK_LOOP_VARIABLE = "CANDLECAST_DEBUG_BLOCK_LOOP_ON_SIGUSR1"
 """Tests only: when set to a number of seconds, SIGUSR1 blocks the event loop that long, to show
-that a stalled loop stops the systemd watchdog keep-alives; ``STATUS=`` datagrams mark the block's
-start and end, so a test can tell what was sent during it. Never set it in production."""
+that a stalled loop stops the systemd watchdog keep-alives. Never set it in production."""
 
 
 def utc_now_iso() -> str:
@@ -97,6 +96,7 @@ def build_core(settings: Settings, model: LoadedModel) -> Core:
         intervals,
         max_message_bytes=settings.validation.max_message_bytes,
         future_tolerance_ms=int(settings.validation.future_tolerance_s * 1000),
+        clock_tolerance_ms=int(settings.validation.clock_tolerance_s * 1000),
     )
     ingestor = CandleIngestor(validator, store, strategy.memory)
     builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), utc_now_iso)
@@ -340,12 +340,7 @@ class Daemon:
             log.warning(
                 "debug: SIGUSR1 blocks the event loop", seconds=float(block_s), variable=DEBUG_BLOCK_LOOP_VARIABLE
             )
-            loop.add_signal_handler(signal.SIGUSR1, self._block_loop, float(block_s))
-
-    def _block_loop(self, seconds: float) -> None:
-        self.notifier.notify("STATUS=debug: event loop blocked")
-        time.sleep(seconds)
-        self.notifier.notify("STATUS=debug: event loop free")
+            loop.add_signal_handler(signal.SIGUSR1, time.sleep, float(block_s))
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()

@@ -35,6 +35,13 @@ class KafkaSettings(_Section):
     candles_topic: str = Field("candles", description="Topic the candles are consumed from.")
     signals_topic: str = Field("signals", description="Topic the signals are published to.")
     dead_letter_topic: str = Field("candles.dlq", description="Topic for messages that cannot be scored.")
+    dead_letter_max_bytes: int = Field(
+        65_536,
+        ge=4096,
+        le=1_000_000,
+        description="Largest dead-letter record; a longer value is cut, its size and sha256 in headers. "
+        "Keep it under the dead-letter topic's max.message.bytes.",
+    )
     group_id: str = Field("candlecast", description="Consumer group of the daemon instances.")
     instance_id: str = Field(
         default_factory=socket.gethostname,
@@ -134,6 +141,11 @@ class WindowSettings(_Section):
 class ValidationSettings(_Section):
     max_message_bytes: int = Field(4096, ge=64, description="Larger messages are dead-lettered.")
     future_tolerance_s: float = Field(60.0, ge=0, description="How far a candle may open after its record timestamp.")
+    clock_tolerance_s: float = Field(
+        60.0,
+        ge=0,
+        description="How far a candle may open after the daemon's own clock (producers set record timestamps).",
+    )
 
 
 class StrategySettings(_Section):
