@@ -52,7 +52,8 @@ log = structlog.get_logger("candlecast.daemon")
 
 DEBUG_BLOCK_LOOP_VARIABLE = "CANDLECAST_DEBUG_BLOCK_LOOP_ON_SIGUSR1"
 """Tests only: when set to a number of seconds, SIGUSR1 blocks the event loop that long, to show
-that a stalled loop stops the systemd watchdog keep-alives. Never set it in production."""
+that a stalled loop stops the systemd watchdog keep-alives; ``STATUS=`` datagrams mark the block's
+start and end, so a test can tell what was sent during it. Never set it in production."""
 
 
 def utc_now_iso() -> str:
@@ -340,7 +341,12 @@ class Daemon:
             log.warning(
                 "debug: SIGUSR1 blocks the event loop", seconds=float(block_s), variable=DEBUG_BLOCK_LOOP_VARIABLE
             )
-            loop.add_signal_handler(signal.SIGUSR1, time.sleep, float(block_s))
+            loop.add_signal_handler(signal.SIGUSR1, self._block_loop, float(block_s))
+
+    def _block_loop(self, seconds: float) -> None:
+        self.notifier.notify("STATUS=debug: event loop blocked")
+        time.sleep(seconds)
+        self.notifier.notify("STATUS=debug: event loop free")
 
     def _remove_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
