@@ -11,7 +11,8 @@ key, for at most ``capacity`` keys: the window store's bound).
 ``RollingQuality`` keeps the newest resolved outcomes per horizon and reports the hit rate (the
 share of predictions on the right side of 0.5: ``p > 0.5`` for up), the Brier score
 (``mean((p - up)**2)``) and the expected calibration error (10 equal-width probability bins,
-``sum(n_b / n * |mean(up_b) - mean(p_b)|)``).
+``sum(n_b / n * |mean(up_b) - mean(p_b)|)``). The model evaluation (``models.metrics``) computes its
+figures with these same functions, so live and validation figures compare directly.
 """
 
 from __future__ import annotations
