@@ -1,13 +1,15 @@
 """``candlecast backtest``: a candle file through the daemon's own core, signals and a trading report out.
 
 The core (windows, validation, strategy, signal building) is built by ``build_core`` from the
-same settings the daemon reads, and driven by ``daemon.backtest``; see there for why the signals
-equal the daemon's. Output, under ``--out``: ``signals.jsonl`` (one signal per line, exactly the
-JSON the daemon publishes) and the trading report (``trading_report``).
+same settings the daemon reads, and driven by the daemon's own pipeline on in-memory transports
+(``daemon.backtest``); see there for why the signals equal the daemon's. Output, under ``--out``:
+``signals.jsonl`` (one signal per line, exactly the JSON the daemon publishes) and the trading
+report (``trading_report``).
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,15 +21,16 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from candlecast.candlefile import CandleTable, infer_interval
 from candlecast.errors import DataError
-from daemon.backtest import backtest_signals, candle_records
+from daemon.backtest import SOURCE, candle_records, run_backtest_pipeline
 from daemon.batching import BatchPolicy
-from daemon.service import build_core
+from daemon.core import build_core
+from daemon.ports import PublishBatch
 from daemon.serving import load_serving_model
 from daemon.settings import ModelSettings, Settings
 from daemon.signal import Signal, encoder
-from models.artifact import LoadedModel, load_artifact
 from models.device import resolve_device
 from models.registry import Registry
+from models.torchscript import LoadedModel, load_artifact
 
 SIGNALS_FILE = "signals.jsonl"
 
@@ -84,10 +87,18 @@ def run_backtest(
         disable=console is None,
     )
     with progress, signals_path.open("wb") as sink:
-        records = progress.track(candle_records(messages), total=len(messages))
-        for signal in backtest_signals(records, core.ingestor, core.builder, model, policy):
-            sink.write(encoder.encode(signal) + b"\n")
-            actions[signal.action] += 1
+        task = progress.add_task("backtest", total=len(messages))
+
+        def write(batch: PublishBatch) -> None:
+            for signal, _ in batch.signals:
+                sink.write(encoder.encode(signal) + b"\n")
+                actions[signal.action] += 1
+            mark = batch.checkpoint.get((SOURCE, 0))
+            if mark is not None:
+                progress.update(task, completed=mark.offset)
+
+        records = candle_records(messages)
+        asyncio.run(run_backtest_pipeline(records, core.ingestor, core.builder, model, policy, on_published=write))
     return BacktestRun(
         signals_path=signals_path,
         signals=sum(actions.values()),

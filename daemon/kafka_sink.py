@@ -14,7 +14,6 @@ transaction). While it retries, the pipeline's bounded queues stop consumption.
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 
 import structlog
@@ -24,8 +23,9 @@ from prometheus_client import CollectorRegistry, Counter
 
 from candlecast.errors import TransportError
 from daemon.dead_letters import bounded_record
-from daemon.kafka_source import KafkaCandleSource, client_options
-from daemon.pipeline import PublishBatch
+from daemon.kafka_commit import KafkaCommitter
+from daemon.kafka_source import client_options
+from daemon.ports import PublishBatch
 from daemon.settings import KafkaSettings
 from daemon.signal import encoder, signal_headers
 
@@ -47,9 +47,9 @@ def producer_options(settings: KafkaSettings) -> dict[str, Any]:
 
 
 class KafkaSignalSink:
-    def __init__(self, settings: KafkaSettings, source: KafkaCandleSource, registry: CollectorRegistry) -> None:
+    def __init__(self, settings: KafkaSettings, committer: KafkaCommitter, registry: CollectorRegistry) -> None:
         self.settings = settings
-        self.source = source
+        self.committer = committer
         self.transactional = settings.delivery == "exactly_once"
         self.producer_errors = Counter(
             "candlecast_producer_errors", "Failed publish attempts (each is retried).", ["error"], registry=registry
@@ -151,15 +151,13 @@ class KafkaSignalSink:
         async with producer.transaction():
             await self._sends(producer, batch)
             if batch.checkpoint:
-                await producer.send_offsets_to_transaction(
-                    self.source.transaction_offsets(batch.checkpoint), self.source.group_id
-                )
+                await self.committer.add_to_transaction(producer, batch.checkpoint)
         if batch.checkpoint:
-            self.source.metrics.commit_age.set(time.time())
+            self.committer.committed()
 
     async def _publish_then_commit(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:
         futures = await self._sends(producer, batch)
         if futures:
             await asyncio.gather(*futures)
         if batch.checkpoint:
-            await self.source.commit(batch.checkpoint)
+            await self.committer.commit(batch.checkpoint)

@@ -13,8 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Iterable
 from typing import Any
 
 import structlog
@@ -25,11 +24,12 @@ from aiokafka.helpers import create_ssl_context
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast.errors import TransportError
-from daemon.checkpoint import Checkpoint, rebuild_offset_from
+from daemon.checkpoint import plan_start, rebuild_offset_from
 from daemon.engine import SourceRecord
+from daemon.kafka_commit import KafkaCommitter
 from daemon.kafka_offsets import StableOffsets
 from daemon.kafka_topics import topic_exists
-from daemon.pipeline import PartitionRecords
+from daemon.ports import PartitionRecords, RevokeHandler
 from daemon.settings import KafkaSettings
 
 log = structlog.get_logger("candlecast.kafka")
@@ -86,9 +86,6 @@ class SourceMetrics:
             "Rebuilds that found their start offset deleted by retention (windows re-warm).",
             registry=registry,
         )
-        self.commit_age = Gauge(
-            "candlecast_last_commit_timestamp_seconds", "Unix time of the last offset commit.", registry=registry
-        )
 
 
 class KafkaCandleSource:
@@ -99,10 +96,12 @@ class KafkaCandleSource:
         settings: KafkaSettings,
         registry: CollectorRegistry,
         *,
-        on_revoke: Callable[[list[tuple[str, int]]], Awaitable[None]],
+        on_revoke: RevokeHandler,
     ) -> None:
         self.settings = settings
         self.metrics = SourceMetrics(registry)
+        self.committer = KafkaCommitter(settings.group_id, lambda: self.consumer, registry)
+        """Commits the offsets of what the sink published (the sink calls it)."""
         self._on_revoke = on_revoke
         self._consumer: AIOKafkaConsumer | None = None
         self._admin: AIOKafkaAdminClient | None = None
@@ -233,17 +232,6 @@ class KafkaCandleSource:
             if highwater is not None and position is not None:
                 self.metrics.lag.labels(str(tp.partition)).set(max(0, highwater - position))
 
-    async def commit(self, checkpoint: dict[tuple[str, int], Checkpoint]) -> None:
-        """Commit offsets with rebuild metadata (at-least-once mode)."""
-        offsets = {TopicPartition(t, p): (c.offset, c.metadata()) for (t, p), c in checkpoint.items()}
-        await self.consumer.commit(offsets)
-        self.metrics.commit_age.set(time.time())
-
-    def transaction_offsets(
-        self, checkpoint: dict[tuple[str, int], Checkpoint]
-    ) -> dict[TopicPartition, tuple[int, str]]:
-        return {TopicPartition(t, p): (c.offset, c.metadata()) for (t, p), c in checkpoint.items()}
-
     async def check_reachable(self, timeout_s: float = 3.0) -> bool:
         """Ask the cluster for its metadata and whether the candle topic exists; used by readiness."""
         if self._admin is None:
@@ -312,26 +300,21 @@ class KafkaCandleSource:
         beginnings = await self.consumer.beginning_offsets(tps)
         for tp in tps:
             meta = committed.get((tp.topic, tp.partition))
-            if meta is None or meta.offset < 0:
+            plan = None if meta is None else plan_start(meta.offset, meta.metadata, beginnings[tp])
+            if plan is None:
                 continue
-            start = rebuild_offset_from(meta.metadata)
-            if start is None or start >= meta.offset:
-                self.consumer.seek(tp, meta.offset)
-                continue
-            earliest = beginnings[tp]
-            if start < earliest:
+            if plan.truncated:
                 log.error(
                     "rebuild start was deleted by retention; windows of this partition re-warm from the oldest record",
                     partition=tp.partition,
-                    rebuild_from=start,
-                    log_start=earliest,
+                    rebuild_from=rebuild_offset_from(meta.metadata if meta else None),
+                    log_start=plan.seek,
                 )
                 self.metrics.rebuild_incomplete.inc()
-                start = earliest
-            self.consumer.seek(tp, start)
-            if start < meta.offset:
-                self._replay_until[tp] = meta.offset
-                self._replay_from[tp] = start
+            self.consumer.seek(tp, plan.seek)
+            if plan.replay_until is not None:
+                self._replay_until[tp] = plan.replay_until
+                self._replay_from[tp] = plan.seek
         self.metrics.rebuilding.set(len(self._replay_until))
 
 

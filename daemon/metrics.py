@@ -10,7 +10,6 @@ from __future__ import annotations
 import platform
 from collections import Counter
 from importlib.metadata import PackageNotFoundError, version
-from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
@@ -18,11 +17,9 @@ from prometheus_client import Counter as PromCounter
 from candlecast import __version__
 from candlecast.logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
+from daemon.engine import CandleIngestor
+from daemon.ports import PublishBatch
 from strategies.base import Action
-
-if TYPE_CHECKING:
-    from daemon.engine import CandleIngestor
-    from daemon.pipeline import PublishBatch
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)

@@ -24,14 +24,14 @@ from prometheus_client.registry import Collector
 from daemon.drift import DriftMonitor
 from daemon.intervals import Interval
 from daemon.quality import Outcome, OutcomeTracker, RollingQuality
-from daemon.settings import MonitoringSettings
 from daemon.window import GapPolicy
 from models.artifact import Manifest
 
 if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
-    from daemon.pipeline import ScoredChunk
+    from daemon.ports import ScoredChunk
+    from daemon.settings import MonitoringSettings
 
 
 class ModelMonitor(Collector):

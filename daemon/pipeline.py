@@ -15,84 +15,28 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from typing import Protocol, TypeVar
+from concurrent.futures import Executor, ThreadPoolExecutor
+from typing import Generic, TypeVar
 
 import numpy as np
-import structlog
 
 from daemon.batching import BatchPolicy
-from daemon.checkpoint import Checkpoint, TopicPartition
-from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
+from daemon.checkpoint import Checkpoint
+from daemon.clock import Clock, SystemClock
+from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
-from daemon.signal import DeadLetter, Signal
-from models.artifact import LoadedModel, ModelOutputs
+from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
+from models.artifact import ModelOutputs
 
-log = structlog.get_logger("candlecast.pipeline")
 T = TypeVar("T")
+ScorerT = TypeVar("ScorerT", bound=Scorer)
 
 
-@dataclass(slots=True)
-class PartitionRecords:
-    """Records of one partition from one poll, split by whether they only rebuild windows."""
-
-    topic: str
-    partition: int
-    replay: list[SourceRecord] = field(default_factory=list)
-    live: list[SourceRecord] = field(default_factory=list)
-    rebuilt: bool = False
-    """This poll completed the partition's rebuild: re-score strategy history before live records."""
-    committable: bool = True
-    """Kafka records: their offsets go into the checkpoint. False for sources without Kafka offsets (MQTT)."""
-
-
-class CandleSource(Protocol):
-    async def poll(self) -> list[PartitionRecords]:
-        """The next records, grouped by partition in offset order (may be empty)."""
-        ...
-
-
-class SignalSink(Protocol):
-    async def publish(self, batch: PublishBatch) -> None:
-        """Publish signals and dead letters and commit the checkpoint, all or nothing."""
-        ...
-
-
-@dataclass(slots=True)
-class Chunk:
-    """Ingested records on their way through the pipeline."""
-
-    requests: list[ScoreRequest]
-    dead_letters: list[DeadLetter]
-    checkpoint: dict[TopicPartition, Checkpoint]
-
-
-@dataclass(slots=True)
-class ScoredChunk:
-    chunk: Chunk
-    outputs: ModelOutputs | None
-    model_version: str
-
-
-@dataclass(slots=True)
-class PublishBatch:
-    """Signals, dead letters and the checkpoint they complete, published as one unit."""
-
-    signals: list[tuple[Signal, ScoreRequest]]
-    dead_letters: list[DeadLetter]
-    checkpoint: dict[TopicPartition, Checkpoint]
-
-    def __len__(self) -> int:
-        return len(self.signals) + len(self.dead_letters)
-
-
-class ModelHolder:
+class ModelHolder(Generic[ScorerT]):
     """The model in service; swapped between batches by hot reload."""
 
-    def __init__(self, model: LoadedModel) -> None:
+    def __init__(self, model: ScorerT) -> None:
         self.model = model
 
 
@@ -108,7 +52,7 @@ def slice_outputs(outputs: ModelOutputs, start: int, stop: int) -> ModelOutputs:
     return ModelOutputs(*(getattr(outputs, name)[start:stop] for name in ModelOutputs.__dataclass_fields__))
 
 
-class Pipeline:
+class Pipeline(Generic[ScorerT]):
     """Runs ingest, scoring and publishing until stopped, then drains what is in flight."""
 
     def __init__(
@@ -118,9 +62,11 @@ class Pipeline:
         sink: SignalSink,
         ingestor: CandleIngestor,
         builder: SignalBuilder,
-        models: ModelHolder,
+        models: ModelHolder[ScorerT],
         policy: BatchPolicy,
         metrics: DaemonMetrics,
+        clock: Clock | None = None,
+        executor: Executor | None = None,
         queue_size: int = 64,
         observers: Sequence[Callable[[ScoredChunk], None]] = (),
         on_published: Sequence[Callable[[PublishBatch], None]] = (),
@@ -132,13 +78,15 @@ class Pipeline:
         self.models = models
         self.policy = policy
         self.metrics = metrics
+        self.clock = clock or SystemClock()
         self._observers = list(observers)
         """Called with each scored chunk before it is published (drift and quality monitors)."""
         self._on_published = list(on_published)
         """Called with each batch once it is published and committed (secondary transports); must not block."""
         self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
         self._to_publish: asyncio.Queue[ScoredChunk | None] = asyncio.Queue(queue_size)
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="candlecast-infer")
+        self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="candlecast-infer")
+        """One inference thread by default; tests pass one that runs the model inline, to stay single-threaded."""
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
@@ -222,7 +170,7 @@ class Pipeline:
         """Chunks of at most ``max_batch`` live requests, each with the checkpoint of the records it
         covers: a large poll (a backlog, a candle close across many symbols) is then scored and
         published a forward pass at a time instead of all at once."""
-        now = time.monotonic_ns()
+        now = int(self.clock.monotonic() * 1e9)
         chunk = Chunk([], [], {})
         chunks = [chunk]
         dead_letters = 0
@@ -265,7 +213,7 @@ class Pipeline:
             return None
         chunks = [first]
         pending = len(first.requests)
-        enqueued = time.monotonic()
+        enqueued = self.clock.monotonic()
         while True:
             while not self._to_score.empty() and pending < self.policy.max_batch:
                 item = self._to_score.get_nowait()
@@ -274,7 +222,7 @@ class Pipeline:
                     return chunks
                 chunks.append(item)
                 pending += len(item.requests)
-            wait = self.policy.wait_before_flush(pending, enqueued, time.monotonic())
+            wait = self.policy.wait_before_flush(pending, enqueued, self.clock.monotonic())
             if not wait:
                 return chunks
             try:
@@ -303,16 +251,16 @@ class Pipeline:
                 start = stop
         await self._to_publish.put(None)
 
-    def _score(self, model: LoadedModel, requests: Sequence[ScoreRequest]) -> ModelOutputs:
-        started = time.monotonic_ns()
+    def _score(self, model: Scorer, requests: Sequence[ScoreRequest]) -> ModelOutputs:
+        started = int(self.clock.monotonic() * 1e9)
         for request in requests:
             self.metrics.queue_wait.observe((started - request.received_ns) / 1e9 if request.received_ns else 0.0)
         parts = []
         for start, stop in self.policy.split(len(requests)):
             windows = np.stack([r.window for r in requests[start:stop]])
-            began = time.perf_counter()
+            began = self.clock.monotonic()
             parts.append(model.score(windows))
-            self.metrics.observe_forward(stop - start, time.perf_counter() - began)
+            self.metrics.observe_forward(stop - start, self.clock.monotonic() - began)
         return concat_outputs(parts)
 
     async def _publish_loop(self) -> None:
@@ -343,9 +291,9 @@ class Pipeline:
             batch.checkpoint.update(chunk.checkpoint)
             for observe in self._observers:
                 observe(item)
-        began = time.perf_counter()
+        began = self.clock.monotonic()
         await self.sink.publish(batch)
-        acked_ms = time.time() * 1000.0
-        self.metrics.observe_publish(batch, time.perf_counter() - began, acked_ms)
+        acked_ms = self.clock.time() * 1000.0
+        self.metrics.observe_publish(batch, self.clock.monotonic() - began, acked_ms)
         for hook in self._on_published:
             hook(batch)

@@ -13,8 +13,6 @@ import contextlib
 import os
 import signal
 import time
-from dataclasses import dataclass
-from datetime import UTC, datetime
 
 import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -22,31 +20,27 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from candlecast import __version__
 from candlecast.errors import CandlecastError, TransportError
 from daemon.batching import BatchPolicy
-from daemon.candle import CandleValidator
-from daemon.engine import CandleIngestor, SignalBuilder
+from daemon.clock import Clock, SystemClock
+from daemon.core import build_core
 from daemon.http import Health, HttpServer
-from daemon.intervals import Interval
 from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
 from daemon.metrics import DaemonMetrics
 from daemon.monitoring import ModelMonitor
 from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import ModelHolder, Pipeline
+from daemon.ports import RevokeHandler, ServedSink, ServedSource, TransportFactory
 from daemon.serving import (
     check_compatible,
     configure_threads,
     load_serving_model,
     warm_up,
 )
-from daemon.settings import Settings
-from daemon.signal import strategy_ref
+from daemon.settings import KafkaSettings, Settings
 from daemon.systemd import SystemdNotifier
-from daemon.window import GapMode, GapPolicy, WindowStore
-from models.artifact import LoadedModel
 from models.device import resolve_device
 from models.registry import Registry
-from strategies import registry as strategies
-from strategies.base import OutputSpec
+from models.torchscript import LoadedModel
 
 log = structlog.get_logger("candlecast.daemon")
 
@@ -56,65 +50,33 @@ that a stalled loop stops the systemd watchdog keep-alives; ``STATUS=`` datagram
 start and end, so a test can tell what was sent during it. Never set it in production."""
 
 
-def utc_now_iso() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def kafka_transports(settings: KafkaSettings, registry: CollectorRegistry) -> TransportFactory:
+    """The daemon's default wiring: a consumer-group source and a producer sink that commits through it."""
 
+    def build(on_revoke: RevokeHandler) -> tuple[ServedSource, ServedSink]:
+        source = KafkaCandleSource(settings, registry, on_revoke=on_revoke)
+        return source, KafkaSignalSink(settings, source.committer, registry)
 
-@dataclass(frozen=True, slots=True)
-class Core:
-    """The pure parts of a daemon built from settings and a model: shared with the backtest."""
-
-    intervals: dict[str, Interval]
-    store: WindowStore
-    ingestor: CandleIngestor
-    builder: SignalBuilder
-    spec: OutputSpec
-    gap_policies: dict[str, GapPolicy]
-
-
-def build_core(settings: Settings, model: LoadedModel) -> Core:
-    """Windows, validation, strategy and signal building for a model, as the settings ask."""
-    manifest = model.manifest
-    spec = OutputSpec(tuple(manifest.horizons), tuple(manifest.quantiles))
-    strategy = strategies.create(settings.strategy.name, spec, settings.strategy.params)
-    served = settings.windows.intervals.get(manifest.interval)
-    calendar = served.calendar if served else manifest.calendar
-    policy = (
-        GapPolicy(served.gap_policy, served.max_missing)
-        if served
-        else GapPolicy(GapMode(manifest.gap_policy), manifest.max_missing)
-    )
-    intervals = {manifest.interval: Interval.parse(manifest.interval, calendar)}
-    gap_policies = {manifest.interval: policy}
-    store = WindowStore(
-        manifest.window,
-        intervals=intervals,
-        gap_policies=gap_policies,
-        history=strategy.memory - 1,
-        capacity=settings.windows.max_windows,
-    )
-    validator = CandleValidator(
-        intervals,
-        max_message_bytes=settings.validation.max_message_bytes,
-        future_tolerance_ms=int(settings.validation.future_tolerance_s * 1000),
-        clock_tolerance_ms=int(settings.validation.clock_tolerance_s * 1000),
-    )
-    ingestor = CandleIngestor(validator, store, strategy.memory)
-    builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), utc_now_iso)
-    return Core(intervals, store, ingestor, builder, spec, gap_policies)
+    return build
 
 
 class Daemon:
+    """The daemon: Kafka by default; ``transports`` and ``clock`` replace the wiring and the time."""
+
     def __init__(
         self,
         settings: Settings,
         *,
         registry: CollectorRegistry | None = None,
         notifier: SystemdNotifier | None = None,
+        transports: TransportFactory | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.notifier = notifier or SystemdNotifier()
+        self.clock = clock or SystemClock()
+        self._transports = transports or kafka_transports(settings.kafka, self.registry)
         self.metrics = DaemonMetrics(self.registry)
         self.health = Health(self.registry)
         self.http = HttpServer(self.registry, self.health, settings.http.host, settings.http.port)
@@ -131,7 +93,7 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self.became_ready = asyncio.Event()
         """Set the first time every readiness check passes (when systemd is told READY=1)."""
-        self.pipeline: Pipeline | None = None
+        self.pipeline: Pipeline[LoadedModel] | None = None
         self.pipeline_built = asyncio.Event()
         """Set once ``run`` has built ``pipeline`` (after loading the model, before connecting to Kafka)."""
 
@@ -154,13 +116,12 @@ class Daemon:
         device = resolve_device(settings.model.device)
         threads = configure_threads(settings.model.threads)
         model = await asyncio.to_thread(load_serving_model, settings.model, device)
-        core = build_core(settings, model)
+        core = build_core(settings, model, self.clock)
         self.metrics.expect_strategy(core.builder.strategy.name)
         self.monitor.use(model.manifest, core.intervals, core.gap_policies)
         self._describe_model(model, threads)
         holder = ModelHolder(model)
-        source = KafkaCandleSource(settings.kafka, self.registry, on_revoke=self._on_revoke)
-        sink = KafkaSignalSink(settings.kafka, source, self.registry)
+        source, sink = self._transports(self._on_revoke)
         mqtt = MqttTransport(settings.mqtt, self.registry)
         self.pipeline = Pipeline(
             source=mqtt.candle_source(source),
@@ -170,6 +131,7 @@ class Daemon:
             models=holder,
             policy=BatchPolicy(settings.batching.max_batch, settings.batching.max_wait_ms / 1000),
             metrics=self.metrics,
+            clock=self.clock,
             queue_size=settings.batching.queue_chunks,
             observers=[self.monitor.observe],
             on_published=mqtt.hooks,
@@ -190,7 +152,7 @@ class Daemon:
             await asyncio.to_thread(warm_up, model, settings.batching.max_batch)
             if not await self._connect(source, sink):
                 return
-            await self._serve(source, sink, holder)
+            await self._serve(source, holder)
         finally:
             self.notifier.stopping()
             await mqtt.close()
@@ -199,8 +161,8 @@ class Daemon:
             await self.http.stop()
             self._remove_signal_handlers()
 
-    async def _connect(self, source: KafkaCandleSource, sink: KafkaSignalSink) -> bool:
-        """Connect to Kafka, retrying until it answers or a stop is requested."""
+    async def _connect(self, source: ServedSource, sink: ServedSink) -> bool:
+        """Connect the source and the sink, retrying until they answer or a stop is requested."""
         delay = 0.5
         while not self._stopping.is_set():
             try:
@@ -221,7 +183,7 @@ class Daemon:
                 return True
         return False
 
-    async def _serve(self, source: KafkaCandleSource, sink: KafkaSignalSink, holder: ModelHolder) -> None:
+    async def _serve(self, source: ServedSource, holder: ModelHolder[LoadedModel]) -> None:
         assert self.pipeline is not None
         pipeline = self.pipeline
         async with asyncio.TaskGroup() as group:
@@ -260,7 +222,7 @@ class Daemon:
                 "candlecast": __version__,
             }
         )
-        self.reload_timestamp.set(time.time())
+        self.reload_timestamp.set(self.clock.time())
         log.info("model in service", model=f"{manifest.name}/{manifest.version}", device=str(model.device))
 
     async def _announce_ready(self) -> None:
@@ -285,12 +247,12 @@ class Daemon:
                 self.notifier.watchdog()
             await asyncio.sleep(interval)
 
-    async def _probe_broker(self, source: KafkaCandleSource) -> None:
+    async def _probe_broker(self, source: ServedSource) -> None:
         while True:
             await source.check_reachable()
             await asyncio.sleep(2.0)
 
-    async def _reload_loop(self, holder: ModelHolder) -> None:
+    async def _reload_loop(self, holder: ModelHolder[LoadedModel]) -> None:
         settings = self.settings.model
         registry = None if settings.artifact is not None else Registry(settings.registry)
         seen = registry.current_ref() if registry else None
@@ -305,7 +267,7 @@ class Daemon:
             seen = pointer
             await self.reload(holder)
 
-    async def reload(self, holder: ModelHolder) -> bool:
+    async def reload(self, holder: ModelHolder[LoadedModel]) -> bool:
         """Load, verify and warm up the configured artifact, then swap it in between batches."""
         assert self.pipeline is not None
         running = holder.model

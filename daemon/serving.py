@@ -11,8 +11,9 @@ import torch
 
 from candlecast.errors import ArtifactError
 from daemon.settings import ModelSettings
-from models.artifact import BATCH_MULTIPLE, LoadedModel, Manifest, load_artifact
+from models.artifact import BATCH_MULTIPLE, Manifest
 from models.registry import Registry
+from models.torchscript import LoadedModel, load_artifact
 
 log = structlog.get_logger("candlecast.model")
 

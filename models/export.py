@@ -17,19 +17,15 @@ from models.artifact import (
     Calibration,
     Golden,
     Histogram,
-    LoadedModel,
     Manifest,
     Member,
     Reference,
     Training,
-    framework_versions,
-    load_artifact,
     pad_rows,
-    save_artifact,
-    weights_digest,
 )
 from models.features import FEATURE_NAMES
 from models.networks import Ensemble
+from models.torchscript import LoadedModel, framework_versions, load_artifact, save_artifact, weights_digest
 
 GOLDEN_TOLERANCE = 1e-5
 

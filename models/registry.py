@@ -23,7 +23,8 @@ import msgspec
 import torch
 
 from candlecast.errors import ArtifactError
-from models.artifact import LoadedModel, Manifest, file_digest, load_artifact, read_manifest
+from models.artifact import Manifest, file_digest
+from models.torchscript import LoadedModel, load_artifact, read_manifest
 
 CURRENT = "current"
 ARTIFACT_FILE = "model.pt"

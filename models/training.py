@@ -39,7 +39,7 @@ from torch import Tensor
 
 from candlecast.candlefile import read_candles
 from candlecast.errors import ArtifactError, ConfigError, DataError
-from models.artifact import DataFile, TimeRange, framework_versions, weights_digest
+from models.artifact import DataFile, TimeRange
 from models.dataset import (
     Fold,
     SplitSizes,
@@ -53,6 +53,7 @@ from models.dataset import (
 from models.features import pool_window, window_features, window_volatility
 from models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
 from models.registry import TrackingRun
+from models.torchscript import framework_versions, weights_digest
 
 RUN_FILE = "run.json"
 STD_FLOOR = 1e-6

@@ -24,7 +24,7 @@ from daemon.intervals import Interval
 from daemon.settings import BatchingSettings, HttpSettings, KafkaSettings, ModelSettings, Settings
 
 if TYPE_CHECKING:
-    from daemon.pipeline import PublishBatch
+    from daemon.ports import PublishBatch
     from daemon.service import Daemon
     from models.torchscript import LoadedModel
 

@@ -19,8 +19,8 @@ def window_memory(model: LoadedModel, symbols: int) -> Memory:
     """What the daemon keeps per symbol: its window (arrays and per-key Python objects, traced by
     tracemalloc while ``symbols`` keys are added) and the strategy's remembered outputs."""
     from daemon.candle import Candle
+    from daemon.core import build_core
     from daemon.engine import ScoreRequest
-    from daemon.service import build_core
     from models.artifact import ModelOutputs
 
     core = build_core(Settings(windows=WindowSettings(max_windows=symbols)), model)

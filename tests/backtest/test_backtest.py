@@ -19,10 +19,10 @@ from candlecast.trading_report import SignalColumns, trading_results
 from daemon.backtest import backtest_signals, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import format_ts
-from daemon.service import build_core
+from daemon.core import build_core
 from daemon.settings import BatchingSettings, ModelSettings, Settings, StrategySettings
 from daemon.signal import Signal
-from models.artifact import LoadedModel, load_artifact
+from models.torchscript import LoadedModel, load_artifact
 
 CANDLES_PER_SYMBOL = 80
 STATEFUL = StrategySettings(

@@ -12,13 +12,13 @@ import pytest
 from candlecast.candlefile import bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
-from daemon.backtest import backtest_signals, candle_records
+from daemon.backtest import backtest, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage, format_ts
-from daemon.service import build_core
+from daemon.core import build_core
 from daemon.settings import BatchingSettings, StrategySettings
 from daemon.signal import Signal
-from models.artifact import load_artifact
+from models.torchscript import load_artifact
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 
 pytestmark = pytest.mark.kafka
@@ -47,7 +47,7 @@ async def test_backtest_signals_equal_the_daemons_through_kafka(kafka: LocalKafk
 
     core = build_core(settings, model)
     policy = BatchPolicy(settings.batching.max_batch)
-    offline = list(backtest_signals(candle_records(table.messages("1d")), core.ingestor, core.builder, model, policy))
+    offline = await backtest(candle_records(table.messages("1d")), core.ingestor, core.builder, model, policy)
 
     live = [msgspec.json.decode(record.value, type=Signal) for record in records]
     assert len(live) == len(offline) == expected_count

@@ -20,8 +20,10 @@ from daemon.candle import Candle, CandleMessage, CandleValidator
 from daemon.checkpoint import Checkpoint
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder, SourceRecord
 from daemon.intervals import Interval
+from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
 from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, PartitionRecords, Pipeline
+from daemon.pipeline import ModelHolder, Pipeline
+from daemon.ports import PartitionRecords
 from daemon.serving import WARM_EVERY_SIZE_UP_TO, warm_up_sizes
 from daemon.window import GapMode, GapPolicy, WindowStore
 from models.artifact import BATCH_MULTIPLE, ModelOutputs, pad_rows
@@ -29,6 +31,7 @@ from models.torchscript import HostStaging, load_artifact
 from strategies.base import OutputSpec
 from strategies.threshold import ThresholdParams, ThresholdStrategy
 from tests.support.model import synthetic_windows
+from tests.support.scorer import FakeScorer
 
 HOUR = 3_600_000
 BASE = 1_704_067_200_000  # 2024-01-01T00:00:00Z
@@ -90,14 +93,15 @@ def _ingestor() -> CandleIngestor:
 
 
 @pytest.fixture
-def pipeline() -> Iterator[Pipeline]:
+def pipeline() -> Iterator[Pipeline[FakeScorer]]:
     strategy = ThresholdStrategy(OutputSpec((1,), (0.5,)), ThresholdParams())
+    broker = MemoryBroker()
     built = Pipeline(
-        source=None,  # type: ignore[arg-type]  # _ingest needs neither source, sink nor model
-        sink=None,  # type: ignore[arg-type]
+        source=MemoryCandleSource(broker),
+        sink=MemorySignalSink(broker),
         ingestor=_ingestor(),
         builder=SignalBuilder(strategy, OutputSpec((1,), (0.5,)), "threshold()", lambda: "now"),
-        models=ModelHolder(None),  # type: ignore[arg-type]
+        models=ModelHolder(FakeScorer()),
         policy=BatchPolicy(max_batch=5),
         metrics=DaemonMetrics(CollectorRegistry()),
     )
@@ -105,7 +109,7 @@ def pipeline() -> Iterator[Pipeline]:
     built._executor.shutdown()
 
 
-def test_a_large_poll_becomes_chunks_with_exact_checkpoints(pipeline: Pipeline) -> None:
+def test_a_large_poll_becomes_chunks_with_exact_checkpoints(pipeline: Pipeline[FakeScorer]) -> None:
     """Chunks of at most max_batch requests, in order, each committing exactly the records before its
     last one, with the rebuild offset an ingestor that stopped there would commit."""
     feed: list[tuple[str, int] | None] = [(symbol, i) for i in range(8) for symbol in "ABCDEFG"]

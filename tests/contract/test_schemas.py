@@ -14,11 +14,11 @@ from candlecast.candlefile import bundled_path, read_candles
 from daemon.backtest import backtest_signals, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import CANDLE_SCHEMA
+from daemon.core import build_core
 from daemon.schemas import published_schemas, render
-from daemon.service import build_core
 from daemon.settings import ModelSettings, Settings, StrategySettings
 from daemon.signal import SIGNAL_SCHEMA
-from models.artifact import load_artifact
+from models.torchscript import load_artifact
 
 SCHEMAS = Path(__file__).parents[2] / "docs" / "schemas"
 

@@ -14,7 +14,7 @@ from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
 from daemon.candle import format_ts
 from daemon.signal import Signal
-from models.artifact import load_artifact
+from models.torchscript import load_artifact
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 
 pytestmark = pytest.mark.kafka

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from candlecast.errors import ArtifactError
-from models.artifact import MANIFEST_FILE, Manifest, load_artifact, read_manifest, save_artifact
+from models.artifact import MANIFEST_FILE, Manifest
 from models.dataset import walk_forward
 from models.export import export_run
 from models.features import FEATURE_NAMES
 from models.networks import Ensemble
+from models.torchscript import load_artifact, read_manifest, save_artifact
 from models.training import RunInfo, predict, run_data
 
 

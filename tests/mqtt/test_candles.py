@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from candlecast.candlefile import bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
-from daemon.backtest import backtest_signals, candle_records
+from daemon.backtest import backtest, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
 from daemon.core import build_core
@@ -100,7 +100,7 @@ async def test_candles_from_mqtt_are_scored_and_never_committed_to_kafka(
     model = load_artifact(test_artifact)
     core = build_core(settings, model)
     both = table.only([*FROM_KAFKA, *FROM_MQTT]).messages("1d")
-    offline = list(backtest_signals(candle_records(both), core.ingestor, core.builder, model, BatchPolicy()))
+    offline = await backtest(candle_records(both), core.ingestor, core.builder, model, BatchPolicy())
     key = lambda s: (s.symbol, s.ts)  # noqa: E731
     for mine, theirs in zip(sorted(published, key=key), sorted(offline, key=key), strict=True):
         for field, value in msgspec.structs.asdict(mine).items():

@@ -11,10 +11,10 @@ from prometheus_client import CollectorRegistry
 from daemon.engine import ScoreRequest
 from daemon.intervals import Interval
 from daemon.monitoring import ModelMonitor
-from daemon.pipeline import Chunk, ScoredChunk
+from daemon.ports import Chunk, ScoredChunk
 from daemon.settings import MonitoringSettings
 from daemon.window import GapMode, GapPolicy
-from models.artifact import LoadedModel, load_artifact
+from models.torchscript import LoadedModel, load_artifact
 from tests.support.model import synthetic_windows
 
 SYMBOLS = 8

@@ -16,8 +16,8 @@ from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
 from daemon.candle import format_ts
 from daemon.signal import Signal
-from models.artifact import LoadedModel
 from models.registry import Registry
+from models.torchscript import LoadedModel
 from tests.support.kafka import fresh_topics, read_records, wait_until
 from tests.support.model import build_test_model
 from tests.support.process import DaemonProcess, write_config

@@ -11,10 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from models.artifact import LoadedModel, TimeRange, Training
+from models.artifact import TimeRange, Training
 from models.export import export_ensemble, reference_from
 from models.features import window_features
 from models.networks import Ensemble, WindowFeatures, build_member
+from models.torchscript import LoadedModel
 
 WINDOW = 64
 HORIZONS = (1, 5, 20)

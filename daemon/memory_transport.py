@@ -1,0 +1,286 @@
+"""In-memory transports: a partitioned candle log with one group's commits, a source that reads it
+as a consumer-group member, and a sink that publishes into it in transactions.
+
+They run the real ``Pipeline`` and the real ``Daemon`` without a broker: ``candlecast backtest``
+feeds a candle file through them, and the flow tests drive assignment, revocation, backpressure,
+stop, reload and failing transactions deterministically, with no sleeps. Rebuild planning is
+Kafka's own (``daemon.checkpoint.plan_start``), so a reassigned partition replays exactly what a
+Kafka-backed daemon would.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Literal
+
+from candlecast.errors import TransportError
+from daemon.checkpoint import Checkpoint, plan_start
+from daemon.engine import SourceRecord
+from daemon.ports import PartitionRecords, PublishBatch, RevokeHandler, ServedSink, ServedSource
+from daemon.signal import DeadLetter, Signal
+
+
+@dataclass(slots=True)
+class Transaction:
+    """What one publish attempt wrote; visible to readers only once committed."""
+
+    signals: list[Signal] = field(default_factory=list)
+    dead_letters: list[DeadLetter] = field(default_factory=list)
+    committed: bool = False
+
+
+class MemoryBroker:
+    """A candle topic's partitions, and the output and committed offsets of one consumer group."""
+
+    def __init__(self, topic: str = "candles", partitions: int = 1, *, retain: bool = True) -> None:
+        self.topic = topic
+        self.retain = retain
+        """Keep committed transactions for readers; a backtest takes its signals from the pipeline instead."""
+        self.logs: list[list[SourceRecord]] = [[] for _ in range(partitions)]
+        self.log_start = [0] * partitions
+        """Offsets below this were deleted by retention."""
+        self.committed: dict[int, tuple[int, str]] = {}
+        """Per partition: the next offset to consume and its checkpoint metadata."""
+        self.transactions: list[Transaction] = []
+        self._appended = asyncio.Event()
+        self._committed = asyncio.Event()
+
+    @property
+    def partitions(self) -> int:
+        return len(self.logs)
+
+    def append(self, partition: int, key: bytes | None, value: bytes, timestamp_ms: int) -> int:
+        """Produce a candle record; returns its offset."""
+        log = self.logs[partition]
+        offset = len(log)
+        log.append(SourceRecord(self.topic, partition, offset, key, value, timestamp_ms))
+        self._appended.set()
+        return offset
+
+    def truncate(self, partition: int, before: int) -> None:
+        """Retention: records before ``before`` can no longer be read."""
+        self.log_start[partition] = before
+
+    @property
+    def signals(self) -> list[Signal]:
+        """Signals of committed transactions, in publish order (what a ``read_committed`` reader sees)."""
+        return [s for t in self.transactions if t.committed for s in t.signals]
+
+    @property
+    def dead_letters(self) -> list[DeadLetter]:
+        return [d for t in self.transactions if t.committed for d in t.dead_letters]
+
+    @property
+    def aborted(self) -> list[Transaction]:
+        return [t for t in self.transactions if not t.committed]
+
+    def commit(self, transaction: Transaction, checkpoint: dict[tuple[str, int], Checkpoint]) -> None:
+        """Make a transaction's records and its offsets visible together."""
+        for (topic, partition), mark in checkpoint.items():
+            if topic == self.topic:
+                self.committed[partition] = (mark.offset, mark.metadata())
+        transaction.committed = True
+        self._committed.set()
+        if not self.retain:
+            self.transactions.remove(transaction)
+
+    def committed_offset(self, partition: int) -> int:
+        """The group's committed offset of a partition (0 before any commit)."""
+        return self.committed.get(partition, (0, ""))[0]
+
+    async def wait_committed(self, partition: int, offset: int) -> None:
+        """Wait until the group's committed offset of a partition reaches ``offset``."""
+        while self.committed_offset(partition) < offset:
+            self._committed.clear()
+            await self._committed.wait()
+
+    async def appended(self) -> None:
+        """Wait for the next record to be produced."""
+        self._appended.clear()
+        await self._appended.wait()
+
+
+class MemoryCandleSource:
+    """A consumer-group member of a ``MemoryBroker``: ``assign`` and ``revoke`` are the rebalance events."""
+
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        *,
+        on_revoke: RevokeHandler | None = None,
+        max_records: int = 500,
+        reset: Literal["earliest", "latest"] = "earliest",
+        assign_on_start: Iterable[int] | None = None,
+    ) -> None:
+        self.broker = broker
+        self.max_records = max_records
+        self.reset = reset
+        self._on_revoke = on_revoke
+        self._assign_on_start = list(range(broker.partitions) if assign_on_start is None else assign_on_start)
+        self._position: dict[int, int] = {}
+        self._replay_until: dict[int, int] = {}
+        self._paused: set[int] = set()
+        self._wake = asyncio.Event()
+        self._joined = False
+        self.polls = 0
+        """Polls that returned records."""
+        self.reachable = True
+
+    @property
+    def warm(self) -> bool:
+        return self._joined and not self._replay_until
+
+    @property
+    def assigned(self) -> list[int]:
+        return sorted(self._position)
+
+    async def start(self) -> None:
+        await self.assign(self._assign_on_start)
+
+    async def stop(self) -> None:
+        self.reachable = False
+
+    async def check_reachable(self) -> bool:
+        return self.reachable
+
+    async def assign(self, partitions: Iterable[int]) -> None:
+        """Take partitions: each resumes from its committed offset, replaying from its rebuild offset."""
+        for partition in partitions:
+            committed, metadata = self.broker.committed.get(partition, (-1, ""))
+            plan = plan_start(committed, metadata, self.broker.log_start[partition])
+            if plan is None:
+                start = (
+                    self.broker.log_start[partition] if self.reset == "earliest" else len(self.broker.logs[partition])
+                )
+                self._position[partition] = start
+                continue
+            self._position[partition] = plan.seek
+            if plan.replay_until is not None:
+                self._replay_until[partition] = plan.replay_until
+        self._joined = True
+        self._wake.set()
+
+    async def revoke(self, partitions: Iterable[int]) -> None:
+        """Give partitions up: paused, drained by the daemon (``on_revoke``), then dropped."""
+        revoked = [p for p in partitions if p in self._position]
+        self._paused.update(revoked)
+        if self._on_revoke is not None:
+            await self._on_revoke([(self.broker.topic, p) for p in revoked])
+        for partition in revoked:
+            self._position.pop(partition, None)
+            self._replay_until.pop(partition, None)
+            self._paused.discard(partition)
+
+    def pause(self, *partitions: int) -> None:
+        self._paused.update(partitions)
+
+    def resume(self, *partitions: int) -> None:
+        self._paused.difference_update(partitions)
+        self._wake.set()
+
+    def backlog(self) -> int:
+        """Records of assigned, unpaused partitions not yet polled."""
+        return sum(
+            len(self.broker.logs[p]) - position for p, position in self._position.items() if p not in self._paused
+        )
+
+    async def poll(self) -> list[PartitionRecords]:
+        """The next records of the assigned, unpaused partitions; waits until there are some."""
+        while True:
+            polled = self._take()
+            if polled:
+                self.polls += 1
+                return polled
+            appended = asyncio.ensure_future(self.broker.appended())
+            woken = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({appended, woken}, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                appended.cancel()
+                woken.cancel()
+            self._wake.clear()
+
+    def _take(self) -> list[PartitionRecords]:
+        budget = self.max_records
+        polled: list[PartitionRecords] = []
+        for partition, position in sorted(self._position.items()):
+            if partition in self._paused:
+                continue
+            records = self.broker.logs[partition][position : position + budget]
+            budget -= len(records)
+            until = self._replay_until.get(partition)
+            part = PartitionRecords(self.broker.topic, partition)
+            for record in records:
+                (part.replay if until is not None and record.offset < until else part.live).append(record)
+            self._position[partition] = reached = position + len(records)
+            if until is not None and reached >= until:
+                del self._replay_until[partition]
+                part.rebuilt = True
+            if records or part.rebuilt:
+                polled.append(part)
+        return polled
+
+
+class MemorySignalSink:
+    """Publishes each batch as one transaction of a ``MemoryBroker``, retried whole after a failure
+    as the Kafka sink does; ``fail`` makes the next attempts break off halfway through."""
+
+    def __init__(self, broker: MemoryBroker) -> None:
+        self.broker = broker
+        self.healthy = True
+        self.attempts = 0
+        self._failures: list[Exception] = []
+        self.retried = asyncio.Event()
+        """Set whenever a failed batch is about to be tried again."""
+
+    def fail(self, *errors: Exception) -> None:
+        """The next publish attempts each fail with one of these, in order, after writing half their
+        records; a ``TransportError`` is retried, any other error ends the daemon, as with Kafka."""
+        self._failures.extend(errors)
+
+    async def start(self) -> None:
+        pass
+
+    async def stop(self) -> None:
+        pass
+
+    async def publish(self, batch: PublishBatch) -> None:
+        while True:
+            self.attempts += 1
+            transaction = Transaction()
+            self.broker.transactions.append(transaction)
+            try:
+                self._write(transaction, batch)
+            except TransportError:
+                self.healthy = False
+                self.retried.set()
+                await asyncio.sleep(0)  # the Kafka sink backs off here; other tasks run meanwhile
+                continue
+            self.broker.commit(transaction, batch.checkpoint)
+            self.healthy = True
+            return
+
+    def _write(self, transaction: Transaction, batch: PublishBatch) -> None:
+        failure = self._failures.pop(0) if self._failures else None
+        half = len(batch.signals) // 2 if failure is not None else len(batch.signals)
+        transaction.signals.extend(signal for signal, _ in batch.signals[:half])
+        if failure is not None:
+            raise failure
+        transaction.dead_letters.extend(batch.dead_letters)
+
+
+class MemoryTransports:
+    """A ``TransportFactory`` for ``Daemon``: builds a source and a sink on one broker and keeps them."""
+
+    def __init__(self, broker: MemoryBroker, *, max_records: int = 500) -> None:
+        self.broker = broker
+        self.max_records = max_records
+        self.source: MemoryCandleSource | None = None
+        self.sink: MemorySignalSink | None = None
+
+    def __call__(self, on_revoke: RevokeHandler) -> tuple[ServedSource, ServedSink]:
+        self.source = MemoryCandleSource(self.broker, on_revoke=on_revoke, max_records=self.max_records)
+        self.sink = MemorySignalSink(self.broker)
+        return self.source, self.sink

@@ -1,0 +1,128 @@
+"""What flows through the pipeline, and the ports its transports and model plug into.
+
+Sans-IO: plain data and ``Protocol`` classes, no asyncio, Kafka or torch. ``daemon.pipeline``
+drives these; Kafka (``daemon.kafka_source``, ``daemon.kafka_sink``), MQTT and the in-memory
+transport (``daemon.memory_transport``) implement ``CandleSource`` and ``SignalSink``; the
+TorchScript ensemble (``models.torchscript.LoadedModel``) and test fakes implement ``Scorer``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+import numpy.typing as npt
+
+from daemon.checkpoint import Checkpoint, TopicPartition
+from daemon.engine import ScoreRequest, SourceRecord
+from daemon.signal import DeadLetter, Signal
+from models.artifact import Manifest, ModelOutputs
+
+
+@dataclass(slots=True)
+class PartitionRecords:
+    """Records of one partition from one poll, split by whether they only rebuild windows."""
+
+    topic: str
+    partition: int
+    replay: list[SourceRecord] = field(default_factory=list)
+    live: list[SourceRecord] = field(default_factory=list)
+    rebuilt: bool = False
+    """This poll completed the partition's rebuild: re-score strategy history before live records."""
+    committable: bool = True
+    """Kafka records: their offsets go into the checkpoint. False for sources without Kafka offsets (MQTT)."""
+
+
+@dataclass(slots=True)
+class Chunk:
+    """Ingested records on their way through the pipeline."""
+
+    requests: list[ScoreRequest]
+    dead_letters: list[DeadLetter]
+    checkpoint: dict[TopicPartition, Checkpoint]
+
+
+@dataclass(slots=True)
+class ScoredChunk:
+    chunk: Chunk
+    outputs: ModelOutputs | None
+    model_version: str
+
+
+@dataclass(slots=True)
+class PublishBatch:
+    """Signals, dead letters and the checkpoint they complete, published as one unit."""
+
+    signals: list[tuple[Signal, ScoreRequest]]
+    dead_letters: list[DeadLetter]
+    checkpoint: dict[TopicPartition, Checkpoint]
+
+    def __len__(self) -> int:
+        return len(self.signals) + len(self.dead_letters)
+
+
+RevokeHandler = Callable[[list[TopicPartition]], Awaitable[None]]
+"""Called by a source when partitions are taken away, before they go: the daemon drains there."""
+
+
+class CandleSource(Protocol):
+    async def poll(self) -> list[PartitionRecords]:
+        """The next records, grouped by partition in offset order (may be empty)."""
+        ...
+
+
+class SignalSink(Protocol):
+    async def publish(self, batch: PublishBatch) -> None:
+        """Publish signals and dead letters and commit the checkpoint, all or nothing."""
+        ...
+
+
+class Scorer(Protocol):
+    """The model as the pipeline uses it: a manifest and a batch forward pass."""
+
+    @property
+    def manifest(self) -> Manifest: ...
+
+    @property
+    def version(self) -> str: ...
+
+    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
+        """Outputs for ``[B, T, 5]`` windows; a row's outputs never depend on the other rows."""
+        ...
+
+
+class ServedSource(CandleSource, Protocol):
+    """A source the daemon runs: connected and closed by it, and asked for readiness."""
+
+    @property
+    def warm(self) -> bool:
+        """Assigned its partitions and none of them is still rebuilding windows."""
+        ...
+
+    @property
+    def reachable(self) -> bool: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def check_reachable(self) -> bool: ...
+
+
+class ServedSink(SignalSink, Protocol):
+    """A sink the daemon runs: connected and closed by it, and asked for readiness."""
+
+    @property
+    def healthy(self) -> bool:
+        """The last publish went through (false while a failed batch is retried)."""
+        ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+TransportFactory = Callable[[RevokeHandler], tuple[ServedSource, ServedSink]]
+"""Builds the daemon's source and sink; the source calls the handler on revocation."""
