@@ -57,8 +57,8 @@ FollowTrackOption = Annotated[
     bool | None,
     typer.Option(
         "--track/--no-track",
-        help="Record in MLflow (needs the tracking extra). Default: on when the training was tracked (into its "
-        f"store) or --tracking-uri is set; --track alone records to {DEFAULT_TRACKING_URI}.",
+        help="Record in MLflow (needs the tracking extra). Default: on when --tracking-uri is set, or when the "
+        f"training was tracked (then into its store); --track with neither records to {DEFAULT_TRACKING_URI}.",
     ),
 ]
 
