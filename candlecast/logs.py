@@ -2,9 +2,11 @@
 candlecast's (structlog) and the client libraries' (aiokafka, aiomqtt, aiohttp) alike, as JSON lines
 in production or for a terminal.
 
-Context (symbol, partition, offset, model version) is bound with ``structlog.contextvars`` by the
-code that knows it and merged into every line; per-candle detail is DEBUG, one INFO line per
-meaningful event.
+Context bound with ``structlog.contextvars`` is merged into every line: the pipeline binds the
+model version and the batch's next offsets (by ``topic/partition``) while its sink publishes, so a
+failed publish's line names them; other lines carry what they concern (partitions, topic, versions)
+as fields. One INFO line per meaningful event, none per candle (rejected candles are counted and
+dead-lettered).
 
 Client libraries log WARNING or ERROR for conditions they retry on their own: a group coordinator
 not ready yet at start-up (or lost, then looked up again), a produce request refused and retried, a

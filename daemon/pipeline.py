@@ -20,6 +20,7 @@ from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
 import numpy as np
+import structlog
 
 from daemon.batching import BatchPolicy
 from daemon.checkpoint import Checkpoint
@@ -292,7 +293,12 @@ class Pipeline(Generic[ScorerT]):
             for observe in self._observers:
                 observe(item)
         began = self.clock.monotonic()
-        await self.sink.publish(batch)
+        # What the sink logs about this batch (a failed publish, a retry) names the model and offsets.
+        with structlog.contextvars.bound_contextvars(
+            model_version=scored[-1].model_version,
+            offsets={f"{topic}/{partition}": c.offset for (topic, partition), c in batch.checkpoint.items()},
+        ):
+            await self.sink.publish(batch)
         acked_ms = self.clock.time() * 1000.0
         self.metrics.observe_publish(batch, self.clock.monotonic() - began, acked_ms)
         for hook in self._on_published:
