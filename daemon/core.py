@@ -38,8 +38,8 @@ class Core:
 
 
 def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) -> Core:
-    """Windows, validation, strategy and signal building for a model, as the settings ask; signals
-    are stamped with ``clock``'s wall time (the system's by default)."""
+    """Windows, validation, strategy and signal building for a model, as the settings ask; candle
+    times are checked against ``clock``'s wall time (the system's by default), and signals stamped with it."""
     manifest = model.manifest
     stamp = clock or SystemClock()
     spec = OutputSpec(tuple(manifest.horizons), tuple(manifest.quantiles))
@@ -65,6 +65,7 @@ def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) ->
         max_message_bytes=settings.validation.max_message_bytes,
         future_tolerance_ms=int(settings.validation.future_tolerance_s * 1000),
         clock_tolerance_ms=int(settings.validation.clock_tolerance_s * 1000),
+        clock_ms=lambda: int(stamp.time() * 1000),
     )
     ingestor = CandleIngestor(validator, store, strategy.memory)
     builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), lambda: utc_iso(stamp))

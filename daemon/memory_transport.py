@@ -162,9 +162,16 @@ class MemoryCandleSource:
         self._joined = True
         self._wake.set()
 
-    async def revoke(self, partitions: Iterable[int]) -> None:
-        """Give partitions up: paused, drained by the daemon (``on_revoke``), then dropped."""
+    @property
+    def positions(self) -> dict[int, int]:
+        """Per assigned partition, the next offset a poll returns: everything before it was taken."""
+        return dict(self._position)
+
+    async def revoke(self, partitions: Iterable[int]) -> dict[int, int]:
+        """Give partitions up: paused, drained by the daemon (``on_revoke``), then dropped; returns
+        how far each was taken."""
         revoked = [p for p in partitions if p in self._position]
+        taken = {p: self._position[p] for p in revoked}
         self._paused.update(revoked)
         if self._on_revoke is not None:
             await self._on_revoke([(self.broker.topic, p) for p in revoked])
@@ -172,6 +179,7 @@ class MemoryCandleSource:
             self._position.pop(partition, None)
             self._replay_until.pop(partition, None)
             self._paused.discard(partition)
+        return taken
 
     def pause(self, *partitions: int) -> None:
         self._paused.update(partitions)
@@ -225,20 +233,29 @@ class MemoryCandleSource:
 
 class MemorySignalSink:
     """Publishes each batch as one transaction of a ``MemoryBroker``, retried whole after a failure
-    as the Kafka sink does; ``fail`` makes the next attempts break off halfway through."""
+    as the Kafka sink does. ``fail`` breaks transactions off halfway; ``hold`` keeps batches waiting."""
 
     def __init__(self, broker: MemoryBroker) -> None:
         self.broker = broker
         self.healthy = True
         self.attempts = 0
         self._failures: list[Exception] = []
-        self.retried = asyncio.Event()
-        """Set whenever a failed batch is about to be tried again."""
+        self._open = asyncio.Event()
+        self._open.set()
+        self.holding = asyncio.Event()
+        """Set once a batch waits at a closed ``hold``: records are in flight."""
 
     def fail(self, *errors: Exception) -> None:
-        """The next publish attempts each fail with one of these, in order, after writing half their
-        records; a ``TransportError`` is retried, any other error ends the daemon, as with Kafka."""
+        """The next transactions that carry signals each fail with one of these, in order, after writing
+        half their signals; a ``TransportError`` is retried, any other error ends the daemon, as with Kafka."""
         self._failures.extend(errors)
+
+    def hold(self) -> None:
+        """Keep the next batches waiting before their transaction, until ``release``."""
+        self._open.clear()
+
+    def release(self) -> None:
+        self._open.set()
 
     async def start(self) -> None:
         pass
@@ -247,6 +264,9 @@ class MemorySignalSink:
         pass
 
     async def publish(self, batch: PublishBatch) -> None:
+        if not self._open.is_set():
+            self.holding.set()
+            await self._open.wait()
         while True:
             self.attempts += 1
             transaction = Transaction()
@@ -255,17 +275,16 @@ class MemorySignalSink:
                 self._write(transaction, batch)
             except TransportError:
                 self.healthy = False
-                self.retried.set()
-                await asyncio.sleep(0)  # the Kafka sink backs off here; other tasks run meanwhile
+                await asyncio.sleep(0)  # where the Kafka sink backs off: other tasks run meanwhile
                 continue
             self.broker.commit(transaction, batch.checkpoint)
             self.healthy = True
             return
 
     def _write(self, transaction: Transaction, batch: PublishBatch) -> None:
-        failure = self._failures.pop(0) if self._failures else None
+        failure = self._failures.pop(0) if self._failures and batch.signals else None
         half = len(batch.signals) // 2 if failure is not None else len(batch.signals)
-        transaction.signals.extend(signal for signal, _ in batch.signals[:half])
+        transaction.signals.extend(signal for signal, _ in batch.signals[: max(half, 1)])
         if failure is not None:
             raise failure
         transaction.dead_letters.extend(batch.dead_letters)

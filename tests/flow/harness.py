@@ -1,0 +1,131 @@
+"""The real ``Daemon`` on in-memory transports and a fake clock: candles in, committed signals out, no broker."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from candlecast.candlefile import CandleTable, bundled_path, read_candles
+from daemon.backtest import backtest, candle_records
+from daemon.batching import BatchPolicy
+from daemon.clock import FakeClock
+from daemon.core import build_core
+from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink, MemoryTransports
+from daemon.service import Daemon
+from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings, StrategySettings
+from daemon.signal import Signal
+from models.torchscript import load_artifact
+
+CANDLES_PER_SYMBOL = 80
+STRATEGY = StrategySettings(
+    name="threshold", params={"buy_above": 0.501, "sell_below": 0.472, "hysteresis": 0.003, "cooldown": 2, "memory": 4}
+)
+"""Thresholds inside the test model's output range with a memory, so decisions depend on earlier outputs."""
+CLOCK_START = 4_000_000_000.0
+"""Year 2096: after every bundled candle, so none opens after the daemon's (fake) clock."""
+
+
+def candle_table(per_symbol: int = CANDLES_PER_SYMBOL) -> CandleTable:
+    return read_candles(bundled_path("us_stocks_1d.csv")).tail_per_symbol(per_symbol)
+
+
+def flow_settings(artifact: Path, *, max_batch: int = 8) -> Settings:
+    """Small batches and one-poll queues, so that a few records are in flight at any time."""
+    return Settings(
+        model=ModelSettings(artifact=artifact, threads=1),
+        http=HttpSettings(port=0),
+        batching=BatchingSettings(max_batch=max_batch, queue_chunks=1),
+        strategy=STRATEGY,
+    )
+
+
+def feed(broker: MemoryBroker, table: CandleTable, start: int = 0, stop: int | None = None) -> None:
+    """Produce the table's candles (``[start:stop]`` of them) in time order, each symbol always to the
+    same partition."""
+    symbols = sorted(table.symbol_slices())
+    for record in candle_records(table.messages("1d")[start:stop]):
+        symbol = (record.key or b"").decode()
+        broker.append(symbols.index(symbol) % broker.partitions, record.key, record.value, record.timestamp_ms)
+
+
+def without_produce_time(signals: Sequence[Signal]) -> list[dict[str, object]]:
+    rows = []
+    for signal in signals:
+        fields = {name: getattr(signal, name) for name in signal.__struct_fields__}
+        del fields["produced_at"]
+        rows.append(fields)
+    return sorted(rows, key=lambda row: (str(row["symbol"]), str(row["ts"])))
+
+
+_expected: dict[tuple[Path, int], list[Signal]] = {}
+
+
+async def expected_signals(settings: Settings, table: CandleTable) -> list[Signal]:
+    """What an uninterrupted run makes of the table: the backtest's signals (computed once per model and table)."""
+    artifact = settings.model.artifact
+    assert artifact is not None
+    key = (artifact, len(table))
+    if key not in _expected:
+        model = load_artifact(artifact)
+        core = build_core(settings, model)
+        records = candle_records(table.messages("1d"))
+        policy = BatchPolicy(settings.batching.max_batch)
+        _expected[key] = await backtest(records, core.ingestor, core.builder, model, policy)
+    return _expected[key]
+
+
+@dataclass
+class Running:
+    daemon: Daemon
+    transports: MemoryTransports
+    task: asyncio.Task[None]
+
+    @property
+    def source(self) -> MemoryCandleSource:
+        assert self.transports.source is not None
+        return self.transports.source
+
+    @property
+    def sink(self) -> MemorySignalSink:
+        assert self.transports.sink is not None
+        return self.transports.sink
+
+    async def stopped(self) -> None:
+        """Ask for a stop and wait for the drained exit."""
+        self.daemon.request_stop()
+        await self.task
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(
+    settings: Settings, broker: MemoryBroker, *, max_records: int = 16, hold: bool = False
+) -> AsyncIterator[Running]:
+    """A daemon on ``broker``, built and (with ``hold``) with its sink closed before its first poll."""
+    transports = MemoryTransports(broker, max_records=max_records)
+    daemon = Daemon(settings, transports=transports, clock=FakeClock(CLOCK_START))
+    task = asyncio.create_task(daemon.run())
+    built = asyncio.create_task(daemon.pipeline_built.wait())
+    await asyncio.wait({task, built}, return_when=asyncio.FIRST_COMPLETED)
+    built.cancel()
+    if task.done():
+        task.result()
+    running = Running(daemon, transports, task)
+    if hold:
+        running.sink.hold()
+    try:
+        yield running
+    finally:
+        if not task.done():
+            running.sink.release()
+            daemon.request_stop()
+            with contextlib.suppress(Exception):
+                await task
+
+
+async def all_committed(broker: MemoryBroker) -> None:
+    """Wait until every partition's commit covers its whole log."""
+    for partition, log in enumerate(broker.logs):
+        await broker.wait_committed(partition, len(log))

@@ -1,0 +1,123 @@
+"""The pipeline's backpressure, on in-memory transports, a fake model and a single thread.
+
+The model runs inline (``InlineExecutor``) instead of on the inference thread, so every step is a
+callback of this event loop and ``run_until_idle`` reaches the same state on every run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Executor, Future
+from typing import Any, TypeVar
+
+import msgspec
+from prometheus_client import CollectorRegistry
+
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleMessage
+from daemon.clock import FakeClock
+from daemon.core import build_core
+from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
+from daemon.metrics import DaemonMetrics
+from daemon.pipeline import ModelHolder, Pipeline
+from daemon.settings import Settings
+from tests.flow.harness import CLOCK_START
+from tests.support.scorer import FakeScorer
+
+T = TypeVar("T")
+HOUR = 3_600_000
+BASE = 1_699_999_200_000  # 2023-11-14T22:00Z, the start of an hour
+
+
+class InlineExecutor(Executor):
+    """Runs each submitted call at once, in the caller's thread."""
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        future: Future[T] = Future()
+        try:
+            future.set_result(fn(*args, **kwargs))
+        except Exception as exc:  # handed to the awaiting task, as a thread pool would
+            future.set_exception(exc)
+        return future
+
+
+async def run_until_idle(steps: int = 2000) -> None:
+    """Let every ready task run until none can move (the loop only yields; no time passes)."""
+    for _ in range(steps):
+        await asyncio.sleep(0)
+
+
+def feed_hours(broker: MemoryBroker, symbols: int, hours: int) -> None:
+    for hour in range(hours):
+        for index in range(symbols):
+            symbol = f"S{index:02d}"
+            price = 100.0 + hour + index
+            message = CandleMessage(symbol, "1h", BASE + hour * HOUR, price, price * 1.01, price * 0.99, price, 10.0)
+            broker.append(0, symbol.encode(), msgspec.json.encode(message), BASE + (hour + 1) * HOUR)
+
+
+def pipeline_on(
+    broker: MemoryBroker, *, max_records: int, queue_size: int
+) -> tuple[Pipeline[FakeScorer], MemoryCandleSource, MemorySignalSink]:
+    clock = FakeClock(CLOCK_START)
+    scorer = FakeScorer()
+    core = build_core(Settings(), scorer, clock)
+    source = MemoryCandleSource(broker, max_records=max_records)
+    sink = MemorySignalSink(broker)
+    pipeline = Pipeline(
+        source=source,
+        sink=sink,
+        ingestor=core.ingestor,
+        builder=core.builder,
+        models=ModelHolder(scorer),
+        policy=BatchPolicy(max_batch=max_records),
+        metrics=DaemonMetrics(CollectorRegistry()),
+        clock=clock,
+        executor=InlineExecutor(),
+        queue_size=queue_size,
+    )
+    return pipeline, source, sink
+
+
+async def test_a_sink_that_does_not_finish_stops_the_source_being_polled() -> None:
+    """With the sink stuck on a batch, the bounded queues fill and the ingest task stops polling: a few
+    polls are taken however many records wait; once the sink finishes, every record flows and is committed."""
+    broker = MemoryBroker()
+    feed_hours(broker, symbols=4, hours=100)
+    pipeline, source, sink = pipeline_on(broker, max_records=4, queue_size=1)
+    sink.hold()
+    await source.start()
+    run = asyncio.create_task(pipeline.run())
+    await sink.holding.wait()
+    await run_until_idle()
+    stalled_at = source.polls
+    await run_until_idle()
+    assert source.polls == stalled_at <= 8
+    assert source.backlog() >= len(broker.logs[0]) - 8 * 4
+
+    sink.release()
+    await broker.wait_committed(0, len(broker.logs[0]))
+    assert source.polls >= len(broker.logs[0]) // 4
+    assert len(broker.signals) == 4 * (100 - 3)
+    pipeline.stop()
+    await run
+
+
+async def test_deeper_queues_take_more_before_the_source_stops() -> None:
+    """The stall point follows the queue bound: backpressure comes from the queues, not from the source."""
+    stalls = []
+    for queue_size in (1, 4):
+        broker = MemoryBroker()
+        feed_hours(broker, symbols=4, hours=100)
+        pipeline, source, sink = pipeline_on(broker, max_records=4, queue_size=queue_size)
+        sink.hold()
+        await source.start()
+        run = asyncio.create_task(pipeline.run())
+        await sink.holding.wait()
+        await run_until_idle()
+        stalls.append(source.polls)
+        sink.release()
+        pipeline.stop()
+        await run
+    assert stalls[0] < stalls[1] < 100
