@@ -311,10 +311,10 @@ def kafka_up(
     topics = default_topics()
     created = asyncio.run(create_topics(bootstrap, topics))
     existing = [name for name in topics if name not in created]
-    err.print(
-        f"topics: {', '.join(created) or 'none'} created"
-        + (f", {', '.join(existing)} already there" if existing else "")
+    said = ([f"created {', '.join(created)}"] if created else []) + (
+        [f"{', '.join(existing)} already there"] if existing else []
     )
+    err.print(f"topics: {'; '.join(said)}")
 
 
 @kafka_app.command("down")
@@ -353,4 +353,4 @@ def main() -> None:
         sys.exit(2)
     except CandlecastError as exc:
         err.print(f"error: {exc}", style="bold red", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(1)
+        sys.exit(exc.exit_status)

@@ -8,20 +8,23 @@ signals with identical content and ``signal_id``.
 
 A failed batch is retried whole until it succeeds, with a fresh producer when the old one is
 in an unrecoverable state (a new transactional producer fences and aborts the old one's open
-transaction). While it retries, the pipeline's bounded queues stop consumption.
+transaction). While it retries, the pipeline's bounded queues stop consumption. Being fenced is
+the exception: another producer owns the transactional id now, and a fresh producer would fence
+it back, so the sink raises ``FencedError`` and the daemon exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
+from aiokafka.errors import KafkaError, ProducerFenced
 from prometheus_client import CollectorRegistry, Counter
 
-from candlecast.errors import TransportError
+from candlecast.errors import FencedError, TransportError
 from daemon.dead_letters import bounded_record
 from daemon.kafka_commit import KafkaCommitter
 from daemon.kafka_source import client_options
@@ -84,12 +87,16 @@ class KafkaSignalSink:
     async def publish(self, batch: PublishBatch) -> None:
         attempt = 0
         while True:
+            began = time.monotonic()
             try:
                 producer = await self._ready_producer()
                 if self.transactional:
                     await self._publish_transaction(producer, batch)
                 else:
                     await self._publish_then_commit(producer, batch)
+            except ProducerFenced as exc:
+                await self._discard_producer()
+                raise FencedError(self.fenced_message(time.monotonic() - began)) from exc
             except KafkaError as exc:
                 attempt += 1
                 self.healthy = False
@@ -102,6 +109,22 @@ class KafkaSignalSink:
                     log.info("publishing again", after_attempts=attempt)
                 self.healthy = True
                 return
+
+    def fenced_message(self, held_s: float) -> str:
+        """Why the producer was fenced: a transaction held past its timeout, or (far more likely
+        when it was short) a second instance with this one's ``instance_id``."""
+        names = f"kafka.instance_id {self.settings.instance_id!r}, transactional id {self.transactional_id!r}"
+        if held_s * 1000 >= self.settings.transaction_timeout_ms:
+            return (
+                f"fenced: this instance held a transaction for {held_s:.1f} s, longer than "
+                f"kafka.transaction_timeout_ms ({self.settings.transaction_timeout_ms} ms), and the broker "
+                f"aborted it ({names}); exiting, a restart resumes from the committed offsets"
+            )
+        return (
+            f"fenced: another instance with the same {names} started and took over; every instance of "
+            f"group {self.settings.group_id!r} needs its own instance_id (docs/operations.md, "
+            f"'Choose instance_id'); exiting instead of fencing it back"
+        )
 
     async def _ready_producer(self) -> AIOKafkaProducer:
         """The producer, started anew after a failure (a new transactional one fences the old)."""

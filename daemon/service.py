@@ -60,6 +60,12 @@ def kafka_transports(settings: KafkaSettings, registry: CollectorRegistry) -> Tr
     return build
 
 
+def first_error(group: BaseExceptionGroup[CandlecastError]) -> CandlecastError:
+    """The first error of a (nested) exception group."""
+    found = group.exceptions[0]
+    return first_error(found) if isinstance(found, BaseExceptionGroup) else found
+
+
 class Daemon:
     """The daemon: Kafka by default; ``transports`` and ``clock`` replace the wiring and the time."""
 
@@ -186,17 +192,22 @@ class Daemon:
     async def _serve(self, source: ServedSource, holder: ModelHolder[LoadedModel]) -> None:
         assert self.pipeline is not None
         pipeline = self.pipeline
-        async with asyncio.TaskGroup() as group:
-            helpers = [
-                group.create_task(self.health.heartbeat(), name="heartbeat"),
-                group.create_task(self._watchdog(), name="watchdog"),
-                group.create_task(self._announce_ready(), name="ready"),
-                group.create_task(self._reload_loop(holder), name="reload"),
-                group.create_task(self._probe_broker(source), name="probe"),
-            ]
-            await pipeline.run()
-            for task in helpers:
-                task.cancel()
+        try:
+            async with asyncio.TaskGroup() as group:
+                helpers = [
+                    group.create_task(self.health.heartbeat(), name="heartbeat"),
+                    group.create_task(self._watchdog(), name="watchdog"),
+                    group.create_task(self._announce_ready(), name="ready"),
+                    group.create_task(self._reload_loop(holder), name="reload"),
+                    group.create_task(self._probe_broker(source), name="probe"),
+                ]
+                await pipeline.run()
+                for task in helpers:
+                    task.cancel()
+        except* CandlecastError as failed:
+            # One error for the CLI to print and exit with, not the task group's nesting of it.
+            error = first_error(failed)
+            raise error from error.__cause__
         log.info("stopped after draining", consumed=self._core.ingestor.counters.consumed)
 
     async def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import time
 from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +18,7 @@ from aiokafka import AIOKafkaProducer
 
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
+from daemon.settings import KafkaSettings
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 from tests.support.signals import by_candle
 
@@ -77,15 +81,20 @@ def bad_messages(table: CandleTable, rng: random.Random) -> list[tuple[bytes | N
     return messages
 
 
-async def produce(bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> None:
+async def produce(bootstrap: str, topic: str, items: Sequence[tuple[bytes | None, bytes]]) -> dict[bytes, int]:
+    """Send records in order; returns the partition each key went to."""
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, enable_idempotence=True, max_request_size=2**20)
     await producer.start()
+    partitions: dict[bytes, int] = {}
     try:
-        futures = [await producer.send(topic, value, key=key) for key, value in items]
-        for future in futures:
-            await future
+        futures = [(key, await producer.send(topic, value, key=key)) for key, value in items]
+        for key, future in futures:
+            metadata = await future
+            if key is not None:
+                partitions[key] = metadata.partition
     finally:
         await producer.stop()
+    return partitions
 
 
 async def test_bad_messages_go_to_the_dead_letter_topic(kafka: LocalKafka, test_artifact: Path) -> None:
@@ -151,3 +160,96 @@ def _encoded(table: CandleTable) -> list[tuple[str, bytes]]:
     import msgspec
 
     return [(symbol, msgspec.json.encode(message)) for symbol, message in table.messages("1d")]
+
+
+def weekday_midnight_in(year: int) -> int:
+    """Epoch milliseconds of the first weekday midnight of ``year`` (a valid daily stock candle time)."""
+    day = datetime(year, 1, 1, tzinfo=UTC)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    return int(day.timestamp()) * 1000
+
+
+async def test_hostile_records_between_genuine_candles(kafka: LocalKafka, test_artifact: Path) -> None:
+    """The issue's hostile records, sent between genuine candles by a plain producer, are dead-lettered with
+    their reasons (the 2 MB gzip-compressed value cut to the budget, with its size and sha256) and every
+    genuine candle still gets the signal a clean run gives it."""
+    table = good_candles()
+    messages = [(symbol.encode(), value) for symbol, value in _encoded(table)]
+    split = len(messages) * 3 // 4
+    first_symbol, second_symbol, third_symbol, fourth_symbol = sorted(table.symbol_slices())[:4]
+    last_seen = dict(messages[:split])  # each symbol's newest candle before the split
+
+    clean_topics = await fresh_topics(kafka.bootstrap_servers)
+    await produce(kafka.bootstrap_servers, clean_topics.candles, messages)
+    async with running_daemon(daemon_settings(kafka.bootstrap_servers, clean_topics, test_artifact)):
+        clean = await read_records(
+            kafka.bootstrap_servers, clean_topics.signals, expected=10**9, timeout_s=30, quiet_s=3
+        )
+
+    topics = await fresh_topics(kafka.bootstrap_servers)
+    partitions = await produce(kafka.bootstrap_servers, topics.candles, messages[:split])
+    async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, test_artifact)):
+        # Every symbol's window is bound to its partition before the hostile records arrive.
+        before = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=30, quiet_s=3)
+        assert before
+        huge = b'{"symbol": "' + first_symbol.encode() + b'", "padding": "' + b"x" * 2_000_000 + b'"}'
+        overflowing = json.loads(last_seen[second_symbol.encode()])
+        overflowing.update(ts=overflowing["ts"] + 7 * DAY, high=1e300)
+        far = weekday_midnight_in(2199)
+        forged = json.loads(last_seen[third_symbol.encode()])
+        forged.update(ts=far)
+        fourth = fourth_symbol.encode()
+        elsewhere = (partitions[fourth] + 1) % 3
+        await send_hostile(
+            kafka.bootstrap_servers,
+            topics.candles,
+            [
+                Hostile(first_symbol.encode(), huge, compression="gzip"),
+                Hostile(second_symbol.encode(), json.dumps(overflowing).encode()),
+                Hostile(third_symbol.encode(), json.dumps(forged).encode(), timestamp_ms=far),
+                Hostile(None, last_seen[fourth]),
+                Hostile(fourth, last_seen[fourth], partition=elsewhere),
+            ],
+        )
+        await produce(kafka.bootstrap_servers, topics.candles, messages[split:])
+        signals = await read_records(kafka.bootstrap_servers, topics.signals, expected=len(clean), settle_s=2)
+        letters = await read_records(kafka.bootstrap_servers, topics.dead_letters, expected=5, settle_s=2)
+
+    assert by_candle(signals) == by_candle(clean)
+    reasons = {dict(letter.headers)["dlq-reason"].decode(): letter for letter in letters}
+    assert sorted(reasons) == ["future_ts", "null_key", "out_of_range", "oversize", "partition_mismatch"]
+    assert len(letters) == 5
+    cut = reasons["oversize"]
+    headers = dict(cut.headers)
+    assert cut.value is not None and huge.startswith(cut.value)
+    assert len(cut.value) <= KafkaSettings().dead_letter_max_bytes
+    assert int(headers["dlq-original-size"]) == len(huge)
+    assert headers["dlq-original-sha256"].decode() == hashlib.sha256(huge).hexdigest()
+    assert reasons["null_key"].key is None
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """A record as a careless or hostile producer sends it."""
+
+    key: bytes | None
+    value: bytes
+    compression: str | None = None
+    timestamp_ms: int | None = None
+    partition: int | None = None
+
+
+async def send_hostile(bootstrap: str, topic: str, records: Sequence[Hostile]) -> None:
+    """Send each record with a plain producer of its own, in order, each acknowledged before the next."""
+    for record in records:
+        producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap, compression_type=record.compression, max_request_size=8 * 2**20
+        )
+        await producer.start()
+        try:
+            await producer.send_and_wait(
+                topic, record.value, key=record.key, partition=record.partition, timestamp_ms=record.timestamp_ms
+            )
+        finally:
+            await producer.stop()
