@@ -143,7 +143,7 @@ class LocalKafka:
 
     def start(self, timeout_s: float = 90.0) -> LocalKafka:
         libs = kafka_libs()
-        cluster_id = _cluster_id(libs)
+        cluster_id = self._formatted_cluster_id() or _cluster_id(libs)
         for node in self.members:
             node.data_dir.mkdir(parents=True, exist_ok=True)
             config = node.data_dir / "server.properties"
@@ -171,6 +171,17 @@ class LocalKafka:
         for node in self.members:
             self._wait_started(node, deadline)
         return self
+
+    def _formatted_cluster_id(self) -> str | None:
+        """The cluster id of data formatted by an earlier start: a restart must format with the same one."""
+        for node in self.members:
+            meta = node.data_dir / "logs" / "meta.properties"
+            if meta.is_file():
+                for line in meta.read_text().splitlines():
+                    key, _, value = line.partition("=")
+                    if key.strip() == "cluster.id":
+                        return value.strip()
+        return None
 
     def start_node(self, node: BrokerNode, *, wait: bool = True, timeout_s: float = 90.0) -> None:
         libs = kafka_libs()

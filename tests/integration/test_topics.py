@@ -67,6 +67,20 @@ async def test_the_default_topics_are_created_once(kafka: LocalKafka) -> None:
     assert set(first) <= set(wanted) and again == []
 
 
+def test_a_restarted_local_broker_formats_nothing_again_and_keeps_its_topics(tmp_path: Path) -> None:
+    """`make kafka-down` then `make kafka-up`: the broker starts again on its data, topics included."""
+    broker = LocalKafka(tmp_path / "broker").start()
+    try:
+        asyncio.run(create_topics(broker.bootstrap_servers, {"kept": 1}))
+    finally:
+        broker.stop()
+    again = LocalKafka(tmp_path / "broker", ports=[broker.members[0].port]).start()
+    try:
+        assert asyncio.run(create_topics(again.bootstrap_servers, {"kept": 1})) == []
+    finally:
+        again.stop()
+
+
 async def test_the_daemon_is_not_ready_until_its_candle_topic_exists(kafka: LocalKafka, test_artifact: Path) -> None:
     """With its candle topic missing the daemon joins the broker but is not ready, says which topic it
     waits for (once), and becomes ready once the topic is created."""
