@@ -16,6 +16,7 @@ from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
 from candlecast.errors import ConfigError, DataError
+from daemon.settings import load_settings
 from models.artifact import Manifest
 from models.commands import evaluate, export, models_app, train
 from models.contenders import CONSTANT, ENSEMBLE, LOGISTIC
@@ -129,17 +130,27 @@ def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path
     assert plots and all(f.path.endswith(".png") for f in plots)
 
 
-def test_a_failed_training_is_recorded_as_failed(candles_csv: Path, tmp_path: Path) -> None:
-    """A training that stops on an error leaves its MLflow run marked FAILED, not running."""
+def test_a_failed_training_is_recorded_as_failed(
+    candles_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training that stops on an error leaves its MLflow run marked FAILED, not running; the
+    environment's CANDLECAST_TRACKING__URI turns tracking on as the option does."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("CANDLECAST_TRACKING__URI", uri)
     with pytest.raises(DataError, match="purge gap 2"):
-        invoke("train", "--data", str(candles_csv), "--out", str(tmp_path / "run"), "--tracking-uri", uri, *TINY,
-               "--purge", "2")  # fmt: skip
+        invoke("train", "--data", str(candles_csv), "--out", str(tmp_path / "run"), *TINY, "--purge", "2")
     client = MlflowClient(tracking_uri=uri)
     experiment = client.get_experiment_by_name("tracked")
     assert experiment is not None
     (failed,) = client.search_runs([experiment.experiment_id])
     assert failed.info.status == "FAILED"
+
+
+def test_the_daemon_settings_accept_the_tracking_variable(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CANDLECAST_TRACKING__URI, set for the training commands, is no error for the daemon's settings."""
+    monkeypatch.setenv("CANDLECAST_KAFKA__CANDLES_TOPIC", "bars")
+    monkeypatch.setenv("CANDLECAST_TRACKING__URI", "sqlite:///mlflow.db")
+    assert load_settings().kafka.candles_topic == "bars"
 
 
 def test_tracking_without_mlflow_installed_is_a_clear_error(
