@@ -21,9 +21,10 @@ from prometheus_client import CollectorRegistry
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-from daemon.drift import DriftMonitor
+from daemon.drift import DriftMonitor, DriftReport
 from daemon.intervals import Interval
-from daemon.quality import Outcome, OutcomeTracker, RollingQuality
+from daemon.quality import Outcome, OutcomeTracker, QualityReport, RollingQuality
+from daemon.symbol_quality import SymbolQuality
 from daemon.window import GapPolicy
 from models.artifact import Manifest
 
@@ -44,6 +45,8 @@ class ModelMonitor(Collector):
         self._drift: DriftMonitor | None = None
         self._tracker: OutcomeTracker | None = None
         self._quality: RollingQuality | None = None
+        self.by_symbol: SymbolQuality | None = None
+        """Quality per key since the model was loaded (the query API's per-symbol statistics)."""
         registry.register(self)
 
     def use(self, manifest: Manifest, intervals: Mapping[str, Interval], policies: Mapping[str, GapPolicy]) -> None:
@@ -61,12 +64,14 @@ class ModelMonitor(Collector):
         self._quality = RollingQuality(
             manifest.horizons, window=settings.quality_window, min_outcomes=settings.quality_min_outcomes
         )
+        self.by_symbol = SymbolQuality(manifest.horizons, capacity=self.capacity)
 
     def observe(self, scored: ScoredChunk) -> None:
         outputs = scored.outputs
         if outputs is None or scored.model_version != self._version:
             return
         assert self._drift is not None and self._tracker is not None and self._quality is not None
+        assert self.by_symbol is not None
         requests = scored.chunk.requests
         rows = [row for row, request in enumerate(requests) if request.publish]
         if not rows:
@@ -79,9 +84,23 @@ class ModelMonitor(Collector):
         resolved: list[Outcome] = []
         for row, probs in zip(rows, probabilities.tolist(), strict=True):
             request = requests[row]
-            resolved.extend(tracker.observe(request.key, request.ts, float(request.window[-1, 3]), probs))
+            outcomes = tracker.observe(request.key, request.ts, float(request.window[-1, 3]), probs)
+            if outcomes:
+                resolved.extend(outcomes)
+                self.by_symbol.add(request.key, outcomes)
         if resolved:
             self._quality.add(resolved)
+
+    def drift_report(self) -> DriftReport | None:
+        """The drift figures the gauges show; ``None`` until the window holds enough samples."""
+        return self._drift.report() if self._drift is not None else None
+
+    def quality_reports(self) -> dict[int, QualityReport]:
+        """The model-wide live quality the gauges show, by horizon, for horizons with enough outcomes."""
+        if self._manifest is None or self._quality is None:
+            return {}
+        reports = {h: self._quality.report(i) for i, h in enumerate(self._manifest.horizons)}
+        return {h: r for h, r in reports.items() if r is not None}
 
     def describe(self) -> Iterable[Metric]:
         # Families without samples, so that the registry can check their names for clashes.

@@ -19,6 +19,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast import __version__
 from candlecast.errors import CandlecastError, TransportError
+from daemon.api import ApiContext, daemon_routes, record_published
 from daemon.batching import BatchPolicy
 from daemon.clock import Clock, SystemClock
 from daemon.core import build_core
@@ -30,6 +31,7 @@ from daemon.monitoring import ModelMonitor
 from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import ModelHolder, Pipeline
 from daemon.ports import RevokeHandler, ServedSink, ServedSource, TransportFactory
+from daemon.route import DEFAULT_ROUTE
 from daemon.serving import (
     check_compatible,
     configure_threads,
@@ -37,6 +39,7 @@ from daemon.serving import (
     warm_up,
 )
 from daemon.settings import KafkaSettings, Settings
+from daemon.signal_store import SignalStore
 from daemon.systemd import SystemdNotifier
 from models.device import resolve_device
 from models.registry import Registry
@@ -85,7 +88,21 @@ class Daemon:
         self._transports = transports or kafka_transports(settings.kafka, self.registry)
         self.metrics = DaemonMetrics(self.registry)
         self.health = Health(self.registry)
-        self.http = HttpServer(self.registry, self.health, settings.http.host, settings.http.port)
+        self.http = HttpServer(
+            self.registry,
+            self.health,
+            settings.http.host,
+            settings.http.port,
+            max_body_bytes=settings.api.max_body_bytes,
+        )
+        self.signals = SignalStore(
+            ring=settings.api.ring,
+            client_buffer=settings.api.client_buffer,
+            max_clients=settings.api.stream_clients,
+            keys=settings.windows.max_windows,
+            clock_ms=lambda: int(self.clock.time() * 1000),
+        )
+        """Committed signals, for the query API and the stream."""
         self.reloads = Counter(
             "candlecast_model_reloads", "Model reload attempts, by outcome.", ["outcome"], registry=self.registry
         )
@@ -142,6 +159,12 @@ class Daemon:
             observers=[self.monitor.observe],
             on_published=mqtt.hooks,
         )
+        self.pipeline.add_published_hook(record_published(self.signals, DEFAULT_ROUTE))
+        if settings.api.enabled:
+            routes = daemon_routes(settings, self.pipeline, self.monitor, self.clock)
+            self.http.serve_api(
+                ApiContext(routes, self.signals, settings.api, self.signals.clock_ms, settings.api.token())
+            )
         self.pipeline_built.set()
         self._core = core
         self.health.checks.update(

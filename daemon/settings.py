@@ -154,8 +154,39 @@ class StrategySettings(_Section):
 
 
 class HttpSettings(_Section):
-    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz and /readyz.")
+    host: str = Field("127.0.0.1", description="Address of /metrics, /healthz, /readyz and the query API.")
     port: int = Field(9464, ge=0, le=65535, description="0 picks a free port.")
+
+
+class ApiSettings(_Section):
+    """The read-only query API and live signal stream on the http port (docs/api.md)."""
+
+    enabled: bool = Field(True, description="Serve the query API and the stream under /api/v1.")
+    token_file: Path | None = Field(
+        None, description="File holding a bearer token the API requires; none: no token (keep host local)."
+    )
+    max_body_bytes: int = Field(1_048_576, ge=1024, description="Larger request bodies are refused with 413.")
+    max_score_windows: int = Field(64, ge=1, le=4096, description="Most windows one batch-scoring request holds.")
+    stale_after_intervals: float = Field(
+        2.0, gt=0, description="Top signals leave out a signal whose candle closed more intervals ago than this."
+    )
+    ring: int = Field(10_000, ge=1, description="Newest committed signals kept for stream resumption.")
+    stream_clients: int = Field(128, ge=0, description="Most stream clients at once; more are refused with 503.")
+    client_buffer: int = Field(
+        1000, ge=1, description="Signals queued for one stream client; a client that falls further behind is cut off."
+    )
+    keepalive_s: float = Field(15.0, gt=0, description="Idle stream clients get a comment line this often.")
+
+    def token(self) -> str | None:
+        if self.token_file is None:
+            return None
+        try:
+            token = self.token_file.read_text().strip()
+        except OSError as exc:
+            raise ConfigError(f"api.token_file: cannot read {self.token_file}: {exc.strerror}") from exc
+        if not token:
+            raise ConfigError(f"api.token_file: {self.token_file} is empty")
+        return token
 
 
 class MonitoringSettings(_Section):
@@ -245,6 +276,7 @@ class Settings(BaseSettings):
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    api: ApiSettings = Field(default_factory=ApiSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log: LogSettings = Field(default_factory=LogSettings)

@@ -1,0 +1,591 @@
+"""The read-only query API under ``/api/v1`` (docs/api.md): routes and models, latest and top
+signals, per-symbol statistics, scoring, and the live stream (``daemon.stream``).
+
+FastAPI generates the OpenAPI document from these handlers and their pydantic models; the
+handlers find the daemon's state (``ApiContext``) on ``app.state``, so the document can be
+generated without a running daemon (``daemon.http.openapi_document``). Nothing here changes the
+daemon's state: registry housekeeping is ``candlecast models prune``, in the CLI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hmac
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import msgspec
+import numpy as np
+import numpy.typing as npt
+from fastapi import APIRouter, Depends, Header, Path, Query, Request
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict, Field
+
+from daemon import window_scoring
+from daemon.candle import SYMBOL_PATTERN
+from daemon.clock import Clock
+from daemon.core import build_core
+from daemon.intervals import interval_ms
+from daemon.monitoring import ModelMonitor
+from daemon.pipeline import Pipeline, slice_outputs
+from daemon.ports import PublishBatch, Scorer
+from daemon.route import DEFAULT_ROUTE, Route
+from daemon.settings import ApiSettings, Settings
+from daemon.signal import Signal
+from daemon.signal_store import SignalStore, StoredSignal, TooManyClientsError
+from daemon.stream import SignalStreamResponse
+from models.artifact import Manifest, ModelOutputs
+from models.registry import Registry
+
+PREFIX = "/api/v1"
+TOP_LIMIT = 1000
+"""Most signals one top-signals answer holds."""
+
+
+@dataclass(slots=True)
+class ApiContext:
+    """What the API reads: the routes, the committed signals, its settings and the daemon's clock."""
+
+    routes: Sequence[Route]
+    store: SignalStore
+    settings: ApiSettings
+    clock_ms: Callable[[], int]
+    token: str | None = None
+    scoring: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(1))
+    """One scoring request at a time: each is one forward pass queued between the daemon's batches."""
+
+
+class ApiError(Exception):
+    """A refused request: the status, the offending field (dotted, as in the request) and why."""
+
+    def __init__(self, status: int, message: str, field: str | None = None, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.field = field
+        self.reason = reason
+
+
+class ErrorBody(BaseModel):
+    error: str
+    field: str | None = Field(None, description="The offending field, dotted (body.windows.0.candles.3.high).")
+    reason: str | None = Field(None, description="Machine-readable reason (a dead-letter reason for candles).")
+
+
+def error_response(error: ApiError) -> JSONResponse:
+    body = ErrorBody(error=error.message, field=error.field, reason=error.reason)
+    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
+    return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
+    422: {"model": ErrorBody, "description": "A field is invalid; `field` names it."},
+}
+
+
+# --- response and request models -------------------------------------------------------------
+
+
+class SignalBody(BaseModel):
+    """A published signal, as on the signals topic (docs/signals.md)."""
+
+    model_config = ConfigDict(title="Signal", populate_by_name=True)
+
+    signal_id: str
+    symbol: str
+    interval: str
+    ts: str = Field(description="Open time of the scored candle, ISO-8601 UTC.")
+    action: Literal["BUY", "SELL", "HOLD"]
+    confidence: float
+    probability: float
+    horizon: int
+    probabilities: dict[str, float]
+    quantiles: dict[str, list[float]]
+    quantile_levels: list[float]
+    disagreement: float
+    model_version: str
+    strategy: str
+    produced_at: str
+    schema_: str = Field(alias="schema")
+
+    @classmethod
+    def of(cls, signal: Signal) -> SignalBody:
+        return cls.model_validate(msgspec.to_builtins(signal))
+
+
+class StoredSignalBody(BaseModel):
+    route: str
+    committed_at_ms: int = Field(description="When the daemon committed it (epoch milliseconds).")
+    signal: SignalBody
+
+    @classmethod
+    def of(cls, stored: StoredSignal) -> StoredSignalBody:
+        return cls(route=stored.route, committed_at_ms=stored.committed_ms, signal=SignalBody.of(stored.signal))
+
+
+class RankedSignalBody(StoredSignalBody):
+    age_s: float = Field(description="Seconds since the scored candle closed.")
+
+
+class Figures(BaseModel):
+    hit_rate: float
+    brier: float
+    ece: float
+
+
+class ModelSummary(BaseModel):
+    route: str
+    name: str
+    version: str
+    created_at: str
+    interval: str
+    window: int
+    horizons: list[int]
+    members: list[str]
+    metrics: dict[str, dict[str, float]] = Field(description="The evaluation figures recorded in the manifest.")
+    reference: Figures = Field(
+        description="Validation quality at the primary horizon (what live quality is compared to)."
+    )
+
+
+class RegistryVersion(BaseModel):
+    ref: str
+    created_at: str | None
+    current: bool
+
+
+class ModelDetails(ModelSummary):
+    manifest: dict[str, Any] = Field(description="The artifact's manifest (docs/schemas/manifest.v1.json).")
+    registry_versions: list[RegistryVersion] = Field(
+        description="Versions of this name in the registry the model is served from (empty for a file)."
+    )
+
+
+class RouteBody(BaseModel):
+    name: str
+    symbols: str = Field(description="Shell-style pattern of the symbols the route claims.")
+    interval: str
+    model: str
+    model_version: str
+    strategy: str
+
+
+class QualityBody(BaseModel):
+    horizon: int
+    resolved: int
+    hit_rate: float
+    brier: float
+    ece: float = Field(description="Expected calibration error (10 bins).")
+
+
+class DriftBody(BaseModel):
+    samples: int
+    feature_psi: dict[str, float]
+    feature_ks: dict[str, float]
+    prediction_psi: float
+    prediction_ks: float
+
+
+class RouteStats(BaseModel):
+    route: str
+    interval: str
+    model: str
+    model_version: str
+    signals: dict[str, int] = Field(description="Signals committed since start, by action.")
+    quality: list[QualityBody] = Field(description="This symbol's resolved predictions since the model was loaded.")
+    route_quality: list[QualityBody] = Field(
+        description="The route's live quality over all its symbols (the candlecast_live_* gauges)."
+    )
+    drift: DriftBody | None = Field(
+        description="The route's drift over all its symbols (the candlecast_*_psi/_ks gauges); "
+        "null until enough samples."
+    )
+
+
+class SymbolStats(BaseModel):
+    symbol: str
+    routes: list[RouteStats]
+
+
+Price = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class CandleBody(BaseModel):
+    """A candle of a window; the window gives the symbol and interval."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    ts: Annotated[int, Field(ge=0, le=2**53)] | Annotated[str, Field(max_length=40)] = Field(
+        description="Open time: epoch milliseconds or ISO-8601 with a UTC offset."
+    )
+    open: Price
+    high: Price
+    low: Price
+    close: Price
+    volume: Price
+
+
+class WindowBody(BaseModel):
+    """One symbol's newest candles, oldest first; the last one is scored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    symbol: str = Field(pattern=SYMBOL_PATTERN)
+    interval: str = Field(max_length=16)
+    candles: list[CandleBody] = Field(
+        min_length=1,
+        max_length=4096,
+        description="At least the model's window; up to window + strategy memory - 1 (the strategy's history).",
+    )
+
+
+class BatchBody(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    windows: list[WindowBody] = Field(min_length=1, description="Windows to score in one forward pass.")
+
+
+class ScoreAnswer(BaseModel):
+    route: str
+    model: str
+    model_version: str
+    published: bool = Field(description="False when the daemon would publish nothing (output not finite).")
+    signal: SignalBody | None
+
+
+class BatchAnswer(BaseModel):
+    answers: list[ScoreAnswer]
+
+
+# --- dependencies --------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="Required when api.token_file is set.")
+
+
+def context(request: Request) -> ApiContext:
+    found: ApiContext = request.app.state.api
+    return found
+
+
+def authorised(
+    request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> ApiContext:
+    ctx = context(request)
+    if ctx.token is None:
+        return ctx
+    given = credentials.credentials if credentials is not None else ""
+    if not hmac.compare_digest(given.encode(), ctx.token.encode()):
+        raise ApiError(401, "a valid bearer token is required", "header.authorization")
+    return ctx
+
+
+Context = Annotated[ApiContext, Depends(authorised)]
+
+
+def _route_of(ctx: ApiContext, name: str, field_name: str) -> Route:
+    for route in ctx.routes:
+        if route.name == name:
+            return route
+    raise ApiError(404, f"no route {name!r}", field_name)
+
+
+def _summary(route: Route) -> dict[str, Any]:
+    manifest = route.model.current.manifest
+    return {
+        "route": route.name,
+        "name": manifest.name,
+        "version": manifest.version,
+        "created_at": manifest.created_at,
+        "interval": manifest.interval,
+        "window": manifest.window,
+        "horizons": manifest.horizons,
+        "members": [m.name for m in manifest.members],
+        "metrics": manifest.metrics,
+        "reference": Figures(
+            hit_rate=manifest.reference.hit_rate, brier=manifest.reference.brier, ece=manifest.reference.ece
+        ),
+    }
+
+
+def _registry_versions(route: Route, manifest: Manifest) -> list[RegistryVersion]:
+    if route.registry is None:
+        return []
+    registry = Registry(route.registry)
+    current = registry.current_ref()
+    versions = []
+    for entry in registry.entries():
+        if entry.name != manifest.name:
+            continue
+        try:
+            created: str | None = entry.manifest().created_at
+        except Exception:  # noqa: BLE001 - an unreadable copy is listed without a date, never a 500
+            created = None
+        versions.append(RegistryVersion(ref=entry.ref, created_at=created, current=entry.ref == current))
+    return versions
+
+
+# --- handlers ------------------------------------------------------------------------------------
+
+router = APIRouter(prefix=PREFIX, responses=ERRORS)
+
+
+@router.get("/routes", summary="Routes and the model each serves")
+def list_routes(ctx: Context) -> list[RouteBody]:
+    bodies = []
+    for route in ctx.routes:
+        manifest = route.model.current.manifest
+        strategy = route.new_core(route.model.current).builder.strategy_name
+        bodies.append(
+            RouteBody(
+                name=route.name,
+                symbols=route.symbols,
+                interval=route.interval,
+                model=manifest.name,
+                model_version=manifest.version,
+                strategy=strategy,
+            )
+        )
+    return bodies
+
+
+@router.get("/models", summary="Loaded models with their evaluation figures")
+def list_models(ctx: Context) -> list[ModelSummary]:
+    return [ModelSummary.model_validate(_summary(route)) for route in ctx.routes]
+
+
+@router.get("/models/{name}", summary="One loaded model: manifest, figures and registry versions")
+def model_details(
+    ctx: Context, name: Annotated[str, Path(max_length=200, description="The model's name")]
+) -> ModelDetails:
+    for route in ctx.routes:
+        manifest = route.model.current.manifest
+        if manifest.name == name:
+            return ModelDetails(
+                **_summary(route),
+                manifest=msgspec.to_builtins(manifest),
+                registry_versions=_registry_versions(route, manifest),
+            )
+    raise ApiError(404, f"no loaded model named {name!r}", "path.name")
+
+
+@router.get("/signals/latest", summary="The latest committed signal of each symbol")
+def latest_signals(
+    ctx: Context,
+    symbol: Annotated[str | None, Query(max_length=64, description="Only this symbol")] = None,
+    interval: Annotated[str | None, Query(max_length=16, description="Only this interval")] = None,
+) -> list[StoredSignalBody]:
+    found = ctx.store.latest(symbol)
+    return [StoredSignalBody.of(s) for s in found if interval is None or s.signal.interval == interval]
+
+
+@router.get("/signals/top", summary="The strongest current signals")
+def top_signals(
+    *,
+    ctx: Context,
+    limit: Annotated[int, Query(ge=1, le=TOP_LIMIT, description="Most signals returned")] = 10,
+    action: Annotated[
+        list[Literal["BUY", "SELL", "HOLD"]] | None, Query(description="Only these actions (repeatable)")
+    ] = None,
+    interval: Annotated[str | None, Query(max_length=16)] = None,
+    route: Annotated[str | None, Query(max_length=200)] = None,
+    min_confidence: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+    max_age_intervals: Annotated[
+        float | None,
+        Query(gt=0, le=1e6, description="Leave out signals whose candle closed more intervals ago (api default)"),
+    ] = None,
+) -> list[RankedSignalBody]:
+    if route is not None:
+        _route_of(ctx, route, "query.route")
+    ranked = ctx.store.top(
+        limit=limit,
+        now_ms=ctx.clock_ms(),
+        max_age_intervals=max_age_intervals or ctx.settings.stale_after_intervals,
+        actions=action or (),
+        interval=interval,
+        route=route,
+        min_confidence=min_confidence,
+    )
+    return [
+        RankedSignalBody(
+            route=r.stored.route,
+            committed_at_ms=r.stored.committed_ms,
+            signal=SignalBody.of(r.stored.signal),
+            age_s=r.age_ms / 1000,
+        )
+        for r in ranked
+    ]
+
+
+@router.get("/symbols/{symbol}/stats", summary="Per-symbol model, signal counts, live quality and drift")
+def symbol_stats(ctx: Context, symbol: Annotated[str, Path(max_length=64, description="The symbol")]) -> SymbolStats:
+    counts = ctx.store.actions(symbol)
+    stats = []
+    for route in ctx.routes:
+        key = (symbol, route.interval)
+        quality = route.monitor.by_symbol.report(key) if route.monitor and route.monitor.by_symbol else []
+        if route.interval not in counts and not quality:
+            continue
+        manifest = route.model.current.manifest
+        drift = route.monitor.drift_report() if route.monitor else None
+        route_quality = route.monitor.quality_reports() if route.monitor else {}
+        stats.append(
+            RouteStats(
+                route=route.name,
+                interval=route.interval,
+                model=manifest.name,
+                model_version=manifest.version,
+                signals={a: counts.get(route.interval, {}).get(a, 0) for a in ("BUY", "SELL", "HOLD")},
+                quality=[
+                    QualityBody(horizon=q.horizon, resolved=q.resolved, hit_rate=q.hit_rate, brier=q.brier, ece=q.ece)
+                    for q in quality
+                ],
+                route_quality=[
+                    QualityBody(horizon=h, resolved=r.samples, hit_rate=r.hit_rate, brier=r.brier, ece=r.ece)
+                    for h, r in route_quality.items()
+                ],
+                drift=None
+                if drift is None
+                else DriftBody(
+                    samples=drift.samples,
+                    feature_psi=drift.feature_psi,
+                    feature_ks=drift.feature_ks,
+                    prediction_psi=drift.prediction_psi,
+                    prediction_ks=drift.prediction_ks,
+                ),
+            )
+        )
+    if not stats:
+        raise ApiError(404, f"no signal or resolved prediction for {symbol!r} since the daemon started", "path.symbol")
+    return SymbolStats(symbol=symbol, routes=stats)
+
+
+async def _score(ctx: ApiContext, windows: Sequence[WindowBody], prefix: str) -> list[ScoreAnswer]:
+    """Validate every window as the daemon would, then score them all in one forward pass."""
+    prepared: list[tuple[Route, window_scoring.PreparedWindow]] = []
+    for index, window in enumerate(windows):
+        where = f"{prefix}{index}." if prefix else "body."
+        route = next((r for r in ctx.routes if r.claims(window.symbol, window.interval)), None)
+        if route is None:
+            served = ", ".join(f"{r.symbols} {r.interval}" for r in ctx.routes)
+            raise ApiError(
+                422, f"no route serves {window.symbol} {window.interval} (served: {served})", f"{where}interval"
+            )
+        core = route.new_core(route.model.current)
+        try:
+            prepared.append((route, window_scoring.prepare(core, window.symbol, window.interval, window.candles)))
+        except window_scoring.WindowRefusedError as refused:
+            raise ApiError(422, refused.detail, f"{where}{refused.field}", refused.reason) from None
+    if len({id(route.model) for route, _ in prepared}) > 1:
+        raise ApiError(422, "one request scores windows of one route", f"{prefix or 'body.'}".rstrip("."))
+    model = prepared[0][0].model
+    rows = np.stack([r.window for _, p in prepared for r in p.requests])
+    async with ctx.scoring:
+        scorer, outputs = await model.score(rows)
+    answers = []
+    start = 0
+    for route, ready in prepared:
+        stop = start + len(ready.requests)
+        signal = window_scoring.answer(ready, slice_outputs(outputs, start, stop), scorer.version)
+        start = stop
+        answers.append(
+            ScoreAnswer(
+                route=route.name,
+                model=scorer.manifest.name,
+                model_version=scorer.version,
+                published=signal is not None,
+                signal=SignalBody.of(signal) if signal is not None else None,
+            )
+        )
+    return answers
+
+
+@router.post("/score", summary="What the daemon would publish for one window of candles")
+async def score_window(ctx: Context, body: WindowBody) -> ScoreAnswer:
+    return (await _score(ctx, [body], ""))[0]
+
+
+@router.post("/score/batch", summary="What the daemon would publish for several windows, in one forward pass")
+async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
+    if len(body.windows) > ctx.settings.max_score_windows:
+        raise ApiError(
+            422, f"{len(body.windows)} windows; at most {ctx.settings.max_score_windows} per request", "body.windows"
+        )
+    return BatchAnswer(answers=await _score(ctx, body.windows, "body.windows."))
+
+
+@router.get(
+    "/stream",
+    summary="Live committed signals as Server-Sent Events",
+    response_class=SignalStreamResponse,
+    responses={
+        200: {"content": {"text/event-stream": {}}, "description": "`id:` signal id, `event: signal`, `data:` JSON."},
+        503: {"model": ErrorBody, "description": "Every stream slot is taken."},
+    },
+)
+def stream(
+    ctx: Context,
+    symbol: Annotated[list[str] | None, Query(description="Only these symbols (repeatable)")] = None,
+    last_event_id: Annotated[
+        str | None, Header(max_length=64, description="Resume after this signal id (sent by EventSource)")
+    ] = None,
+) -> SignalStreamResponse:
+    wake = asyncio.Event()
+    try:
+        subscription, resumed = ctx.store.subscribe(frozenset(symbol) if symbol else None, last_event_id, wake.set)
+    except TooManyClientsError as exc:
+        raise ApiError(503, str(exc), None, "too_many_clients") from None
+    return SignalStreamResponse(ctx.store, subscription, wake, resumed=resumed, keepalive_s=ctx.settings.keepalive_s)
+
+
+class PipelineModel:
+    """The daemon's model as a route serves it: scored on the pipeline's inference thread, between batches."""
+
+    def __init__(self, pipeline: Pipeline[Any]) -> None:
+        self._pipeline = pipeline
+
+    @property
+    def current(self) -> Scorer:
+        model: Scorer = self._pipeline.models.model
+        return model
+
+    async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
+        async with self._pipeline.model_lock:
+            model = self.current
+            try:
+                outputs = await self._pipeline.run_in_model_thread(functools.partial(model.score, windows))
+            except RuntimeError as exc:  # the inference thread is shut down: the daemon is stopping
+                raise ApiError(503, "the daemon is stopping", None, "stopping") from exc
+        return model, outputs
+
+
+def daemon_routes(settings: Settings, pipeline: Pipeline[Any], monitor: ModelMonitor, clock: Clock) -> list[Route]:
+    """The daemon's one route today: every symbol of the served model's interval."""
+    manifest = pipeline.models.model.manifest
+    # A scored window is one key's whole history: its core needs one window slot.
+    one_window = settings.model_copy(update={"windows": settings.windows.model_copy(update={"max_windows": 1})})
+    return [
+        Route(
+            name=DEFAULT_ROUTE,
+            symbols="*",
+            interval=manifest.interval,
+            model=PipelineModel(pipeline),
+            new_core=lambda scorer: build_core(one_window, scorer, clock),
+            monitor=monitor,
+            registry=None if settings.model.artifact is not None else settings.model.registry,
+        )
+    ]
+
+
+def record_published(store: SignalStore, route: str) -> Callable[[PublishBatch], None]:
+    """A pipeline hook: each published and committed batch's signals go into the store."""
+    length = functools.lru_cache(maxsize=64)(interval_ms)
+
+    def record(batch: PublishBatch) -> None:
+        if batch.signals:
+            store.record(route, ((s, request.ts, length(s.interval)) for s, request in batch.signals))
+
+    return record

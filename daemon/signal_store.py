@@ -1,0 +1,238 @@
+"""What the query API and the live stream know of published signals: pure, synchronous, bounded.
+
+The daemon records each batch here only after its sink published and committed it, so nothing
+the API shows or streams can later be rolled back. The store keeps:
+
+- each (symbol, interval)'s latest signal and its signals counted by action (at most ``keys``
+  pairs, the least recently updated forgotten first);
+- a ring of the ``ring`` newest signals, each with a sequence number, from which a stream client
+  resumes after the last signal id it saw;
+- one bounded queue per stream client. Recording never waits for a client: a client whose queue
+  already holds ``client_buffer`` signals when another arrives is cut off (``overflowed``), and
+  reconnects with its last id.
+
+No asyncio here: the edge (``daemon.stream``) passes a ``wake`` callback per client.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict, deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+
+from daemon.signal import Signal
+
+WindowKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredSignal:
+    """A committed signal, as the API serves it."""
+
+    seq: int
+    """Position in this process's stream of committed signals (starts at 1)."""
+    route: str
+    signal: Signal
+    ts_ms: int
+    """Open time of the scored candle, epoch milliseconds."""
+    interval_ms: int
+    committed_ms: int
+    """When the store recorded it (the daemon's clock), epoch milliseconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class RankedSignal:
+    stored: StoredSignal
+    age_ms: int
+    """Time since the scored candle closed (open time plus one interval)."""
+
+
+@dataclass(slots=True)
+class _KeyRecord:
+    latest: StoredSignal
+    actions: dict[str, int] = field(default_factory=dict)
+
+
+class TooManyClientsError(Exception):
+    """Every stream slot is taken."""
+
+
+class Subscription:
+    """One stream client's queue; ``take`` empties it. Created by ``SignalStore.subscribe``."""
+
+    def __init__(self, symbols: frozenset[str] | None, limit: int, wake: Callable[[], None]) -> None:
+        self.symbols = symbols
+        self.limit = limit
+        self.overflowed = False
+        """Set when a signal found the queue full: the client is cut off, never waited for."""
+        self.closed = False
+        """Set when the daemon stops: the stream ends after what is queued."""
+        self._queue: deque[StoredSignal] = deque()
+        self._wake = wake
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def wants(self, stored: StoredSignal) -> bool:
+        return self.symbols is None or stored.signal.symbol in self.symbols
+
+    def take(self) -> list[StoredSignal]:
+        taken = list(self._queue)
+        self._queue.clear()
+        return taken
+
+    def _backlog(self, items: Iterable[StoredSignal]) -> None:
+        self._queue.extend(items)
+
+    def _close(self) -> None:
+        self.closed = True
+        self._wake()
+
+    def _offer(self, stored: StoredSignal) -> None:
+        if self.overflowed:
+            return
+        if len(self._queue) >= self.limit:
+            self.overflowed = True
+            self._queue.clear()
+        else:
+            self._queue.append(stored)
+        self._wake()
+
+
+class SignalStore:
+    """Latest signals, a resumption ring and stream queues, fed with committed signals only."""
+
+    def __init__(
+        self, *, ring: int, client_buffer: int, max_clients: int, keys: int, clock_ms: Callable[[], int]
+    ) -> None:
+        if min(ring, client_buffer, keys) < 1 or max_clients < 0:
+            raise ValueError("ring, client_buffer and keys must be at least 1, max_clients at least 0")
+        self.max_clients = max_clients
+        self.client_buffer = client_buffer
+        self.clock_ms = clock_ms
+        self._ring: deque[StoredSignal] = deque(maxlen=ring)
+        self._seq_of: dict[str, int] = {}
+        """signal_id -> sequence number, for the signals in the ring."""
+        self._keys: OrderedDict[WindowKey, _KeyRecord] = OrderedDict()
+        self._key_limit = keys
+        self._clients: list[Subscription] = []
+        self.recorded = 0
+        self.disconnected = 0
+        """Clients cut off because their queue was full."""
+
+    @property
+    def clients(self) -> int:
+        return len(self._clients)
+
+    def record(self, route: str, signals: Iterable[tuple[Signal, int, int]]) -> None:
+        """Committed signals of one route: ``(signal, candle open ms, interval ms)`` in publish order."""
+        now = self.clock_ms()
+        ring = self._ring
+        for signal, ts_ms, interval_ms in signals:
+            self.recorded += 1
+            stored = StoredSignal(self.recorded, route, signal, ts_ms, interval_ms, now)
+            if len(ring) == ring.maxlen:
+                evicted = ring[0]
+                if self._seq_of.get(evicted.signal.signal_id) == evicted.seq:
+                    del self._seq_of[evicted.signal.signal_id]
+            ring.append(stored)
+            self._seq_of[signal.signal_id] = stored.seq
+            self._remember(stored)
+            for client in self._clients:
+                if client.wants(stored):
+                    client._offer(stored)
+        overflowed = [c for c in self._clients if c.overflowed]
+        if overflowed:
+            self.disconnected += len(overflowed)
+            self._clients = [c for c in self._clients if not c.overflowed]
+
+    def _remember(self, stored: StoredSignal) -> None:
+        key = (stored.signal.symbol, stored.signal.interval)
+        record = self._keys.get(key)
+        if record is None:
+            record = self._keys[key] = _KeyRecord(stored)
+            while len(self._keys) > self._key_limit:
+                self._keys.popitem(last=False)
+        else:
+            self._keys.move_to_end(key)
+            record.latest = stored
+        record.actions[stored.signal.action] = record.actions.get(stored.signal.action, 0) + 1
+
+    def latest(self, symbol: str | None = None) -> list[StoredSignal]:
+        """The latest signal of each (symbol, interval), of one symbol when given, sorted by key."""
+        found = [r.latest for key, r in self._keys.items() if symbol is None or key[0] == symbol]
+        return sorted(found, key=lambda s: (s.signal.symbol, s.signal.interval))
+
+    def actions(self, symbol: str) -> dict[str, dict[str, int]]:
+        """Signals recorded per interval and action for a symbol (while its key is remembered)."""
+        return {key[1]: dict(r.actions) for key, r in self._keys.items() if key[0] == symbol}
+
+    def top(
+        self,
+        *,
+        limit: int,
+        now_ms: int,
+        max_age_intervals: float,
+        actions: Sequence[str] = (),
+        interval: str | None = None,
+        route: str | None = None,
+        min_confidence: float = 0.0,
+    ) -> list[RankedSignal]:
+        """Of each key's latest signal, the ``limit`` with the highest confidence that pass the filters;
+        a signal whose candle closed more than ``max_age_intervals`` intervals ago is stale and left out."""
+        ranked: list[RankedSignal] = []
+        for record in self._keys.values():
+            stored = record.latest
+            signal = stored.signal
+            if actions and signal.action not in actions:
+                continue
+            if interval is not None and signal.interval != interval:
+                continue
+            if route is not None and stored.route != route:
+                continue
+            if signal.confidence < min_confidence:
+                continue
+            age = now_ms - (stored.ts_ms + stored.interval_ms)
+            if age > max_age_intervals * stored.interval_ms:
+                continue
+            ranked.append(RankedSignal(stored, age))
+        ranked.sort(key=lambda r: (-r.stored.signal.confidence, -r.stored.ts_ms, r.stored.signal.symbol))
+        return ranked[:limit]
+
+    def after(self, signal_id: str) -> list[StoredSignal] | None:
+        """The ring's signals recorded after ``signal_id``; ``None`` when that id is not in the ring."""
+        seq = self._seq_of.get(signal_id)
+        if seq is None:
+            return None
+        first = self._ring[0].seq
+        return list(self._ring)[seq - first + 1 :]
+
+    def subscribe(
+        self, symbols: frozenset[str] | None, last_id: str | None, wake: Callable[[], None]
+    ) -> tuple[Subscription, bool]:
+        """A new stream client, its queue holding what it missed after ``last_id``; also whether
+        ``last_id`` was found (when it was not, the client gets the whole ring). Raises
+        ``TooManyClientsError`` when every slot is taken."""
+        if len(self._clients) >= self.max_clients:
+            raise TooManyClientsError(f"{self.max_clients} stream clients already connected")
+        subscription = Subscription(symbols, self.client_buffer, wake)
+        resumed = True
+        if last_id is not None:
+            missed = self.after(last_id)
+            if missed is None:
+                resumed = False
+                missed = list(self._ring)
+            subscription._backlog(s for s in missed if subscription.wants(s))
+        self._clients.append(subscription)
+        return subscription, resumed
+
+    def close_clients(self) -> None:
+        """End every stream (the daemon is stopping); no client can subscribe afterwards."""
+        for client in self._clients:
+            client._close()
+        self._clients.clear()
+        self.max_clients = 0
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        if subscription in self._clients:
+            self._clients.remove(subscription)
