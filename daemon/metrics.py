@@ -17,7 +17,7 @@ from prometheus_client import Counter as PromCounter
 from candlecast import __version__
 from candlecast.logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
-from daemon.engine import CandleIngestor
+from daemon.engine import CandleIngestor, SignalBuilder
 from daemon.ports import PublishBatch
 from strategies.base import Action
 
@@ -41,6 +41,11 @@ class DaemonMetrics:
             "candlecast_candles_rejected",
             "Candle records that cannot be scored, by reason.",
             ["reason"],
+            registry=registry,
+        )
+        self.outputs_not_finite = PromCounter(
+            "candlecast_outputs_not_finite",
+            "Scored windows whose model output held a NaN or an infinity; they get no signal.",
             registry=registry,
         )
         self.dead_letters = PromCounter(
@@ -101,6 +106,7 @@ class DaemonMetrics:
         for outcome in ("reset", "tolerated", "filled"):
             self.gaps.labels(outcome)
         self._seen_rejected: Counter[str] = Counter()
+        self._seen_not_finite = 0
         self._seen = {"consumed": 0, "replayed": 0, "evictions": 0, "reset": 0, "tolerated": 0, "filled": 0}
 
     def expect_strategy(self, strategy: str) -> None:
@@ -134,6 +140,13 @@ class DaemonMetrics:
                 self._seen_rejected[reason] = total
         self.windows_live.set(len(ingestor.store))
         self.window_bytes.set(ingestor.store.nbytes)
+
+    def observe_outputs(self, builder: SignalBuilder) -> None:
+        """Count the outputs the builder found not finite since the last call."""
+        increment = builder.not_finite - self._seen_not_finite
+        if increment:
+            self.outputs_not_finite.inc(increment)
+            self._seen_not_finite = builder.not_finite
 
     def observe_forward(self, rows: int, seconds: float) -> None:
         self.batch_size.observe(rows)

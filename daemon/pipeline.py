@@ -292,6 +292,7 @@ class Pipeline(Generic[ScorerT]):
             batch.checkpoint.update(chunk.checkpoint)
             for observe in self._observers:
                 observe(item)
+        self.metrics.observe_outputs(self.builder)
         began = self.clock.monotonic()
         # What the sink logs about this batch (a failed publish, a retry) names the model and offsets.
         with structlog.contextvars.bound_contextvars(

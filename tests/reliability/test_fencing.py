@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from pathlib import Path
 
 import pytest
@@ -15,9 +16,15 @@ from tests.support.kafka import fresh_topics, read_records
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle
 
-pytestmark = pytest.mark.kafka
+ENV_EXAMPLE = Path(__file__).parents[2] / "systemd" / "candlecast.env.example"
 
 
+def test_the_environment_example_leaves_instance_id_to_each_instance() -> None:
+    """The example environment file sets no instance_id: one set there would be every instance's on the host."""
+    assert not re.search(r"^\s*CANDLECAST_KAFKA__INSTANCE_ID\s*=", ENV_EXAMPLE.read_text(), re.MULTILINE)
+
+
+@pytest.mark.kafka
 async def test_an_instance_fenced_by_its_twin_exits_instead_of_fencing_back(
     kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference
 ) -> None:
