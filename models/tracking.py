@@ -70,8 +70,8 @@ def _slug(text: str) -> str:
 
 
 class TrackedRun:
-    """An MLflow run being written; leaving it as a context marks it finished, or failed when an
-    exception ended it."""
+    """An MLflow run being written; leaving it as a context marks it finished, failed when an
+    exception ended it, or killed on Ctrl-C."""
 
     def __init__(self, client: MlflowClient, ref: TrackingRun) -> None:
         self.client = client
@@ -116,7 +116,8 @@ class TrackedRun:
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, traceback: TracebackType | None
     ) -> None:
-        self.client.set_terminated(self.ref.run_id, status="FINISHED" if kind is None else "FAILED")
+        status = "FINISHED" if kind is None else "KILLED" if issubclass(kind, KeyboardInterrupt) else "FAILED"
+        self.client.set_terminated(self.ref.run_id, status=status)
 
     def log_params(self, params: Mapping[str, object]) -> None:
         items = [Param(key, str(value)) for key, value in params.items()]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import subprocess
 import sys
@@ -21,6 +22,7 @@ from models.artifact import Manifest
 from models.commands import evaluate, export, models_app, train
 from models.contenders import CONSTANT, ENSEMBLE, LOGISTIC
 from models.registry import Registry
+from models.tracking import TrackedRun
 from models.training import read_run
 
 app = typer.Typer()
@@ -144,6 +146,28 @@ def test_a_failed_training_is_recorded_as_failed(
     assert experiment is not None
     (failed,) = client.search_runs([experiment.experiment_id])
     assert failed.info.status == "FAILED"
+
+
+def test_runs_interrupted_are_killed_and_children_name_their_parent(tmp_path: Path) -> None:
+    """Ctrl-C marks a run KILLED; a run started with a parent in the same store is its child, and one
+    in another store only names it (the API tune and retrain are to use)."""
+    uri = f"sqlite:///{tmp_path / 'a.db'}"
+    with pytest.raises(KeyboardInterrupt), TrackedRun.start(uri, experiment="x", name="parent") as parent:
+        raise KeyboardInterrupt
+    with TrackedRun.start(uri, experiment="x", name="child", parent=parent.ref) as child:
+        child.log_metrics([("loss", 0.5, 1), ("undefined", math.nan, 1)])
+    client = MlflowClient(tracking_uri=uri)
+    assert client.get_run(parent.ref.run_id).info.status == "KILLED"
+    recorded = client.get_run(child.ref.run_id)
+    assert (recorded.info.status, recorded.data.metrics) == ("FINISHED", {"loss": 0.5})
+    assert (
+        recorded.data.tags["mlflow.parentRunId"] == recorded.data.tags["candlecast.training_run"] == parent.ref.run_id
+    )
+    elsewhere = f"sqlite:///{tmp_path / 'b.db'}"
+    with TrackedRun.start(elsewhere, experiment="x", name="other", parent=parent.ref) as other:
+        pass
+    tags = MlflowClient(tracking_uri=elsewhere).get_run(other.ref.run_id).data.tags
+    assert tags["candlecast.training_run"] == parent.ref.run_id and "mlflow.parentRunId" not in tags
 
 
 def test_the_daemon_settings_accept_the_tracking_variable(monkeypatch: pytest.MonkeyPatch) -> None:
