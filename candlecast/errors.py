@@ -7,7 +7,8 @@ Every error derives from one root; callers tell a passing failure from a lasting
     ├── ArtifactError      a model artifact that fails verification; the running model stays
     ├── DataError          a candle file that cannot be read into candles
     ├── TransportError     a broker that cannot be reached or refused a request; the daemon retries
-    └── FencedError        another producer took over this instance's transactional id; the daemon exits
+    ├── FencedError        another producer took over this instance's transactional id; the daemon exits
+    └── ShutdownDeadlineError  a stop's drain passed its deadline; what was in flight was abandoned
 
 Each class names the exit status ``candlecast`` ends with when the error stops it.
 
@@ -48,3 +49,10 @@ class FencedError(CandlecastError):
     Its successor owns the id now: the daemon stops instead of fencing it back."""
 
     exit_status = 3
+
+
+class ShutdownDeadlineError(CandlecastError):
+    """A stop could not publish and commit what was in flight before ``shutdown.deadline_s``: the
+    open transaction was aborted, and the records' next owner takes them again."""
+
+    exit_status = 4

@@ -18,7 +18,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast import __version__
-from candlecast.errors import CandlecastError, TransportError
+from candlecast.errors import CandlecastError, ShutdownDeadlineError, TransportError
 from daemon.api import ApiContext, daemon_routes, record_published
 from daemon.batching import BatchPolicy
 from daemon.clock import Clock, SystemClock
@@ -46,6 +46,9 @@ from models.registry import Registry
 from models.torchscript import LoadedModel
 
 log = structlog.get_logger("candlecast.daemon")
+
+ABORT_WAIT_S = 5.0
+"""How long a drain cancelled at the shutdown deadline may take to abort its transaction."""
 
 DEBUG_BLOCK_LOOP_VARIABLE = "CANDLECAST_DEBUG_BLOCK_LOOP_ON_SIGUSR1"
 """Tests only: when set to a number of seconds, SIGUSR1 blocks the event loop that long, to show
@@ -224,7 +227,7 @@ class Daemon:
                     group.create_task(self._reload_loop(holder), name="reload"),
                     group.create_task(self._probe_broker(source), name="probe"),
                 ]
-                await pipeline.run()
+                await self._run_pipeline(pipeline)
                 for task in helpers:
                     task.cancel()
         except* CandlecastError as failed:
@@ -232,6 +235,30 @@ class Daemon:
             error = first_error(failed)
             raise error from error.__cause__
         log.info("stopped after draining", consumed=self._core.ingestor.counters.consumed)
+
+    async def _run_pipeline(self, pipeline: Pipeline[LoadedModel]) -> None:
+        """Run the pipeline until it has drained, but once a stop is requested for at most
+        ``shutdown.deadline_s``: a sink that cannot finish is then cancelled, which aborts its open
+        transaction and leaves its offsets uncommitted (the next owner takes those records again)."""
+        run = asyncio.ensure_future(pipeline.run())
+        stopping = asyncio.ensure_future(self._stopping.wait())
+        try:
+            await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
+            deadline_s = self.settings.shutdown.deadline_s
+            if not run.done():
+                await asyncio.wait({run}, timeout=deadline_s)
+            if not run.done():
+                run.cancel()
+                # The abort itself may hang on an unreachable broker; the broker's transaction
+                # timeout, or the restarted instance fencing this one, aborts it then.
+                await asyncio.wait({run}, timeout=ABORT_WAIT_S)
+                raise ShutdownDeadlineError(
+                    f"what was in flight did not drain within shutdown.deadline_s ({deadline_s:g} s); its "
+                    "transaction was aborted and its offsets left uncommitted, for the next owner to take again"
+                )
+            run.result()
+        finally:
+            stopping.cancel()
 
     async def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
         assert self.pipeline is not None

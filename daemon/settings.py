@@ -118,6 +118,18 @@ class BatchingSettings(_Section):
     queue_chunks: int = Field(64, ge=1, description="Bound of each pipeline queue, in polls.")
 
 
+class ShutdownSettings(_Section):
+    """How long a stop (SIGTERM) may take."""
+
+    deadline_s: float = Field(
+        30.0,
+        ge=0,
+        description="After a stop request, the longest wait for what is in flight to be published and "
+        "committed; then the open transaction is aborted and the daemon exits with status 4. "
+        "Keep it well under systemd's TimeoutStopSec (90 s).",
+    )
+
+
 class IntervalSettings(_Section):
     calendar: Literal["continuous", "weekdays"] = Field("continuous", description="Which slots expect a candle.")
     gap_policy: GapMode = Field(GapMode.RESET, description="reset, tolerate or forward_fill.")
@@ -272,6 +284,7 @@ class Settings(BaseSettings):
     kafka: KafkaSettings = Field(default_factory=KafkaSettings)
     model: ModelSettings = Field(default_factory=ModelSettings)
     batching: BatchingSettings = Field(default_factory=BatchingSettings)
+    shutdown: ShutdownSettings = Field(default_factory=ShutdownSettings)
     windows: WindowSettings = Field(default_factory=WindowSettings)
     validation: ValidationSettings = Field(default_factory=ValidationSettings)
     strategy: StrategySettings = Field(default_factory=StrategySettings)
