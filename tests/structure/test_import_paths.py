@@ -54,7 +54,7 @@ class TestOnePath:
             assert Path(module.__file__).resolve() == path.resolve(), name
 
     def test_no_other_installed_distribution_ships_our_top_level_names(self) -> None:
-        """Top-level ``daemon``/``models``/``strategies`` are safe only while nothing else in the environment claims them."""
+        """Top-level ``daemon``, ``models``, ``strategies`` are safe while no other installed package has them."""
         owners = packages_distributions()
         for package in PACKAGES:
             assert set(owners.get(package, ["candlecast"])) == {"candlecast"}, (package, owners.get(package))
