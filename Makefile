@@ -71,9 +71,11 @@ kafka-down: $(STAMP)
 bench: $(STAMP) $(KAFKA_STAMP)
 	$(BIN)/candlecast bench
 
-# Regenerate what docs/ derives from code: the settings reference, the JSON Schemas, the dashboard.
+# Regenerate what docs/ derives from code: the settings reference, the API's OpenAPI document, the JSON Schemas,
+# the dashboard.
 docs: $(STAMP)
 	$(BIN)/python -c 'from pathlib import Path; from daemon.settings_reference import write_reference; write_reference(Path("docs/configuration.md"))'
+	$(BIN)/python -c 'from pathlib import Path; from daemon.http import write_openapi; write_openapi(Path("docs/openapi.json"))'
 	$(BIN)/candlecast schemas
 	$(BIN)/python deploy/grafana/dashboard.py
 

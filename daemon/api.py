@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -75,16 +75,22 @@ class ErrorBody(BaseModel):
     reason: str | None = Field(None, description="Machine-readable reason (a dead-letter reason for candles).")
 
 
-def error_response(error: ApiError) -> JSONResponse:
+def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=error.message, field=error.field, reason=error.reason)
-    headers = {"WWW-Authenticate": "Bearer"} if error.status == 401 else None
-    return JSONResponse(body.model_dump(), status_code=error.status, headers=headers)
+    sent = dict(headers or {})
+    if error.status == 401:
+        sent["WWW-Authenticate"] = "Bearer"
+    return JSONResponse(body.model_dump(), status_code=error.status, headers=sent)
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
+    400: {"model": ErrorBody, "description": "The body cannot be read as JSON."},
     401: {"model": ErrorBody, "description": "Missing or wrong bearer token."},
+    413: {"model": ErrorBody, "description": "The request body exceeds api.max_body_bytes."},
     422: {"model": ErrorBody, "description": "A field is invalid; `field` names it."},
 }
+NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "`field` names the unknown."}}
+STOPPING: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody, "description": "The daemon is stopping."}}
 
 
 # --- response and request models -------------------------------------------------------------
@@ -357,7 +363,7 @@ def list_models(ctx: Context) -> list[ModelSummary]:
     return [ModelSummary.model_validate(_summary(route)) for route in ctx.routes]
 
 
-@router.get("/models/{name}", summary="One loaded model: manifest, figures and registry versions")
+@router.get("/models/{name}", summary="One loaded model: manifest, figures and registry versions", responses=NOT_FOUND)
 def model_details(
     ctx: Context, name: Annotated[str, Path(max_length=200, description="The model's name")]
 ) -> ModelDetails:
@@ -382,7 +388,7 @@ def latest_signals(
     return [StoredSignalBody.of(s) for s in found if interval is None or s.signal.interval == interval]
 
 
-@router.get("/signals/top", summary="The strongest current signals")
+@router.get("/signals/top", summary="The strongest current signals", responses=NOT_FOUND)
 def top_signals(
     *,
     ctx: Context,
@@ -420,7 +426,9 @@ def top_signals(
     ]
 
 
-@router.get("/symbols/{symbol}/stats", summary="Per-symbol model, signal counts, live quality and drift")
+@router.get(
+    "/symbols/{symbol}/stats", summary="Per-symbol model, signal counts, live quality and drift", responses=NOT_FOUND
+)
 def symbol_stats(ctx: Context, symbol: Annotated[str, Path(max_length=64, description="The symbol")]) -> SymbolStats:
     counts = ctx.store.actions(symbol)
     stats = []
@@ -503,12 +511,16 @@ async def _score(ctx: ApiContext, windows: Sequence[WindowBody], prefix: str) ->
     return answers
 
 
-@router.post("/score", summary="What the daemon would publish for one window of candles")
+@router.post("/score", summary="What the daemon would publish for one window of candles", responses=STOPPING)
 async def score_window(ctx: Context, body: WindowBody) -> ScoreAnswer:
     return (await _score(ctx, [body], ""))[0]
 
 
-@router.post("/score/batch", summary="What the daemon would publish for several windows, in one forward pass")
+@router.post(
+    "/score/batch",
+    summary="What the daemon would publish for several windows, in one forward pass",
+    responses=STOPPING,
+)
 async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
     if len(body.windows) > ctx.settings.max_score_windows:
         raise ApiError(
@@ -521,6 +533,7 @@ async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
     "/stream",
     summary="Live committed signals as Server-Sent Events",
     response_class=SignalStreamResponse,
+    status_code=200,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "`id:` signal id, `event: signal`, `data:` JSON."},
         503: {"model": ErrorBody, "description": "Every stream slot is taken."},

@@ -29,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast import __version__
@@ -154,6 +155,12 @@ def build_app(registry: CollectorRegistry, health: Health, *, api: bool = True) 
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
         return error_response(exc)
 
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        # The framework's own refusals (a body that is not JSON, an unknown path) in the API's error shape.
+        field = "body" if exc.status_code == 400 else None
+        return error_response(ApiError(exc.status_code, str(exc.detail), field), exc.headers)
+
     @app.exception_handler(RequestValidationError)
     async def invalid(_request: Request, exc: RequestValidationError) -> JSONResponse:
         errors = exc.errors()
@@ -208,7 +215,9 @@ class HttpServer:
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         sock = socket.create_server((self.host, self.port), family=family)
         self.port = int(sock.getsockname()[1])
-        logging.getLogger(SERVER_LOGGER).addFilter(SlowClientLogFilter())
+        server_log = logging.getLogger(SERVER_LOGGER)
+        server_log.addFilter(SlowClientLogFilter())
+        server_log.setLevel(logging.WARNING)  # its start and stop lines are not the daemon's events
         config = uvicorn.Config(
             BodyLimit(self.app, self.max_body_bytes),
             log_config=None,
