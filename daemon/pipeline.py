@@ -91,6 +91,8 @@ class Pipeline(Generic[ScorerT]):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        self._ended = False
+        """The run has ended (drained, or failed): what is still in flight will never be committed."""
         self._stopping = asyncio.Event()
         self._model_lock = asyncio.Lock()
 
@@ -108,9 +110,11 @@ class Pipeline(Generic[ScorerT]):
         self._stopping.set()
 
     async def drain(self) -> None:
-        """Wait until every ingested record is published and committed."""
+        """Wait until every ingested record is published and committed, or the run has ended (a
+        fenced sink, a stop past its deadline): a revocation must not wait for records that can no
+        longer commit, nor a consumer's close for that revocation."""
         # Records ingested between the event being set and this waiter resuming are in flight too.
-        while self._in_flight:
+        while self._in_flight and not self._ended:
             await self._idle.wait()
 
     async def run(self) -> None:
@@ -120,6 +124,8 @@ class Pipeline(Generic[ScorerT]):
                 group.create_task(self._score_loop(), name="score")
                 group.create_task(self._publish_loop(), name="publish")
         finally:
+            self._ended = True
+            self._idle.set()
             self._executor.shutdown(wait=True)
 
     async def run_in_model_thread(self, work: Callable[[], T]) -> T:
