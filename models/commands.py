@@ -346,7 +346,16 @@ def evaluate(
 
         data_files = [training_data or Path(info.data_path), *externals]
         command = figures["commands"]["evaluate"]
-        recorded = record_evaluation(uri, info, figures, written, data=data_files, command=command)
+        recorded = record_evaluation(
+            uri,
+            name=info.name,
+            version=info.version,
+            trained=info.tracking,
+            figures=figures,
+            written=written,
+            data=data_files,
+            command=command,
+        )
         console.print(f"MLflow run {recorded.run_id} in {recorded.uri}", soft_wrap=True)
 
 

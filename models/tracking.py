@@ -210,20 +210,22 @@ def fold_metrics(fold: FoldInfo) -> Iterator[tuple[str, float, int]]:
 
 def record_evaluation(
     uri: str,
-    run: RunInfo,
+    *,
+    name: str,
+    version: str,
+    trained: TrackingRun | None,
     figures: Mapping[str, Any],
     written: Iterable[Path],
-    *,
     data: Iterable[Path],
     command: str,
 ) -> TrackingRun:
-    """An evaluation as its own run, a child of the training run when both are in one store:
-    settings, data digests, every figure with its interval beside every baseline, the report."""
-    name = f"evaluate {run.name} {run.version}"
+    """An evaluation as its own run in experiment ``name``, a child of the training run when both
+    are in one store: settings, the digest of every data file read, every figure with its interval
+    beside every baseline, the report and its plots."""
     tags = {KIND_TAG: "evaluate", COMMAND_TAG: command}
-    with TrackedRun.start(uri, experiment=run.name, name=name, parent=run.tracking, tags=tags) as tracked:
-        params: dict[str, object] = {"model": f"{run.name}/{run.version}", "training.data.name": run.data.name}
-        params["training.data.sha256"] = run.data.sha256
+    run_name = f"evaluate {name} {version}"
+    with TrackedRun.start(uri, experiment=name, name=run_name, parent=trained, tags=tags) as tracked:
+        params: dict[str, object] = {"model": f"{name}/{version}"}
         params |= {f"settings.{key}": value for key, value in _flat(figures["settings"], "").items()}
         params |= {f"data.{_slug(path.name)}.sha256": table_digest(path) for path in data}
         tracked.log_params(params)
