@@ -130,7 +130,7 @@ class CandleIngestor:
 
     def _push(self, record: SourceRecord) -> tuple[Candle, int] | Rejection | None:
         if record.keyed and record.key is None:
-            return Rejection(RejectReason.NULL_KEY, "a record without a key is partitioned at random, not by symbol")
+            return Rejection(RejectReason.NULL_KEY, "a record without a key is not partitioned by its symbol")
         checked = self.validator.validate(record.value, record.key, record.timestamp_ms)
         if isinstance(checked, Rejection):
             return checked
@@ -139,7 +139,7 @@ class CandleIngestor:
             return Rejection(
                 RejectReason.PARTITION_MISMATCH,
                 f"{checked.symbol} {checked.interval} is read from partition {bound}; "
-                f"a second partition would break per-symbol order",
+                "a second partition would break per-symbol order",
             )
         verdict, slot = self.store.push(checked, record.partition, record.offset)
         if verdict is Push.READY:
