@@ -16,6 +16,7 @@ No asyncio here: the edge (``daemon.stream``) passes a ``wake`` callback per cli
 
 from __future__ import annotations
 
+import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -58,44 +59,49 @@ class TooManyClientsError(Exception):
 
 
 class Subscription:
-    """One stream client's queue; ``take`` empties it. Created by ``SignalStore.subscribe``."""
+    """One stream client; ``take`` hands over what it has not seen yet. Created by ``SignalStore.subscribe``.
 
-    def __init__(self, symbols: frozenset[str] | None, limit: int, wake: Callable[[], None]) -> None:
+    A client of every symbol is a cursor into the store's ring (recording costs it nothing per
+    signal); a client of some symbols has its own queue, fed through the store's index by symbol.
+    """
+
+    def __init__(
+        self, store: SignalStore, symbols: frozenset[str] | None, limit: int, wake: Callable[[], None]
+    ) -> None:
         self.symbols = symbols
         self.limit = limit
         self.overflowed = False
-        """Set when a signal found the queue full: the client is cut off, never waited for."""
+        """Set when a signal found the client ``limit`` signals behind: it is cut off, never waited for."""
         self.closed = False
         """Set when the daemon stops: the stream ends after what is queued."""
+        self._store = store
+        self._cursor = store.recorded
+        """Clients of every symbol: the sequence number of the last signal handed over."""
         self._queue: deque[StoredSignal] = deque()
         self._wake = wake
 
     def __len__(self) -> int:
-        return len(self._queue)
+        """Signals waiting for this client."""
+        if self.overflowed:
+            return 0
+        return self._store.recorded - self._cursor if self.symbols is None else len(self._queue)
 
     def wants(self, stored: StoredSignal) -> bool:
         return self.symbols is None or stored.signal.symbol in self.symbols
 
     def take(self) -> list[StoredSignal]:
+        if self.overflowed:
+            return []
+        if self.symbols is None:
+            taken = self._store._newest(self._store.recorded - self._cursor)
+            self._cursor = self._store.recorded
+            return taken
         taken = list(self._queue)
         self._queue.clear()
         return taken
 
-    def _backlog(self, items: Iterable[StoredSignal]) -> None:
-        self._queue.extend(items)
-
     def _close(self) -> None:
         self.closed = True
-        self._wake()
-
-    def _offer(self, stored: StoredSignal) -> None:
-        if self.overflowed:
-            return
-        if len(self._queue) >= self.limit:
-            self.overflowed = True
-            self._queue.clear()
-        else:
-            self._queue.append(stored)
         self._wake()
 
 
@@ -116,6 +122,8 @@ class SignalStore:
         self._keys: OrderedDict[WindowKey, _KeyRecord] = OrderedDict()
         self._key_limit = keys
         self._clients: list[Subscription] = []
+        self._every_symbol: list[Subscription] = []
+        self._by_symbol: dict[str, list[Subscription]] = {}
         self.recorded = 0
         self.disconnected = 0
         """Clients cut off because their queue was full."""
@@ -128,23 +136,43 @@ class SignalStore:
         """Committed signals of one route: ``(signal, candle open ms, interval ms)`` in publish order."""
         now = self.clock_ms()
         ring = self._ring
+        seq_of = self._seq_of
+        by_symbol = self._by_symbol
+        touched: set[Subscription] = set()
         for signal, ts_ms, interval_ms in signals:
             self.recorded += 1
             stored = StoredSignal(self.recorded, route, signal, ts_ms, interval_ms, now)
             if len(ring) == ring.maxlen:
                 evicted = ring[0]
-                if self._seq_of.get(evicted.signal.signal_id) == evicted.seq:
-                    del self._seq_of[evicted.signal.signal_id]
+                if seq_of.get(evicted.signal.signal_id) == evicted.seq:
+                    del seq_of[evicted.signal.signal_id]
             ring.append(stored)
-            self._seq_of[signal.signal_id] = stored.seq
+            seq_of[signal.signal_id] = stored.seq
             self._remember(stored)
-            for client in self._clients:
-                if client.wants(stored):
-                    client._offer(stored)
-        overflowed = [c for c in self._clients if c.overflowed]
-        if overflowed:
-            self.disconnected += len(overflowed)
-            self._clients = [c for c in self._clients if not c.overflowed]
+            for client in by_symbol.get(signal.symbol, ()):
+                if client.overflowed:
+                    continue
+                if len(client._queue) >= client.limit:
+                    client.overflowed = True
+                    client._queue.clear()
+                else:
+                    client._queue.append(stored)
+                touched.add(client)
+        for client in self._every_symbol:
+            if self.recorded - client._cursor > client.limit:
+                client.overflowed = True
+        for client in (*self._every_symbol, *touched):
+            client._wake()
+        if any(c.overflowed for c in self._clients):
+            for client in [c for c in self._clients if c.overflowed]:
+                self.disconnected += 1
+                self.unsubscribe(client)
+
+    def _newest(self, count: int) -> list[StoredSignal]:
+        """The ``count`` newest signals of the ring, oldest first (O(count): a deque indexes fast near its ends)."""
+        taken = list(itertools.islice(reversed(self._ring), count))
+        taken.reverse()
+        return taken
 
     def _remember(self, stored: StoredSignal) -> None:
         key = (stored.signal.symbol, stored.signal.interval)
@@ -215,24 +243,43 @@ class SignalStore:
         ``TooManyClientsError`` when every slot is taken."""
         if len(self._clients) >= self.max_clients:
             raise TooManyClientsError(f"{self.max_clients} stream clients already connected")
-        subscription = Subscription(symbols, self.client_buffer, wake)
+        # A client of every symbol reads the ring: it must not fall further behind than the ring holds.
+        limit = self.client_buffer if symbols is not None else min(self.client_buffer, self._ring.maxlen or 1)
+        subscription = Subscription(self, symbols, limit, wake)
         resumed = True
         if last_id is not None:
             missed = self.after(last_id)
             if missed is None:
                 resumed = False
                 missed = list(self._ring)
-            subscription._backlog(s for s in missed if subscription.wants(s))
+            if symbols is None:
+                subscription._cursor = self.recorded - len(missed)
+            else:
+                subscription._queue.extend(s for s in missed if subscription.wants(s))
         self._clients.append(subscription)
+        if symbols is None:
+            self._every_symbol.append(subscription)
+        else:
+            for symbol in symbols:
+                self._by_symbol.setdefault(symbol, []).append(subscription)
         return subscription, resumed
 
     def close_clients(self) -> None:
         """End every stream (the daemon is stopping); no client can subscribe afterwards."""
-        for client in self._clients:
+        for client in list(self._clients):
             client._close()
-        self._clients.clear()
+            self.unsubscribe(client)
         self.max_clients = 0
 
     def unsubscribe(self, subscription: Subscription) -> None:
-        if subscription in self._clients:
-            self._clients.remove(subscription)
+        if subscription not in self._clients:
+            return
+        self._clients.remove(subscription)
+        if subscription.symbols is None:
+            self._every_symbol.remove(subscription)
+            return
+        for symbol in subscription.symbols:
+            listeners = self._by_symbol[symbol]
+            listeners.remove(subscription)
+            if not listeners:
+                del self._by_symbol[symbol]
