@@ -222,6 +222,9 @@ def bench(
         str | None, typer.Option(help="Use this Kafka instead of starting a local broker.")
     ] = None,
     json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+    stream_clients: Annotated[
+        int, typer.Option(help="Run the steady phase again with this many query-API stream clients (0: skip).")
+    ] = 100,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
     from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
@@ -262,6 +265,7 @@ def bench(
             steady_s=steady_s,
             steady_rate=steady_rate,
             producer=producer,
+            stream_clients=stream_clients,
         )
     )
     configure_logging("WARNING", "console")

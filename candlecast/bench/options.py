@@ -46,6 +46,8 @@ class BenchOptions:
     """Producer settings of the daemon to override (``linger_ms``, ``compression``,
     ``producer_batch_bytes``, ``retry_backoff_ms``); the I/O ceiling uses them too."""
     memory_symbols: int = 100_000
+    stream_clients: int = 100
+    """Stream clients of the steady phase run again with them connected (0: no such phase)."""
     seed: int = 1
 
     def check(self) -> None:
@@ -73,4 +75,5 @@ class BenchOptions:
             io_messages=5_000,
             ceiling_s=1.0,
             memory_symbols=10_000,
+            stream_clients=10,
         )

@@ -5,16 +5,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from candlecast.bench.harness import Bench, serving
+from candlecast.bench.harness import Bench, Served, serving
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.options import Delivery
-from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages
+from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages, StreamLoad
+from candlecast.bench.streams import stream_clients
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
 PUBLISH_SECONDS = "candlecast_publish_seconds"
 
 
-async def delivery_run(
+async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
     bench: Bench, delivery: Delivery, workload: Workload, candles: str, backlog: int, rate: float | None, gen: Generator
 ) -> tuple[DeliveryRun, int]:
     """Every end-to-end phase against one daemon; returns the figures and the candles it added."""
@@ -48,6 +49,11 @@ async def delivery_run(
             mean_batch=served.mean_since(mark),
         )
         added += count
+
+        with_streams = None
+        if options.stream_clients:
+            with_streams = await steady_with_streams(bench, served, delivery, workload, gen, steady_rate, count)
+            added += count
 
         bench.console.print(f"  {delivery}: a burst of 10x the steady rate for {options.burst_s * 1000:.0f} ms")
         before = int(steady_rate)
@@ -97,5 +103,21 @@ async def delivery_run(
         burst=Latency.of(phase[in_burst]),
         burst_phase=Latency.of(phase),
         close_bursts=closes,
+        with_streams=with_streams,
     )
     return figures, added
+
+
+async def steady_with_streams(
+    bench: Bench, served: Served, delivery: Delivery, workload: Workload, gen: Generator, rate: float, count: int
+) -> StreamLoad:
+    """The steady phase again, at the same rate, while stream clients of another process read every signal."""
+    clients = bench.options.stream_clients
+    bench.console.print(f"  {delivery}: steady again with {clients} stream clients connected")
+    daemon, recorder = served.daemon, served.recorder
+    cut_off = daemon.signals.disconnected
+    async with stream_clients("127.0.0.1", daemon.http.port, clients):
+        start = len(recorder)
+        await gen.paced(workload.stream(count), [i / rate for i in range(count)])
+        await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
+        return StreamLoad(clients, Latency.of(recorder.latencies(start)), daemon.signals.disconnected - cut_off)

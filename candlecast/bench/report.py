@@ -73,6 +73,16 @@ class SteadyStages:
 
 
 @dataclass(frozen=True)
+class StreamLoad:
+    """The steady phase again, at the same rate, with stream clients connected to the query API."""
+
+    clients: int
+    steady: Latency
+    disconnected: int
+    """Clients the daemon cut off for falling behind during the phase."""
+
+
+@dataclass(frozen=True)
 class DeliveryRun:
     delivery: str
     throughput_per_s: float
@@ -87,6 +97,7 @@ class DeliveryRun:
     burst_phase: Latency
     """Latency of every candle of the burst phase (steady before and after, and the burst)."""
     close_bursts: list[CloseBurst]
+    with_streams: StreamLoad | None = None
 
 
 @dataclass(frozen=True)
@@ -135,6 +146,8 @@ class BenchResult:
             ratios["exactly_once_throughput_over_at_least_once"] = eos.throughput_per_s / alo.throughput_per_s
             ratios["exactly_once_minus_at_least_once_p50_ms"] = eos.steady.p50_ms - alo.steady.p50_ms
             ratios["exactly_once_minus_at_least_once_p99_ms"] = eos.steady.p99_ms - alo.steady.p99_ms
+        if main.with_streams is not None:
+            ratios["steady_p99_with_streams_over_without"] = main.with_streams.steady.p99_ms / main.steady.p99_ms
         return ratios
 
     def to_json(self) -> bytes:
@@ -202,6 +215,14 @@ def render(result: BenchResult) -> Table:
             f"consume p50 {stages.consume.p50_ms:.1f} p99 {stages.consume.p99_ms:.1f} ms; "
             f"mean forward pass {stages.forward_ms:.1f} ms, mean publish {stages.publish_ms:.1f} ms",
         )
+        streams = run.with_streams
+        if streams is not None:
+            table.add_row(
+                f"  steady with {streams.clients} stream clients",
+                f"{streams.steady.p99_ms:.1f} ms p99",
+                f"{_ms(streams.steady)}; p99 {streams.steady.p99_ms / run.steady.p99_ms:.2f}x without "
+                f"(goal < 1.10x); {streams.disconnected} cut off",
+            )
         table.add_row(
             f"  burst at {run.burst_rate_per_s:,.0f}/s",
             f"{run.burst.p99_ms:.1f} ms p99",

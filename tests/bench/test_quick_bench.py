@@ -38,6 +38,8 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
     (close,) = run.close_bursts
     assert close.latency.count == close.symbols and close.mean_batch > 1
     assert result.memory is not None and 0 < result.memory.bytes_per_symbol < 10_000
+    assert run.with_streams is not None and run.with_streams.steady.count == run.steady.count
+    assert run.with_streams.disconnected == 0, "stream clients that read everything are never cut off"
 
     console.print(render(result))
     text = console.export_text()
@@ -48,6 +50,7 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
         "sustained throughput",
         "end to end / naive",
         "produce retries",
+        "stream clients",
     ):
         assert label in text
     figures = json.loads(result.to_json())
