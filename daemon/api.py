@@ -24,6 +24,7 @@ from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, ConfigDict, Field
 
+from candlecast.errors import ArtifactError
 from daemon import window_scoring
 from daemon.candle import SYMBOL_PATTERN
 from daemon.clock import Clock
@@ -328,7 +329,7 @@ def _registry_versions(route: Route, manifest: Manifest) -> list[RegistryVersion
             continue
         try:
             created: str | None = entry.manifest().created_at
-        except Exception:  # noqa: BLE001 - an unreadable copy is listed without a date, never a 500
+        except ArtifactError:  # an unreadable manifest copy is listed without a date
             created = None
         versions.append(RegistryVersion(ref=entry.ref, created_at=created, current=entry.ref == current))
     return versions
