@@ -133,6 +133,12 @@ class KafkaCandleSource:
         """Joined the group, its candle topic exists, and no partition is still rebuilding its windows."""
         return self._joined and self.candle_topic_exists is True and not self._replay_until
 
+    @property
+    def candle_topic_missing(self) -> str | None:
+        if self.candle_topic_exists is None:
+            return "the broker has not been asked about the candle topic yet"
+        return None if self.candle_topic_exists else f"topic {self.settings.candles_topic!r} does not exist"
+
     async def start(self) -> None:
         options = client_options(self.settings)
         self._admin = AIOKafkaAdminClient(client_id=f"candlecast-{self.settings.instance_id}-admin", **options)

@@ -34,8 +34,12 @@ class Transaction:
 class MemoryBroker:
     """A candle topic's partitions, and the output and committed offsets of one consumer group."""
 
-    def __init__(self, topic: str = "candles", partitions: int = 1, *, retain: bool = True) -> None:
+    def __init__(
+        self, topic: str = "candles", partitions: int = 1, *, retain: bool = True, created: bool = True
+    ) -> None:
         self.topic = topic
+        self.created = created
+        """Whether the candle topic exists; a source joins its partitions once it does (``create_topic``)."""
         self.retain = retain
         """Keep committed transactions for readers; a backtest takes its signals from the pipeline instead."""
         self.logs: list[list[SourceRecord]] = [[] for _ in range(partitions)]
@@ -44,6 +48,8 @@ class MemoryBroker:
         self.committed: dict[int, tuple[int, str]] = {}
         """Per partition: the next offset to consume and its checkpoint metadata."""
         self.transactions: list[Transaction] = []
+        self.appends = 0
+        """Records produced so far: a reader that saw this many waits for the next with ``appended``."""
         self._appended = asyncio.Event()
         self._committed = asyncio.Event()
 
@@ -51,11 +57,17 @@ class MemoryBroker:
     def partitions(self) -> int:
         return len(self.logs)
 
+    def create_topic(self) -> None:
+        """Create the candle topic: sources see it at their next ``check_reachable``, as a Kafka consumer
+        sees a new topic at its next metadata refresh."""
+        self.created = True
+
     def append(self, partition: int, key: bytes | None, value: bytes, timestamp_ms: int) -> int:
         """Produce a candle record; returns its offset."""
         log = self.logs[partition]
         offset = len(log)
         log.append(SourceRecord(self.topic, partition, offset, key, value, timestamp_ms))
+        self.appends += 1
         self._appended.set()
         return offset
 
@@ -96,10 +108,12 @@ class MemoryBroker:
             self._committed.clear()
             await self._committed.wait()
 
-    async def appended(self) -> None:
-        """Wait for the next record to be produced."""
-        self._appended.clear()
-        await self._appended.wait()
+    async def appended(self, seen: int) -> None:
+        """Wait until more than ``seen`` records were produced (``seen`` read before looking at the logs,
+        so a record produced in between is not missed)."""
+        while self.appends == seen:
+            self._appended.clear()
+            await self._appended.wait()
 
 
 class MemoryCandleSource:
@@ -133,16 +147,24 @@ class MemoryCandleSource:
         return self._joined and not self._replay_until
 
     @property
+    def candle_topic_missing(self) -> str | None:
+        return None if self.broker.created else f"topic {self.broker.topic!r} does not exist"
+
+    @property
     def assigned(self) -> list[int]:
         return sorted(self._position)
 
     async def start(self) -> None:
-        await self.assign(self._assign_on_start)
+        if self.broker.created:
+            await self.assign(self._assign_on_start)
 
     async def stop(self) -> None:
         self.reachable = False
 
     async def check_reachable(self) -> bool:
+        """Reachable while started; joins the partitions of a candle topic created since the start."""
+        if self.reachable and self.broker.created and not self._joined:
+            await self.assign(self._assign_on_start)
         return self.reachable
 
     async def assign(self, partitions: Iterable[int]) -> None:
@@ -197,11 +219,12 @@ class MemoryCandleSource:
     async def poll(self) -> list[PartitionRecords]:
         """The next records of the assigned, unpaused partitions; waits until there are some."""
         while True:
+            seen = self.broker.appends
             polled = self._take()
             if polled:
                 self.polls += 1
                 return polled
-            appended = asyncio.ensure_future(self.broker.appended())
+            appended = asyncio.ensure_future(self.broker.appended(seen))
             woken = asyncio.ensure_future(self._wake.wait())
             try:
                 await asyncio.wait({appended, woken}, return_when=asyncio.FIRST_COMPLETED)

@@ -24,10 +24,10 @@ import structlog
 
 from daemon.batching import BatchPolicy
 from daemon.checkpoint import Checkpoint
-from daemon.clock import Clock, SystemClock
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
 from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
+from daemon.timer import SystemTimer, Timer
 from models.artifact import ModelOutputs
 
 T = TypeVar("T")
@@ -66,7 +66,7 @@ class Pipeline(Generic[ScorerT]):
         models: ModelHolder[ScorerT],
         policy: BatchPolicy,
         metrics: DaemonMetrics,
-        clock: Clock | None = None,
+        clock: Timer | None = None,
         executor: Executor | None = None,
         queue_size: int = 64,
         observers: Sequence[Callable[[ScoredChunk], None]] = (),
@@ -79,7 +79,8 @@ class Pipeline(Generic[ScorerT]):
         self.models = models
         self.policy = policy
         self.metrics = metrics
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemTimer()
+        """Stamps and durations, and the batcher's ``max_wait_s`` wait."""
         self._observers = list(observers)
         """Called with each scored chunk before it is published (drift and quality monitors)."""
         self._on_published = list(on_published)
@@ -233,7 +234,7 @@ class Pipeline(Generic[ScorerT]):
             if not wait:
                 return chunks
             try:
-                item = await asyncio.wait_for(self._to_score.get(), wait)
+                item = await self._get_within(wait)
             except TimeoutError:
                 return chunks
             if item is None:
@@ -241,6 +242,20 @@ class Pipeline(Generic[ScorerT]):
                 return chunks
             chunks.append(item)
             pending += len(item.requests)
+
+    async def _get_within(self, seconds: float) -> Chunk | None:
+        """The next queued item if one comes within ``seconds`` on the clock; ``TimeoutError`` otherwise."""
+        getting = asyncio.ensure_future(self._to_score.get())
+        sleeping = asyncio.ensure_future(self.clock.sleep(seconds))
+        try:
+            await asyncio.wait({getting, sleeping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            sleeping.cancel()
+            if not getting.done():
+                getting.cancel()  # a cancelled get leaves its item in the queue
+        if not getting.done():
+            raise TimeoutError
+        return getting.result()
 
     async def _score_loop(self) -> None:
         while (chunks := await self._take_chunks()) is not None:

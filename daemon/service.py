@@ -9,7 +9,6 @@ between two batches; a bad artifact is refused and the running model stays.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import time
@@ -21,7 +20,6 @@ from candlecast import __version__
 from candlecast.errors import CandlecastError, ShutdownDeadlineError, TransportError
 from daemon.api import ApiContext, daemon_routes, record_published
 from daemon.batching import BatchPolicy
-from daemon.clock import Clock, SystemClock
 from daemon.core import build_core
 from daemon.http import Health, HttpServer
 from daemon.kafka_sink import KafkaSignalSink
@@ -33,6 +31,8 @@ from daemon.pipeline import ModelHolder, Pipeline
 from daemon.ports import RevokeHandler, ServedSink, ServedSource, TransportFactory
 from daemon.route import DEFAULT_ROUTE
 from daemon.serving import (
+    ModelLoader,
+    ServedModel,
     check_compatible,
     configure_threads,
     load_serving_model,
@@ -41,11 +41,14 @@ from daemon.serving import (
 from daemon.settings import KafkaSettings, Settings
 from daemon.signal_store import SignalStore
 from daemon.systemd import SystemdNotifier
+from daemon.timer import SystemTimer, Timer, wait_event
 from models.device import resolve_device
 from models.registry import Registry
-from models.torchscript import LoadedModel
 
 log = structlog.get_logger("candlecast.daemon")
+
+PROBE_EVERY_S = 2.0
+"""How often the broker (and the candle topic) is probed for readiness."""
 
 ABORT_WAIT_S = 5.0
 """How long a drain cancelled at the shutdown deadline may take to abort its transaction."""
@@ -73,7 +76,8 @@ def first_error(group: BaseExceptionGroup[CandlecastError]) -> CandlecastError:
 
 
 class Daemon:
-    """The daemon: Kafka by default; ``transports`` and ``clock`` replace the wiring and the time."""
+    """The daemon: Kafka by default; ``transports``, ``clock`` and ``load_model`` replace the wiring,
+    the time and the model."""
 
     def __init__(
         self,
@@ -82,15 +86,18 @@ class Daemon:
         registry: CollectorRegistry | None = None,
         notifier: SystemdNotifier | None = None,
         transports: TransportFactory | None = None,
-        clock: Clock | None = None,
+        clock: Timer | None = None,
+        load_model: ModelLoader = load_serving_model,
     ) -> None:
         self.settings = settings
         self.registry = registry or CollectorRegistry()
         self.notifier = notifier or SystemdNotifier()
-        self.clock = clock or SystemClock()
+        self.clock = clock or SystemTimer()
+        """Every stamp, and every wait of the periodic loops and the batcher."""
         self._transports = transports or kafka_transports(settings.kafka, self.registry)
+        self._load_model = load_model
         self.metrics = DaemonMetrics(self.registry)
-        self.health = Health(self.registry)
+        self.health = Health(self.registry, clock=self.clock)
         self.http = HttpServer(
             self.registry,
             self.health,
@@ -119,12 +126,12 @@ class Daemon:
         self._reload_requested = asyncio.Event()
         self.became_ready = asyncio.Event()
         """Set the first time every readiness check passes (when systemd is told READY=1)."""
-        self.pipeline: Pipeline[LoadedModel] | None = None
+        self.pipeline: Pipeline[ServedModel] | None = None
         self.pipeline_built = asyncio.Event()
         """Set once ``run`` has built ``pipeline`` (after loading the model, before connecting to Kafka)."""
 
     @property
-    def model(self) -> LoadedModel | None:
+    def model(self) -> ServedModel | None:
         """The model in service, once loaded."""
         return self.pipeline.models.model if self.pipeline is not None else None
 
@@ -141,7 +148,7 @@ class Daemon:
         settings = self.settings
         device = resolve_device(settings.model.device)
         threads = configure_threads(settings.model.threads)
-        model = await asyncio.to_thread(load_serving_model, settings.model, device)
+        model = await asyncio.to_thread(self._load_model, settings.model, device)
         core = build_core(settings, model, self.clock)
         self.metrics.expect_strategy(core.builder.strategy.name)
         self.monitor.use(model.manifest, core.intervals, core.gap_policies)
@@ -172,6 +179,7 @@ class Daemon:
         self._core = core
         self.health.checks.update(
             model_loaded=lambda: True,
+            candle_topic=lambda: (source.candle_topic_missing is None, source.candle_topic_missing),
             partitions_assigned=lambda: source.warm,
             broker_reachable=lambda: source.reachable and sink.healthy,
             not_draining=lambda: not self._stopping.is_set(),
@@ -204,8 +212,7 @@ class Daemon:
                 log.warning("Kafka not reachable; retrying", error=str(exc), retry_in_s=delay)
                 await source.stop()
                 await sink.stop()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), delay)
+                await wait_event(self.clock, self._stopping, delay)
                 delay = min(10.0, delay * 2)
             except Exception:
                 await source.stop()
@@ -215,7 +222,7 @@ class Daemon:
                 return True
         return False
 
-    async def _serve(self, source: ServedSource, holder: ModelHolder[LoadedModel]) -> None:
+    async def _serve(self, source: ServedSource, holder: ModelHolder[ServedModel]) -> None:
         assert self.pipeline is not None
         pipeline = self.pipeline
         try:
@@ -236,7 +243,7 @@ class Daemon:
             raise error from error.__cause__
         log.info("stopped after draining", consumed=self._core.ingestor.counters.consumed)
 
-    async def _run_pipeline(self, pipeline: Pipeline[LoadedModel]) -> None:
+    async def _run_pipeline(self, pipeline: Pipeline[ServedModel]) -> None:
         """Run the pipeline until it has drained, but once a stop is requested for at most
         ``shutdown.deadline_s``: a sink that cannot finish is then cancelled, which aborts its open
         transaction and leaves its offsets uncommitted (the next owner takes those records again)."""
@@ -269,7 +276,7 @@ class Daemon:
             self._core.builder.forget(keys)
             store.drop_partition(partition)
 
-    def _describe_model(self, model: LoadedModel, threads: int) -> None:
+    def _describe_model(self, model: ServedModel, threads: int) -> None:
         manifest = model.manifest
         self.metrics.model_info.info(
             {
@@ -294,10 +301,10 @@ class Daemon:
                 self.became_ready.set()
                 self.notifier.ready(f"serving {self.model.version if self.model else ''}")
                 log.info("ready")
-            await asyncio.sleep(0.2)
+            await self.clock.sleep(0.2)
         while True:
             self.metrics.ready.set(1 if all(self.health.readiness().values()) else 0)
-            await asyncio.sleep(1.0)
+            await self.clock.sleep(1.0)
 
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_interval_s
@@ -306,21 +313,19 @@ class Daemon:
         while True:
             if self.health.alive():
                 self.notifier.watchdog()
-            await asyncio.sleep(interval)
+            await self.clock.sleep(interval)
 
     async def _probe_broker(self, source: ServedSource) -> None:
         while True:
             await source.check_reachable()
-            await asyncio.sleep(2.0)
+            await self.clock.sleep(PROBE_EVERY_S)
 
-    async def _reload_loop(self, holder: ModelHolder[LoadedModel]) -> None:
+    async def _reload_loop(self, holder: ModelHolder[ServedModel]) -> None:
         settings = self.settings.model
         registry = None if settings.artifact is not None else Registry(settings.registry)
         seen = registry.current_ref() if registry else None
         while True:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._reload_requested.wait(), settings.reload_poll_s)
-            requested = self._reload_requested.is_set()
+            requested = await wait_event(self.clock, self._reload_requested, settings.reload_poll_s)
             self._reload_requested.clear()
             pointer = registry.current_ref() if registry else None
             if not requested and pointer == seen:
@@ -328,13 +333,13 @@ class Daemon:
             seen = pointer
             await self.reload(holder)
 
-    async def reload(self, holder: ModelHolder[LoadedModel]) -> bool:
+    async def reload(self, holder: ModelHolder[ServedModel]) -> bool:
         """Load, verify and warm up the configured artifact, then swap it in between batches."""
         assert self.pipeline is not None
         running = holder.model
         refusal: str | None = None
         try:
-            candidate = await asyncio.to_thread(load_serving_model, self.settings.model, running.device)
+            candidate = await asyncio.to_thread(self._load_model, self.settings.model, running.device)
             check_compatible(candidate.manifest, running.manifest)
             await asyncio.to_thread(warm_up, candidate, self.settings.batching.max_batch)
         except CandlecastError as exc:

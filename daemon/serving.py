@@ -4,18 +4,35 @@ setting names is ``models.device``)."""
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from typing import Protocol
 
 import numpy as np
 import structlog
 import torch
 
 from candlecast.errors import ArtifactError
+from daemon.ports import Scorer
 from daemon.settings import ModelSettings
 from models.artifact import BATCH_MULTIPLE, Manifest
 from models.registry import Registry
 from models.torchscript import LoadedModel, load_artifact
 
 log = structlog.get_logger("candlecast.model")
+
+
+class ServedModel(Scorer, Protocol):
+    """A scorer the daemon serves: loaded on a device from a file it can tell apart from another."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    @property
+    def file_sha256(self) -> str: ...
+
+
+ModelLoader = Callable[[ModelSettings, torch.device], ServedModel]
+"""Loads the model the settings name onto a device (``load_serving_model``; flow tests load fakes)."""
 
 
 def configure_threads(threads: int) -> int:
@@ -57,7 +74,7 @@ def warm_up_sizes(max_batch: int) -> list[int]:
     return sizes
 
 
-def warm_up(model: LoadedModel, max_batch: int) -> None:
+def warm_up(model: Scorer, max_batch: int) -> None:
     """Run the model once at each batch size it will see, so no live request pays for first-call
     setup (once is enough: the second pass at a size is as fast as any later one)."""
     golden = np.asarray(model.manifest.golden.input, dtype=np.float32)

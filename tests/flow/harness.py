@@ -1,23 +1,31 @@
-"""The real ``Daemon`` on in-memory transports and a fake clock: candles in, committed signals out, no broker."""
+"""The real ``Daemon`` on in-memory transports and a fake timer: candles in, committed signals out, no broker.
+
+The model is the fake scorer (``FAKE_V1``, ``FAKE_V2``) unless a test is about serving a real
+TorchScript artifact: control flow does not need real forward passes, and skipping them keeps each
+test in milliseconds."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from daemon.backtest import backtest, candle_records
 from daemon.batching import BatchPolicy
-from daemon.clock import FakeClock
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink, MemoryTransports
 from daemon.service import Daemon
+from daemon.serving import ServedModel, load_serving_model
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings, StrategySettings
 from daemon.signal import Signal
-from models.torchscript import load_artifact
+from daemon.timer import FakeTimer
+from tests.support.scorer import FakeScorer, fake_manifest
 
 CANDLES_PER_SYMBOL = 80
 STRATEGY = StrategySettings(
@@ -28,11 +36,46 @@ CLOCK_START = 4_000_000_000.0
 """Year 2096: after every bundled candle, so none opens after the daemon's (fake) clock."""
 
 
+FAKE_V1 = Path("fake-model-0.0.1")
+FAKE_V2 = Path("fake-model-0.0.2")
+"""Artifact names ``load_model`` answers with the fake scorer (no file behind them)."""
+
+
+class FakeServedModel(FakeScorer):
+    """The fake scorer as the daemon serves it: daily candles, windows of 64 like the test model's, on the CPU."""
+
+    def __init__(self, version: str, bias: float) -> None:
+        manifest = fake_manifest(
+            window=64,
+            interval="1d",
+            horizons=(1, 5, 20),
+            version=version,
+            calendar="weekdays",
+            gap_policy="tolerate",
+            max_missing=3,
+        )
+        super().__init__(manifest, bias=bias)
+        self.device = torch.device("cpu")
+        self.file_sha256 = f"fake {version} {bias}"
+
+
+FAKES = {FAKE_V1: ("0.0.1", 0.0), FAKE_V2: ("0.0.2", 0.004)}
+
+
+def load_model(settings: ModelSettings, device: torch.device) -> ServedModel:
+    """The fake scorer for a fake artifact name, else the artifact itself, as the daemon loads it."""
+    if settings.artifact in FAKES:
+        version, bias = FAKES[settings.artifact]
+        return FakeServedModel(version, bias)
+    return load_serving_model(settings, device)
+
+
+@functools.cache
 def candle_table(per_symbol: int = CANDLES_PER_SYMBOL) -> CandleTable:
     return read_candles(bundled_path("us_stocks_1d.csv")).tail_per_symbol(per_symbol)
 
 
-def flow_settings(artifact: Path, *, max_batch: int = 8) -> Settings:
+def flow_settings(artifact: Path = FAKE_V1, *, max_batch: int = 8) -> Settings:
     """Small batches and one-poll queues, so that a few records are in flight at any time."""
     return Settings(
         model=ModelSettings(artifact=artifact, threads=1),
@@ -69,7 +112,7 @@ async def expected_signals(settings: Settings, table: CandleTable) -> list[Signa
     assert artifact is not None
     key = (artifact, len(table))
     if key not in _expected:
-        model = load_artifact(artifact)
+        model = load_model(settings.model, torch.device("cpu"))
         core = build_core(settings, model)
         records = candle_records(table.messages("1d"))
         policy = BatchPolicy(settings.batching.max_batch)
@@ -82,6 +125,7 @@ class Running:
     daemon: Daemon
     transports: MemoryTransports
     task: asyncio.Task[None]
+    clock: FakeTimer
 
     @property
     def source(self) -> MemoryCandleSource:
@@ -105,14 +149,15 @@ async def running_daemon(
 ) -> AsyncIterator[Running]:
     """A daemon on ``broker``, built and (with ``hold``) with its sink closed before its first poll."""
     transports = MemoryTransports(broker, max_records=max_records)
-    daemon = Daemon(settings, transports=transports, clock=FakeClock(CLOCK_START))
+    clock = FakeTimer(CLOCK_START)
+    daemon = Daemon(settings, transports=transports, clock=clock, load_model=load_model)
     task = asyncio.create_task(daemon.run())
     built = asyncio.create_task(daemon.pipeline_built.wait())
     await asyncio.wait({task, built}, return_when=asyncio.FIRST_COMPLETED)
     built.cancel()
     if task.done():
         task.result()
-    running = Running(daemon, transports, task)
+    running = Running(daemon, transports, task, clock)
     if hold:
         running.sink.hold()
     try:

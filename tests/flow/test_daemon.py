@@ -24,10 +24,10 @@ from tests.flow.harness import (
 )
 
 
-async def test_a_revoked_partition_is_drained_and_its_next_owner_resumes_exactly(test_artifact: Path) -> None:
+async def test_a_revoked_partition_is_drained_and_its_next_owner_resumes_exactly() -> None:
     """Revocation waits until everything taken from the partition is published and committed; assigned
     again, the partition replays its windows from the commit and the signals equal an uninterrupted run's."""
-    settings = flow_settings(test_artifact)
+    settings = flow_settings()
     table = candle_table()
     broker = MemoryBroker(partitions=2)
     feed(broker, table)
@@ -49,10 +49,10 @@ async def test_a_revoked_partition_is_drained_and_its_next_owner_resumes_exactly
     assert without_produce_time(published) == without_produce_time(await expected_signals(settings, table))
 
 
-async def test_stop_publishes_and_commits_what_is_in_flight_and_takes_nothing_more(test_artifact: Path) -> None:
+async def test_stop_publishes_and_commits_what_is_in_flight_and_takes_nothing_more() -> None:
     """A stop requested with batches in flight ends the run cleanly once they are committed; records not yet
     taken stay for the next run, which resumes from the commit and completes an uninterrupted run's signals."""
-    settings = flow_settings(test_artifact)
+    settings = flow_settings()
     table = candle_table(100)
     warmed = 70 * len(table.symbol_slices())
     broker = MemoryBroker(partitions=2)
@@ -112,10 +112,10 @@ async def test_a_reload_swaps_the_model_between_batches(test_artifact: Path, sec
         assert versions == sorted(versions), symbol
 
 
-async def test_a_transaction_that_fails_midway_is_aborted_and_the_batch_retried(test_artifact: Path) -> None:
+async def test_a_transaction_that_fails_midway_is_aborted_and_the_batch_retried() -> None:
     """A sink error halfway through a transaction leaves none of its signals visible and no offset committed;
     the whole batch is retried, so every signal is published exactly once."""
-    settings = flow_settings(test_artifact)
+    settings = flow_settings()
     table = candle_table()
     broker = MemoryBroker(partitions=2)
     feed(broker, table)
@@ -132,12 +132,10 @@ async def test_a_transaction_that_fails_midway_is_aborted_and_the_batch_retried(
     assert without_produce_time(published) == without_produce_time(await expected_signals(settings, table))
 
 
-async def test_a_sink_error_that_is_not_a_transport_error_ends_the_daemon_without_committing(
-    test_artifact: Path,
-) -> None:
+async def test_a_sink_error_that_is_not_a_transport_error_ends_the_daemon_without_committing() -> None:
     """An unexpected error in the sink is not retried: the daemon's run raises it, the broken transaction's
     signals and offsets stay uncommitted, and a restarted daemon publishes them exactly once."""
-    settings = flow_settings(test_artifact)
+    settings = flow_settings()
     table = candle_table()
     broker = MemoryBroker(partitions=2)
     feed(broker, table)

@@ -11,7 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.clock import FakeClock
+from daemon.timer import FakeTimer
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
 from daemon.metrics import DaemonMetrics
@@ -48,7 +48,7 @@ async def test_a_model_returning_nan_publishes_nothing_for_those_windows_and_cou
     the other symbol's signals and every offset are still committed."""
     broker = MemoryBroker()
     feed(broker)
-    clock = FakeClock(CLOCK_START)
+    clock = FakeTimer(CLOCK_START)
     scorer = NaNAboveAThousand()
     core = build_core(Settings(), scorer, clock)
     registry = CollectorRegistry()

@@ -16,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.clock import FakeClock
+from daemon.timer import FakeTimer
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
 from daemon.metrics import DaemonMetrics
@@ -60,7 +60,7 @@ def feed_hours(broker: MemoryBroker, symbols: int, hours: int) -> None:
 def pipeline_on(
     broker: MemoryBroker, *, max_records: int, queue_size: int
 ) -> tuple[Pipeline[FakeScorer], MemoryCandleSource, MemorySignalSink]:
-    clock = FakeClock(CLOCK_START)
+    clock = FakeTimer(CLOCK_START)
     scorer = FakeScorer()
     core = build_core(Settings(), scorer, clock)
     source = MemoryCandleSource(broker, max_records=max_records)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -24,11 +23,11 @@ GUARD_S = 30
 """Only keeps a failing test from hanging; a passing run ends as soon as the deadline passes."""
 
 
-async def test_a_stuck_sink_is_abandoned_at_the_deadline_and_nothing_it_held_is_committed(test_artifact: Path) -> None:
+async def test_a_stuck_sink_is_abandoned_at_the_deadline_and_nothing_it_held_is_committed() -> None:
     """A stop while the sink holds a batch ends the run with ShutdownDeadlineError once the shutdown deadline
     passes; the held batch's transaction never commits, and a restarted daemon publishes its candles exactly
     once, completing an uninterrupted run's signals."""
-    settings = flow_settings(test_artifact).model_copy(update={"shutdown": ShutdownSettings(deadline_s=0.0)})
+    settings = flow_settings().model_copy(update={"shutdown": ShutdownSettings(deadline_s=0.0)})
     table = candle_table(100)
     warmed = 70 * len(table.symbol_slices())
     broker = MemoryBroker(partitions=2)

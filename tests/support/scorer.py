@@ -3,6 +3,8 @@ each window alone (as a real model's are), cheap enough to leave all the time to
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import numpy.typing as npt
 
@@ -23,9 +25,17 @@ FEATURES = ("log_return", "range")
 
 
 def fake_manifest(
-    *, window: int = 4, interval: str = "1h", horizons: tuple[int, ...] = (1,), version: str = "1.0.0"
+    *,
+    window: int = 4,
+    interval: str = "1h",
+    horizons: tuple[int, ...] = (1,),
+    version: str = "1.0.0",
+    calendar: Literal["continuous", "weekdays"] = "continuous",
+    gap_policy: Literal["reset", "tolerate", "forward_fill"] = "reset",
+    max_missing: int = 0,
 ) -> Manifest:
-    """A manifest with what the pipeline reads (window, interval, horizons); the rest is filler."""
+    """A manifest with what the pipeline reads (window, interval, calendar, gaps, horizons) and a golden
+    window of flat candles to warm up on; the rest is filler."""
     flat = Histogram(edges=[0.0], fractions=[0.5, 0.5])
     span = TimeRange(start="n/a", end="n/a", windows=0)
     return Manifest(
@@ -34,9 +44,9 @@ def fake_manifest(
         created_at="n/a",
         window=window,
         interval=interval,
-        calendar="continuous",
-        gap_policy="reset",
-        max_missing=0,
+        calendar=calendar,
+        gap_policy=gap_policy,
+        max_missing=max_missing,
         input_fields=list(INPUT_FIELDS),
         features=list(FEATURES),
         horizons=list(horizons),
@@ -50,7 +60,7 @@ def fake_manifest(
         reference=Reference(features=dict.fromkeys(FEATURES, flat), prediction=flat, hit_rate=0.5, brier=0.25, ece=0.0),
         framework={},
         weights_sha256="",
-        golden=Golden(input=[], probabilities=[], tolerance=0.0),
+        golden=Golden(input=[[[1.0] * len(INPUT_FIELDS)] * window], probabilities=[], tolerance=0.0),
     )
 
 
