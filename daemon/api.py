@@ -273,15 +273,10 @@ class BatchAnswer(BaseModel):
 _bearer = HTTPBearer(auto_error=False, description="Required when api.token_file is set.")
 
 
-def context(request: Request) -> ApiContext:
-    found: ApiContext = request.app.state.api
-    return found
-
-
-def authorised(
+async def authorised(
     request: Request, credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 ) -> ApiContext:
-    ctx = context(request)
+    ctx: ApiContext = request.app.state.api
     if ctx.token is None:
         return ctx
     given = credentials.credentials if credentials is not None else ""
@@ -341,7 +336,7 @@ router = APIRouter(prefix=PREFIX, responses=ERRORS)
 
 
 @router.get("/routes", summary="Routes and the model each serves")
-def list_routes(ctx: Context) -> list[RouteBody]:
+async def list_routes(ctx: Context) -> list[RouteBody]:
     bodies = []
     for route in ctx.routes:
         manifest = route.model.current.manifest
@@ -360,12 +355,12 @@ def list_routes(ctx: Context) -> list[RouteBody]:
 
 
 @router.get("/models", summary="Loaded models with their evaluation figures")
-def list_models(ctx: Context) -> list[ModelSummary]:
+async def list_models(ctx: Context) -> list[ModelSummary]:
     return [ModelSummary.model_validate(_summary(route)) for route in ctx.routes]
 
 
 @router.get("/models/{name}", summary="One loaded model: manifest, figures and registry versions", responses=NOT_FOUND)
-def model_details(
+async def model_details(
     ctx: Context, name: Annotated[str, Path(max_length=200, description="The model's name")]
 ) -> ModelDetails:
     for route in ctx.routes:
@@ -380,7 +375,7 @@ def model_details(
 
 
 @router.get("/signals/latest", summary="The latest committed signal of each symbol")
-def latest_signals(
+async def latest_signals(
     ctx: Context,
     symbol: Annotated[str | None, Query(max_length=64, description="Only this symbol")] = None,
     interval: Annotated[str | None, Query(max_length=16, description="Only this interval")] = None,
@@ -390,7 +385,7 @@ def latest_signals(
 
 
 @router.get("/signals/top", summary="The strongest current signals", responses=NOT_FOUND)
-def top_signals(
+async def top_signals(
     *,
     ctx: Context,
     limit: Annotated[int, Query(ge=1, le=TOP_LIMIT, description="Most signals returned")] = 10,
@@ -430,7 +425,9 @@ def top_signals(
 @router.get(
     "/symbols/{symbol}/stats", summary="Per-symbol model, signal counts, live quality and drift", responses=NOT_FOUND
 )
-def symbol_stats(ctx: Context, symbol: Annotated[str, Path(max_length=64, description="The symbol")]) -> SymbolStats:
+async def symbol_stats(
+    ctx: Context, symbol: Annotated[str, Path(max_length=64, description="The symbol")]
+) -> SymbolStats:
     counts = ctx.store.actions(symbol)
     stats = []
     for route in ctx.routes:
@@ -540,7 +537,7 @@ async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
         503: {"model": ErrorBody, "description": "Every stream slot is taken."},
     },
 )
-def stream(
+async def stream(
     ctx: Context,
     symbol: Annotated[list[str] | None, Query(description="Only these symbols (repeatable)")] = None,
     last_event_id: Annotated[
