@@ -24,6 +24,7 @@ from daemon.service import Daemon
 from daemon.serving import ServedModel, load_serving_model
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings, StrategySettings
 from daemon.signal import Signal
+from daemon.systemd import SystemdNotifier
 from daemon.timer import FakeTimer
 from tests.support.scorer import FakeScorer, fake_manifest
 
@@ -145,12 +146,17 @@ class Running:
 
 @contextlib.asynccontextmanager
 async def running_daemon(
-    settings: Settings, broker: MemoryBroker, *, max_records: int = 16, hold: bool = False
+    settings: Settings,
+    broker: MemoryBroker,
+    *,
+    max_records: int = 16,
+    hold: bool = False,
+    notifier: SystemdNotifier | None = None,
 ) -> AsyncIterator[Running]:
     """A daemon on ``broker``, built and (with ``hold``) with its sink closed before its first poll."""
     transports = MemoryTransports(broker, max_records=max_records)
     clock = FakeTimer(CLOCK_START)
-    daemon = Daemon(settings, transports=transports, clock=clock, load_model=load_model)
+    daemon = Daemon(settings, transports=transports, clock=clock, load_model=load_model, notifier=notifier)
     task = asyncio.create_task(daemon.run())
     built = asyncio.create_task(daemon.pipeline_built.wait())
     await asyncio.wait({task, built}, return_when=asyncio.FIRST_COMPLETED)

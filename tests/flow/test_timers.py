@@ -1,0 +1,152 @@
+"""The daemon's timed behaviour on a fake timer: liveness, the batcher's wait, watchdog keep-alives and
+readiness with its reasons. Time moves only when a test advances it; nothing here reads the wall clock."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiohttp
+import pytest
+from prometheus_client import CollectorRegistry
+
+from daemon.batching import BatchPolicy
+from daemon.core import build_core
+from daemon.http import Health
+from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
+from daemon.metrics import DaemonMetrics
+from daemon.pipeline import ModelHolder, Pipeline
+from daemon.service import PROBE_EVERY_S
+from daemon.settings import Settings
+from daemon.systemd import SystemdNotifier
+from daemon.timer import FakeTimer, settled
+from tests.flow.harness import CLOCK_START, candle_table, feed, flow_settings, running_daemon
+from tests.flow.test_pipeline import InlineExecutor, feed_hours
+from tests.support.scorer import FakeScorer
+
+
+async def test_health_stalls_after_stall_after_s_without_a_heartbeat() -> None:
+    """Liveness holds while the heartbeat task ticks on the timer, and fails once ``stall_after_s`` of
+    timer time pass without a tick."""
+    clock = FakeTimer(CLOCK_START)
+    health = Health(CollectorRegistry(), clock=clock, tick_s=0.25, stall_after_s=2.0)
+    beating = asyncio.create_task(health.heartbeat())
+    await clock.sleeping()
+    await clock.run_for(10.0)
+    assert health.alive()
+    assert health.since_heartbeat() < health.tick_s
+
+    beating.cancel()
+    await settled()
+    clock.advance(1.99 - health.since_heartbeat())
+    assert health.alive()
+    clock.advance(0.01)
+    assert not health.alive()
+
+
+async def test_the_batcher_flushes_a_partial_batch_when_max_wait_passes() -> None:
+    """With ``max_wait_s``, fewer requests than ``max_batch`` wait for the timer: no forward pass until
+    ``max_wait_s`` of timer time has passed, then one pass with all of them."""
+    broker = MemoryBroker()
+    feed_hours(broker, symbols=3, hours=6)
+    clock = FakeTimer(CLOCK_START)
+    scorer = FakeScorer()
+    core = build_core(Settings(), scorer, clock)
+    source = MemoryCandleSource(broker, max_records=100)
+    pipeline = Pipeline(
+        source=source,
+        sink=MemorySignalSink(broker),
+        ingestor=core.ingestor,
+        builder=core.builder,
+        models=ModelHolder(scorer),
+        policy=BatchPolicy(max_batch=100, max_wait_s=0.5),
+        metrics=DaemonMetrics(CollectorRegistry()),
+        clock=clock,
+        executor=InlineExecutor(),
+    )
+    await source.start()
+    run = asyncio.create_task(pipeline.run())
+    await clock.sleeping()
+    await settled()
+    assert scorer.batches == []
+    clock.advance(0.49)
+    await settled()
+    assert scorer.batches == []
+
+    clock.advance(0.01)
+    await broker.wait_committed(0, len(broker.logs[0]))
+    assert scorer.batches == [3 * (6 - 3)]
+    pipeline.stop()
+    await run
+
+
+@pytest.fixture
+def notify_socket(monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[socket.socket, str]]:
+    """A datagram socket standing in for systemd's, with a 4 s watchdog (keep-alives every 2 s)."""
+    monkeypatch.setenv("WATCHDOG_USEC", "4000000")
+    monkeypatch.delenv("WATCHDOG_PID", raising=False)
+    with tempfile.TemporaryDirectory(dir="/tmp") as folder:
+        path = str(Path(folder) / "notify")
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as server:
+            server.bind(path)
+            server.setblocking(False)
+            yield server, path
+
+
+def received(server: socket.socket) -> list[str]:
+    datagrams = []
+    while True:
+        try:
+            datagrams.append(server.recv(4096).decode())
+        except BlockingIOError:
+            return datagrams
+
+
+async def test_watchdog_keep_alives_follow_the_timer(notify_socket: tuple[socket.socket, str]) -> None:
+    """Once ready the daemon sends a keep-alive every half watchdog timeout of timer time, and none
+    while the timer stands still."""
+    server, path = notify_socket
+    broker = MemoryBroker(partitions=2)
+    feed(broker, candle_table())
+    async with running_daemon(flow_settings(), broker, notifier=SystemdNotifier(path)) as running:
+        await running.daemon.became_ready.wait()
+        await settled()
+        first = received(server)
+        assert any(d.startswith("READY=1") for d in first)
+        assert first.count("WATCHDOG=1") == 1
+
+        await settled(200)
+        assert received(server) == []
+        await running.clock.run_for(10.0)
+        assert received(server).count("WATCHDOG=1") == 5
+        await running.stopped()
+
+
+async def test_readiness_names_a_missing_candle_topic_until_it_exists() -> None:
+    """With its candle topic missing the daemon is not ready and /readyz says which topic; once the
+    topic is created the next broker probe (timer time) joins it and the daemon becomes ready."""
+    broker = MemoryBroker(partitions=2, created=False)
+    async with running_daemon(flow_settings(), broker) as running:
+        daemon = running.daemon
+        await running.clock.sleeping(3)
+        await running.clock.run_for(5.0)
+        url = f"http://127.0.0.1:{daemon.http.port}/readyz"
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 503
+            body = await response.json()
+        assert body["checks"]["candle_topic"] is False
+        assert body["reasons"] == {"candle_topic": "topic 'candles' does not exist"}
+        assert not daemon.became_ready.is_set()
+
+        broker.create_topic()
+        await running.clock.run_for(PROBE_EVERY_S)
+        assert daemon.became_ready.is_set()
+        async with aiohttp.ClientSession() as session, session.get(url) as response:
+            assert response.status == 200
+            body = await response.json()
+        assert "reasons" not in body
+        assert all(body["checks"].values())
+        await running.stopped()
