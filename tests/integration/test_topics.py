@@ -83,7 +83,8 @@ def test_a_restarted_local_broker_formats_nothing_again_and_keeps_its_topics(tmp
 
 async def test_the_daemon_is_not_ready_until_its_candle_topic_exists(kafka: LocalKafka, test_artifact: Path) -> None:
     """With its candle topic missing the daemon joins the broker but is not ready, says which topic it
-    waits for (once), and becomes ready once the topic is created."""
+    waits for (once in its log, and as the candle_topic check's reason), and becomes ready once the
+    topic is created."""
     suffix = uuid.uuid4().hex[:8]
     topics = Topics(f"candles-{suffix}", f"signals-{suffix}", f"dlq-{suffix}", f"group-{suffix}")
     await create_test_topics(kafka.bootstrap_servers, {topics.signals: 1, topics.dead_letters: 1})
@@ -100,7 +101,9 @@ async def test_the_daemon_is_not_ready_until_its_candle_topic_exists(kafka: Loca
             await wait_until(lambda: missing_reported() and joined(), timeout_s=60)
             await wait_until(lambda: daemon.health.readiness().get("broker_reachable", False), timeout_s=30)
             assert not daemon.became_ready.is_set()
-            assert daemon.health.readiness()["partitions_assigned"] is False
+            checks, reasons = daemon.health.report()
+            assert checks["candle_topic"] is False
+            assert reasons["candle_topic"] == f"topic {topics.candles!r} does not exist"
             await create_test_topics(kafka.bootstrap_servers, {topics.candles: 2})
             await asyncio.wait_for(daemon.became_ready.wait(), 90)
             assert all(daemon.health.readiness().values())
