@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hmac
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
@@ -22,6 +22,9 @@ import numpy.typing as npt
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 from pydantic import BaseModel, ConfigDict, Field
 
 from candlecast.errors import ArtifactError
@@ -600,3 +603,19 @@ def record_published(store: SignalStore, route: str) -> Callable[[PublishBatch],
             store.record(route, ((s, request.ts, length(s.interval)) for s, request in batch.signals))
 
     return record
+
+
+class StreamCollector(Collector):
+    """The stream's clients and the ones cut off for falling behind, read from the store at scrape time."""
+
+    def __init__(self, store: SignalStore) -> None:
+        self._store = store
+
+    def collect(self) -> Iterable[Metric]:
+        clients = GaugeMetricFamily("candlecast_stream_clients", "Clients connected to the signal stream.")
+        clients.add_metric([], self._store.clients)
+        cut_off = CounterMetricFamily(
+            "candlecast_stream_clients_cut_off", "Stream clients disconnected for falling behind their buffer."
+        )
+        cut_off.add_metric([], self._store.disconnected)
+        return [clients, cut_off]

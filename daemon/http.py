@@ -33,7 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast import __version__
-from daemon.api import ApiContext, ApiError, ErrorBody, error_response, router
+from daemon.api import ApiContext, ApiError, ErrorBody, StreamCollector, error_response, router
 from daemon.stream import SlowClientLogFilter
 from daemon.timer import SystemTimer, Timer
 
@@ -240,6 +240,7 @@ class HttpServer:
         self.api = context
         self.app = build_app(self.registry, self.health, api=True)
         self.app.state.api = context
+        self.registry.register(StreamCollector(context.store))
 
     async def start(self) -> int:
         """Start serving; returns the bound port (useful with port 0)."""

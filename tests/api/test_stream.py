@@ -18,8 +18,8 @@ GUARD_S = 30  # a hung test fails instead of blocking the suite; nothing is asse
 
 
 @asynccontextmanager
-async def serving(h: Harness) -> AsyncIterator[str]:
-    registry = CollectorRegistry()
+async def serving(h: Harness, registry: CollectorRegistry | None = None) -> AsyncIterator[str]:
+    registry = registry or CollectorRegistry()
     server = HttpServer(registry, Health(registry), "127.0.0.1", 0)
     server.serve_api(h.context)
     port = await server.start()
@@ -99,7 +99,8 @@ async def test_a_client_stuck_on_a_full_socket_is_disconnected_without_slowing_t
     """A client that stops reading is cut off once its buffer overflows, even while a write to it is blocked."""
     h = harness()
     padding = "x" * 4000
-    async with serving(h) as base:
+    registry = CollectorRegistry()
+    async with serving(h, registry) as base:
         reader, writer = await asyncio.open_connection(*base.removeprefix("http://").split(":"))
         writer.write(b"GET /api/v1/stream HTTP/1.1\r\nHost: candlecast\r\n\r\n")
         await writer.drain()
@@ -113,6 +114,8 @@ async def test_a_client_stuck_on_a_full_socket_is_disconnected_without_slowing_t
                 await asyncio.sleep(0)
             assert h.store.clients == 0
             rest = await reader.read()  # the server closed the connection: what was buffered, then EOF
+            assert registry.get_sample_value("candlecast_stream_clients_cut_off_total") == 1
+            assert registry.get_sample_value("candlecast_stream_clients") == 0
         writer.close()
     assert rounds > 1 and rest is not None
 
