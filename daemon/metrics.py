@@ -15,7 +15,7 @@ from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 
 from candlecast import __version__
-from candlecast.logs import CLIENT_WARNINGS
+from candlecast.client_logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
 from daemon.engine import CandleIngestor, SignalBuilder
 from daemon.ports import PublishBatch

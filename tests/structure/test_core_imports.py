@@ -17,6 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 IO_LIBRARIES = ("asyncio", "aiokafka", "fastapi", "uvicorn", "aiomqtt", "torch")
 HTTP = {"fastapi", "starlette", "uvicorn", "aiohttp"}
 CORE = (
+    "daemon.api_models",
     "daemon.batching",
     "daemon.candle",
     "daemon.checkpoint",
@@ -26,6 +27,7 @@ CORE = (
     "daemon.drift",
     "daemon.engine",
     "daemon.intervals",
+    "daemon.metrics",
     "daemon.monitoring",
     "daemon.ports",
     "daemon.quality",

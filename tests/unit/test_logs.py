@@ -13,7 +13,8 @@ from aiokafka import TopicPartition
 from aiokafka.errors import GroupCoordinatorNotAvailableError, KafkaError, NotEnoughReplicasError
 from prometheus_client import CollectorRegistry
 
-from candlecast.logs import CLIENT_LIBRARIES, CLIENT_WARNINGS, configure_logging
+from candlecast.client_logs import CLIENT_LIBRARIES, CLIENT_WARNINGS
+from candlecast.logs import configure_logging
 from daemon.metrics import DaemonMetrics
 
 
