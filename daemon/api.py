@@ -10,38 +10,44 @@ daemon's state: registry housekeeping is ``candlecast models prune``, in the CLI
 from __future__ import annotations
 
 import asyncio
-import functools
 import hmac
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Annotated, Any, Literal
 
 import msgspec
 import numpy as np
-import numpy.typing as npt
 from fastapi import APIRouter, Depends, Header, Path, Query, Request
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
-from pydantic import BaseModel, ConfigDict, Field
 
 from candlecast.errors import ArtifactError
 from daemon import window_scoring
-from daemon.candle import SYMBOL_PATTERN
-from daemon.clock import Clock
-from daemon.core import build_core
-from daemon.intervals import interval_ms
-from daemon.monitoring import ModelMonitor
-from daemon.pipeline import Pipeline, slice_outputs
-from daemon.ports import PublishBatch, Scorer
-from daemon.route import DEFAULT_ROUTE, Route
-from daemon.settings import ApiSettings, Settings
-from daemon.signal import Signal
-from daemon.signal_store import SignalStore, StoredSignal, TooManyClientsError
+from daemon.api_models import (
+    BatchAnswer,
+    BatchBody,
+    DriftBody,
+    ErrorBody,
+    Figures,
+    ModelDetails,
+    ModelSummary,
+    QualityBody,
+    RankedSignalBody,
+    RegistryVersion,
+    RouteBody,
+    RouteStats,
+    ScoreAnswer,
+    SignalBody,
+    StoredSignalBody,
+    SymbolStats,
+    WindowBody,
+)
+from daemon.pipeline import slice_outputs
+from daemon.route import Route
+from daemon.settings import ApiSettings
+from daemon.signal_store import SignalStore, TooManyClientsError
 from daemon.stream import SignalStreamResponse
-from models.artifact import Manifest, ModelOutputs
+from models.artifact import Manifest
 from models.registry import Registry
 
 PREFIX = "/api/v1"
@@ -73,12 +79,6 @@ class ApiError(Exception):
         self.reason = reason
 
 
-class ErrorBody(BaseModel):
-    error: str
-    field: str | None = Field(None, description="The offending field, dotted (body.windows.0.candles.3.high).")
-    reason: str | None = Field(None, description="Machine-readable reason (a dead-letter reason for candles).")
-
-
 def error_response(error: ApiError, headers: Mapping[str, str] | None = None) -> JSONResponse:
     body = ErrorBody(error=error.message, field=error.field, reason=error.reason)
     sent = dict(headers or {})
@@ -95,180 +95,6 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 NOT_FOUND: dict[int | str, dict[str, Any]] = {404: {"model": ErrorBody, "description": "`field` names the unknown."}}
 STOPPING: dict[int | str, dict[str, Any]] = {503: {"model": ErrorBody, "description": "The daemon is stopping."}}
-
-
-# --- response and request models -------------------------------------------------------------
-
-
-class SignalBody(BaseModel):
-    """A published signal, as on the signals topic (docs/signals.md)."""
-
-    model_config = ConfigDict(title="Signal", populate_by_name=True)
-
-    signal_id: str
-    symbol: str
-    interval: str
-    ts: str = Field(description="Open time of the scored candle, ISO-8601 UTC.")
-    action: Literal["BUY", "SELL", "HOLD"]
-    confidence: float
-    probability: float
-    horizon: int
-    probabilities: dict[str, float]
-    quantiles: dict[str, list[float]]
-    quantile_levels: list[float]
-    disagreement: float
-    model_version: str
-    strategy: str
-    produced_at: str
-    schema_: str = Field(alias="schema")
-
-    @classmethod
-    def of(cls, signal: Signal) -> SignalBody:
-        return cls.model_validate(msgspec.to_builtins(signal))
-
-
-class StoredSignalBody(BaseModel):
-    route: str
-    committed_at_ms: int = Field(description="When the daemon committed it (epoch milliseconds).")
-    signal: SignalBody
-
-    @classmethod
-    def of(cls, stored: StoredSignal) -> StoredSignalBody:
-        return cls(route=stored.route, committed_at_ms=stored.committed_ms, signal=SignalBody.of(stored.signal))
-
-
-class RankedSignalBody(StoredSignalBody):
-    age_s: float = Field(description="Seconds since the scored candle closed.")
-
-
-class Figures(BaseModel):
-    hit_rate: float
-    brier: float
-    ece: float
-
-
-class ModelSummary(BaseModel):
-    route: str
-    name: str
-    version: str
-    created_at: str
-    interval: str
-    window: int
-    horizons: list[int]
-    members: list[str]
-    metrics: dict[str, dict[str, float]] = Field(description="The evaluation figures recorded in the manifest.")
-    reference: Figures = Field(
-        description="Validation quality at the primary horizon (what live quality is compared to)."
-    )
-
-
-class RegistryVersion(BaseModel):
-    ref: str
-    created_at: str | None
-    current: bool
-
-
-class ModelDetails(ModelSummary):
-    manifest: dict[str, Any] = Field(description="The artifact's manifest (docs/schemas/manifest.v1.json).")
-    registry_versions: list[RegistryVersion] = Field(
-        description="Versions of this name in the registry the model is served from (empty for a file)."
-    )
-
-
-class RouteBody(BaseModel):
-    name: str
-    symbols: str = Field(description="Shell-style pattern of the symbols the route claims.")
-    interval: str
-    model: str
-    model_version: str
-    strategy: str
-
-
-class QualityBody(BaseModel):
-    horizon: int
-    resolved: int
-    hit_rate: float
-    brier: float
-    ece: float = Field(description="Expected calibration error (10 bins).")
-
-
-class DriftBody(BaseModel):
-    samples: int
-    feature_psi: dict[str, float]
-    feature_ks: dict[str, float]
-    prediction_psi: float
-    prediction_ks: float
-
-
-class RouteStats(BaseModel):
-    route: str
-    interval: str
-    model: str
-    model_version: str
-    signals: dict[str, int] = Field(description="Signals committed since start, by action.")
-    quality: list[QualityBody] = Field(description="This symbol's resolved predictions since the model was loaded.")
-    route_quality: list[QualityBody] = Field(
-        description="The route's live quality over all its symbols (the candlecast_live_* gauges)."
-    )
-    drift: DriftBody | None = Field(
-        description="The route's drift over all its symbols (the candlecast_*_psi/_ks gauges); "
-        "null until enough samples."
-    )
-
-
-class SymbolStats(BaseModel):
-    symbol: str
-    routes: list[RouteStats]
-
-
-Price = Annotated[float, Field(allow_inf_nan=False)]
-
-
-class CandleBody(BaseModel):
-    """A candle of a window; the window gives the symbol and interval."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    ts: Annotated[int, Field(ge=0, le=2**53)] | Annotated[str, Field(max_length=40)] = Field(
-        description="Open time: epoch milliseconds or ISO-8601 with a UTC offset."
-    )
-    open: Price
-    high: Price
-    low: Price
-    close: Price
-    volume: Price
-
-
-class WindowBody(BaseModel):
-    """One symbol's newest candles, oldest first; the last one is scored."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    symbol: str = Field(pattern=SYMBOL_PATTERN)
-    interval: str = Field(max_length=16)
-    candles: list[CandleBody] = Field(
-        min_length=1,
-        max_length=4096,
-        description="At least the model's window; up to window + strategy memory - 1 (the strategy's history).",
-    )
-
-
-class BatchBody(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    windows: list[WindowBody] = Field(min_length=1, description="Windows to score in one forward pass.")
-
-
-class ScoreAnswer(BaseModel):
-    route: str
-    model: str
-    model_version: str
-    published: bool = Field(description="False when the daemon would publish nothing (output not finite).")
-    signal: SignalBody | None
-
-
-class BatchAnswer(BaseModel):
-    answers: list[ScoreAnswer]
 
 
 # --- dependencies --------------------------------------------------------------------------------
@@ -553,69 +379,3 @@ async def stream(
     except TooManyClientsError as exc:
         raise ApiError(503, str(exc), None, "too_many_clients") from None
     return SignalStreamResponse(ctx.store, subscription, wake, resumed=resumed, keepalive_s=ctx.settings.keepalive_s)
-
-
-class PipelineModel:
-    """The daemon's model as a route serves it: scored on the pipeline's inference thread, between batches."""
-
-    def __init__(self, pipeline: Pipeline[Any]) -> None:
-        self._pipeline = pipeline
-
-    @property
-    def current(self) -> Scorer:
-        model: Scorer = self._pipeline.models.model
-        return model
-
-    async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
-        async with self._pipeline.model_lock:
-            model = self.current
-            try:
-                outputs = await self._pipeline.run_in_model_thread(functools.partial(model.score, windows))
-            except RuntimeError as exc:  # the inference thread is shut down: the daemon is stopping
-                raise ApiError(503, "the daemon is stopping", None, "stopping") from exc
-        return model, outputs
-
-
-def daemon_routes(settings: Settings, pipeline: Pipeline[Any], monitor: ModelMonitor, clock: Clock) -> list[Route]:
-    """The daemon's one route today: every symbol of the served model's interval."""
-    manifest = pipeline.models.model.manifest
-    # A scored window is one key's whole history: its core needs one window slot.
-    one_window = settings.model_copy(update={"windows": settings.windows.model_copy(update={"max_windows": 1})})
-    return [
-        Route(
-            name=DEFAULT_ROUTE,
-            symbols="*",
-            interval=manifest.interval,
-            model=PipelineModel(pipeline),
-            new_core=lambda scorer: build_core(one_window, scorer, clock),
-            monitor=monitor,
-            registry=None if settings.model.artifact is not None else settings.model.registry,
-        )
-    ]
-
-
-def record_published(store: SignalStore, route: str) -> Callable[[PublishBatch], None]:
-    """A pipeline hook: each published and committed batch's signals go into the store."""
-    length = functools.lru_cache(maxsize=64)(interval_ms)
-
-    def record(batch: PublishBatch) -> None:
-        if batch.signals:
-            store.record(route, ((s, request.ts, length(s.interval)) for s, request in batch.signals))
-
-    return record
-
-
-class StreamCollector(Collector):
-    """The stream's clients and the ones cut off for falling behind, read from the store at scrape time."""
-
-    def __init__(self, store: SignalStore) -> None:
-        self._store = store
-
-    def collect(self) -> Iterable[Metric]:
-        clients = GaugeMetricFamily("candlecast_stream_clients", "Clients connected to the signal stream.")
-        clients.add_metric([], self._store.clients)
-        cut_off = CounterMetricFamily(
-            "candlecast_stream_clients_cut_off", "Stream clients disconnected for falling behind their buffer."
-        )
-        cut_off.add_metric([], self._store.disconnected)
-        return [clients, cut_off]

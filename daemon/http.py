@@ -33,7 +33,9 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from candlecast import __version__
-from daemon.api import ApiContext, ApiError, ErrorBody, StreamCollector, error_response, router
+from daemon.api import ApiContext, ApiError, error_response, router
+from daemon.api_models import ErrorBody
+from daemon.api_wiring import StreamCollector
 from daemon.stream import SlowClientLogFilter
 from daemon.timer import SystemTimer, Timer
 

@@ -18,7 +18,8 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast import __version__
 from candlecast.errors import CandlecastError, ShutdownDeadlineError, TransportError
-from daemon.api import ApiContext, daemon_routes, record_published
+from daemon.api import ApiContext
+from daemon.api_wiring import daemon_routes, record_published
 from daemon.batching import BatchPolicy
 from daemon.core import build_core
 from daemon.http import Health, HttpServer

@@ -14,7 +14,8 @@ import numpy.typing as npt
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from daemon.api import ApiContext, record_published
+from daemon.api import ApiContext
+from daemon.api_wiring import record_published
 from daemon.candle import CandleMessage
 from daemon.clock import FakeClock
 from daemon.core import Core, build_core

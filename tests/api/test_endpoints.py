@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import msgspec
 
-from daemon.api import SignalBody
+from daemon.api_models import SignalBody
 from daemon.settings import ApiSettings
 from daemon.signal import Signal
 from tests.api.support import HOUR_MS, candles, client, harness, window
