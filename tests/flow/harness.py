@@ -95,6 +95,17 @@ def feed(broker: MemoryBroker, table: CandleTable, start: int = 0, stop: int | N
         broker.append(symbols.index(symbol) % broker.partitions, record.key, record.value, record.timestamp_ms)
 
 
+WARM_CANDLES = 70
+"""Candles per symbol produced before work is put in flight: past the 64-candle windows, so every symbol scores."""
+
+
+def feed_warm_up(broker: MemoryBroker, table: CandleTable) -> int:
+    """Produce the first ``WARM_CANDLES`` candles' worth of the table per symbol; returns where the rest starts."""
+    warmed = WARM_CANDLES * len(table.symbol_slices())
+    feed(broker, table, stop=warmed)
+    return warmed
+
+
 def without_produce_time(signals: Sequence[Signal]) -> list[dict[str, object]]:
     rows = []
     for signal in signals:
@@ -137,6 +148,13 @@ class Running:
     def sink(self) -> MemorySignalSink:
         assert self.transports.sink is not None
         return self.transports.sink
+
+    async def hold_with_rest_in_flight(self, table: CandleTable, start: int) -> None:
+        """Close the sink, produce the table's candles from ``start`` on and wait until a batch of them
+        waits at the sink: records are in flight."""
+        self.sink.hold()
+        feed(self.transports.broker, table, start=start)
+        await self.sink.holding.wait()
 
     async def stopped(self) -> None:
         """Ask for a stop and wait for the drained exit."""

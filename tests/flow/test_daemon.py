@@ -18,6 +18,7 @@ from tests.flow.harness import (
     candle_table,
     expected_signals,
     feed,
+    feed_warm_up,
     flow_settings,
     running_daemon,
     without_produce_time,
@@ -54,15 +55,12 @@ async def test_stop_publishes_and_commits_what_is_in_flight_and_takes_nothing_mo
     taken stay for the next run, which resumes from the commit and completes an uninterrupted run's signals."""
     settings = flow_settings()
     table = candle_table(100)
-    warmed = 70 * len(table.symbol_slices())
     broker = MemoryBroker(partitions=2)
-    feed(broker, table, stop=warmed)
+    warmed = feed_warm_up(broker, table)
     async with running_daemon(settings, broker) as running:
         await all_committed(broker)
         published = len(broker.signals)
-        running.sink.hold()
-        feed(broker, table, start=warmed)
-        await running.sink.holding.wait()
+        await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.request_stop()
         running.sink.release()
         await running.task
@@ -85,14 +83,11 @@ async def test_a_reload_swaps_the_model_between_batches(test_artifact: Path, sec
     settings = flow_settings(test_artifact)
     reloaded = settings.model_copy(update={"model": settings.model.model_copy(update={"artifact": second_artifact})})
     table = candle_table(100)
-    warmed = 70 * len(table.symbol_slices())
     broker = MemoryBroker(partitions=2)
-    feed(broker, table, stop=warmed)
+    warmed = feed_warm_up(broker, table)
     async with running_daemon(settings, broker) as running:
         await all_committed(broker)
-        running.sink.hold()
-        feed(broker, table, start=warmed)
-        await running.sink.holding.wait()
+        await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.settings = reloaded
         assert running.daemon.pipeline is not None
         assert await running.daemon.reload(running.daemon.pipeline.models)

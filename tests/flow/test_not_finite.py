@@ -11,15 +11,9 @@ from prometheus_client import CollectorRegistry
 
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.timer import FakeTimer
-from daemon.core import build_core
-from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
-from daemon.settings import Settings
+from daemon.memory_transport import MemoryBroker
 from models.artifact import ModelOutputs
-from tests.flow.harness import CLOCK_START
-from tests.flow.test_pipeline import BASE, HOUR, InlineExecutor
+from tests.flow.test_pipeline import BASE, HOUR, pipeline_on
 from tests.support.scorer import FakeScorer
 
 HOURS = 30
@@ -48,22 +42,8 @@ async def test_a_model_returning_nan_publishes_nothing_for_those_windows_and_cou
     the other symbol's signals and every offset are still committed."""
     broker = MemoryBroker()
     feed(broker)
-    clock = FakeTimer(CLOCK_START)
-    scorer = NaNAboveAThousand()
-    core = build_core(Settings(), scorer, clock)
     registry = CollectorRegistry()
-    source = MemoryCandleSource(broker, max_records=2)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=2),
-        metrics=DaemonMetrics(registry),
-        clock=clock,
-        executor=InlineExecutor(),
-    )
+    pipeline, source, _sink = pipeline_on(broker, NaNAboveAThousand(), BatchPolicy(max_batch=2), registry=registry)
     await source.start()
     run = asyncio.create_task(pipeline.run())
     await broker.wait_committed(0, len(broker.logs[0]))

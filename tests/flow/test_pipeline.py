@@ -1,7 +1,7 @@
 """The pipeline's backpressure, on in-memory transports, a fake model and a single thread.
 
 The model runs inline (``InlineExecutor``) instead of on the inference thread, so every step is a
-callback of this event loop and ``run_until_idle`` reaches the same state on every run.
+callback of this event loop and ``settled`` reaches the same state on every run.
 """
 
 from __future__ import annotations
@@ -16,16 +16,18 @@ from prometheus_client import CollectorRegistry
 
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.timer import FakeTimer
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
 from daemon.metrics import DaemonMetrics
 from daemon.pipeline import ModelHolder, Pipeline
+from daemon.ports import Scorer
 from daemon.settings import Settings
+from daemon.timer import FakeTimer, settled
 from tests.flow.harness import CLOCK_START
 from tests.support.scorer import FakeScorer
 
 T = TypeVar("T")
+ScorerT = TypeVar("ScorerT", bound=Scorer)
 HOUR = 3_600_000
 BASE = 1_699_999_200_000  # 2023-11-14T22:00Z, the start of an hour
 
@@ -42,12 +44,6 @@ class InlineExecutor(Executor):
         return future
 
 
-async def run_until_idle(steps: int = 2000) -> None:
-    """Let every ready task run until none can move (the loop only yields; no time passes)."""
-    for _ in range(steps):
-        await asyncio.sleep(0)
-
-
 def feed_hours(broker: MemoryBroker, symbols: int, hours: int) -> None:
     for hour in range(hours):
         for index in range(symbols):
@@ -58,12 +54,19 @@ def feed_hours(broker: MemoryBroker, symbols: int, hours: int) -> None:
 
 
 def pipeline_on(
-    broker: MemoryBroker, *, max_records: int, queue_size: int
-) -> tuple[Pipeline[FakeScorer], MemoryCandleSource, MemorySignalSink]:
-    clock = FakeTimer(CLOCK_START)
-    scorer = FakeScorer()
+    broker: MemoryBroker,
+    scorer: ScorerT,
+    policy: BatchPolicy,
+    *,
+    queue_size: int = 64,
+    registry: CollectorRegistry | None = None,
+    clock: FakeTimer | None = None,
+) -> tuple[Pipeline[ScorerT], MemoryCandleSource, MemorySignalSink]:
+    """The real pipeline on ``broker`` with a fake model run inline and a fake timer; polls of at most
+    ``policy.max_batch`` records."""
+    clock = clock or FakeTimer(CLOCK_START)
     core = build_core(Settings(), scorer, clock)
-    source = MemoryCandleSource(broker, max_records=max_records)
+    source = MemoryCandleSource(broker, max_records=policy.max_batch)
     sink = MemorySignalSink(broker)
     pipeline = Pipeline(
         source=source,
@@ -71,8 +74,8 @@ def pipeline_on(
         ingestor=core.ingestor,
         builder=core.builder,
         models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=max_records),
-        metrics=DaemonMetrics(CollectorRegistry()),
+        policy=policy,
+        metrics=DaemonMetrics(registry or CollectorRegistry()),
         clock=clock,
         executor=InlineExecutor(),
         queue_size=queue_size,
@@ -85,14 +88,14 @@ async def test_a_sink_that_does_not_finish_stops_the_source_being_polled() -> No
     polls are taken however many records wait; once the sink finishes, every record flows and is committed."""
     broker = MemoryBroker()
     feed_hours(broker, symbols=4, hours=100)
-    pipeline, source, sink = pipeline_on(broker, max_records=4, queue_size=1)
+    pipeline, source, sink = pipeline_on(broker, FakeScorer(), BatchPolicy(max_batch=4), queue_size=1)
     sink.hold()
     await source.start()
     run = asyncio.create_task(pipeline.run())
     await sink.holding.wait()
-    await run_until_idle()
+    await settled(2000)
     stalled_at = source.polls
-    await run_until_idle()
+    await settled(2000)
     assert source.polls == stalled_at <= 8
     assert source.backlog() >= len(broker.logs[0]) - 8 * 4
 
@@ -110,12 +113,12 @@ async def test_deeper_queues_take_more_before_the_source_stops() -> None:
     for queue_size in (1, 4):
         broker = MemoryBroker()
         feed_hours(broker, symbols=4, hours=100)
-        pipeline, source, sink = pipeline_on(broker, max_records=4, queue_size=queue_size)
+        pipeline, source, sink = pipeline_on(broker, FakeScorer(), BatchPolicy(max_batch=4), queue_size=queue_size)
         sink.hold()
         await source.start()
         run = asyncio.create_task(pipeline.run())
         await sink.holding.wait()
-        await run_until_idle()
+        await settled(2000)
         stalls.append(source.polls)
         sink.release()
         pipeline.stop()

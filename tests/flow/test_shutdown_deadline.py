@@ -13,7 +13,7 @@ from tests.flow.harness import (
     all_committed,
     candle_table,
     expected_signals,
-    feed,
+    feed_warm_up,
     flow_settings,
     running_daemon,
     without_produce_time,
@@ -29,16 +29,13 @@ async def test_a_stuck_sink_is_abandoned_at_the_deadline_and_nothing_it_held_is_
     once, completing an uninterrupted run's signals."""
     settings = flow_settings().model_copy(update={"shutdown": ShutdownSettings(deadline_s=0.0)})
     table = candle_table(100)
-    warmed = 70 * len(table.symbol_slices())
     broker = MemoryBroker(partitions=2)
-    feed(broker, table, stop=warmed)
+    warmed = feed_warm_up(broker, table)
     async with running_daemon(settings, broker) as running:
         await all_committed(broker)
         committed = {p: broker.committed_offset(p) for p in range(broker.partitions)}
         published = len(broker.signals)
-        running.sink.hold()
-        feed(broker, table, start=warmed)
-        await running.sink.holding.wait()
+        await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.request_stop()
         with pytest.raises(ShutdownDeadlineError, match=r"shutdown\.deadline_s"):
             await asyncio.wait_for(running.task, GUARD_S)

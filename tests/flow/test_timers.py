@@ -14,17 +14,13 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from daemon.batching import BatchPolicy
-from daemon.core import build_core
 from daemon.http import Health
-from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.memory_transport import MemoryBroker
 from daemon.service import PROBE_EVERY_S
-from daemon.settings import Settings
 from daemon.systemd import SystemdNotifier
 from daemon.timer import FakeTimer, settled
 from tests.flow.harness import CLOCK_START, candle_table, feed, flow_settings, running_daemon
-from tests.flow.test_pipeline import InlineExecutor, feed_hours
+from tests.flow.test_pipeline import feed_hours, pipeline_on
 from tests.support.scorer import FakeScorer
 
 
@@ -54,19 +50,7 @@ async def test_the_batcher_flushes_a_partial_batch_when_max_wait_passes() -> Non
     feed_hours(broker, symbols=3, hours=6)
     clock = FakeTimer(CLOCK_START)
     scorer = FakeScorer()
-    core = build_core(Settings(), scorer, clock)
-    source = MemoryCandleSource(broker, max_records=100)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=100, max_wait_s=0.5),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
-    )
+    pipeline, source, _sink = pipeline_on(broker, scorer, BatchPolicy(max_batch=100, max_wait_s=0.5), clock=clock)
     await source.start()
     run = asyncio.create_task(pipeline.run())
     await clock.sleeping()
