@@ -42,7 +42,7 @@ from daemon.serving import (
 from daemon.settings import KafkaSettings, Settings
 from daemon.signal_store import SignalStore
 from daemon.systemd import SystemdNotifier
-from daemon.timer import SystemTimer, Timer, wait_event
+from daemon.timer import SystemTimer, Timer, done_within, wait_event
 from models.device import resolve_device
 from models.registry import Registry
 
@@ -253,13 +253,11 @@ class Daemon:
         try:
             await asyncio.wait({run, stopping}, return_when=asyncio.FIRST_COMPLETED)
             deadline_s = self.settings.shutdown.deadline_s
-            if not run.done():
-                await asyncio.wait({run}, timeout=deadline_s)
-            if not run.done():
+            if not await done_within(self.clock, run, deadline_s):
                 run.cancel()
                 # The abort itself may hang on an unreachable broker; the broker's transaction
                 # timeout, or the restarted instance fencing this one, aborts it then.
-                await asyncio.wait({run}, timeout=ABORT_WAIT_S)
+                await done_within(self.clock, run, ABORT_WAIT_S)
                 raise ShutdownDeadlineError(
                     f"what was in flight did not drain within shutdown.deadline_s ({deadline_s:g} s); its "
                     "transaction was aborted and its offsets left uncommitted, for the next owner to take again"

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import itertools
-from typing import Protocol
+from typing import Any, Protocol
 
 from daemon.clock import Clock, FakeClock, SystemClock
 
@@ -85,15 +85,25 @@ async def settled(turns: int = 20) -> None:
         await asyncio.sleep(0)
 
 
+async def done_within(timer: Timer, future: asyncio.Future[Any], timeout_s: float) -> bool:
+    """Wait until ``future`` is done or ``timeout_s`` passes on ``timer``; whether it is done (it is
+    left running otherwise)."""
+    if future.done():
+        return True
+    sleeping = asyncio.ensure_future(timer.sleep(timeout_s))
+    try:
+        await asyncio.wait({future, sleeping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        sleeping.cancel()
+    return future.done()
+
+
 async def wait_event(timer: Timer, event: asyncio.Event, timeout_s: float) -> bool:
     """Wait until ``event`` is set or ``timeout_s`` passes on ``timer``; whether it was set."""
     if event.is_set():
         return True
     waiting = asyncio.ensure_future(event.wait())
-    sleeping = asyncio.ensure_future(timer.sleep(timeout_s))
     try:
-        await asyncio.wait({waiting, sleeping}, return_when=asyncio.FIRST_COMPLETED)
+        return await done_within(timer, waiting, timeout_s)
     finally:
         waiting.cancel()
-        sleeping.cancel()
-    return event.is_set()

@@ -1,5 +1,6 @@
-"""The daemon's timed behaviour on a fake timer: liveness, the batcher's wait, watchdog keep-alives and
-readiness with its reasons. Time moves only when a test advances it; nothing here reads the wall clock."""
+"""The daemon's timed behaviour on a fake timer: liveness, the batcher's wait, watchdog keep-alives,
+readiness with its reasons and the shutdown deadline. Time moves only when a test advances it; nothing
+here reads the wall clock."""
 
 from __future__ import annotations
 
@@ -13,15 +14,28 @@ import aiohttp
 import pytest
 from prometheus_client import CollectorRegistry
 
+from candlecast.errors import ShutdownDeadlineError
 from daemon.batching import BatchPolicy
 from daemon.http import Health
 from daemon.memory_transport import MemoryBroker
 from daemon.service import PROBE_EVERY_S
+from daemon.settings import ShutdownSettings
 from daemon.systemd import SystemdNotifier
 from daemon.timer import FakeTimer, settled
-from tests.flow.harness import CLOCK_START, candle_table, feed, flow_settings, running_daemon
+from tests.flow.harness import (
+    CLOCK_START,
+    all_committed,
+    candle_table,
+    feed,
+    feed_warm_up,
+    flow_settings,
+    running_daemon,
+)
 from tests.flow.test_pipeline import feed_hours, pipeline_on
 from tests.support.scorer import FakeScorer
+
+GUARD_S = 30
+"""Only keeps a failing test from hanging; a passing run ends as soon as the timer passes the deadline."""
 
 
 async def test_health_stalls_after_stall_after_s_without_a_heartbeat() -> None:
@@ -134,3 +148,23 @@ async def test_readiness_names_a_missing_candle_topic_until_it_exists() -> None:
         assert "reasons" not in body
         assert all(body["checks"].values())
         await running.stopped()
+
+
+async def test_a_stop_that_cannot_drain_is_abandoned_when_the_deadline_passes_on_the_timer() -> None:
+    """With the sink stuck, a stop keeps the run waiting for the whole ``shutdown.deadline_s`` of timer
+    time (ten minutes, never waited for in real time), and ends it with ShutdownDeadlineError once that passes."""
+    settings = flow_settings().model_copy(update={"shutdown": ShutdownSettings(deadline_s=600.0)})
+    table = candle_table(100)
+    broker = MemoryBroker(partitions=2)
+    warmed = feed_warm_up(broker, table)
+    async with running_daemon(settings, broker) as running:
+        await all_committed(broker)
+        await running.hold_with_rest_in_flight(table, warmed)
+        running.daemon.request_stop()
+        await settled()
+        await running.clock.run_for(599.9)
+        assert not running.task.done()
+
+        await running.clock.run_for(0.1)
+        with pytest.raises(ShutdownDeadlineError, match=r"shutdown\.deadline_s \(600 s\)"):
+            await asyncio.wait_for(running.task, GUARD_S)
