@@ -21,7 +21,7 @@ from daemon.batching import BatchPolicy
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink, MemoryTransports
 from daemon.service import Daemon
-from daemon.serving import ServedModel, load_serving_model
+from daemon.serving import ModelLoader, ServedModel, load_serving_model
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings, StrategySettings
 from daemon.signal import Signal
 from daemon.systemd import SystemdNotifier
@@ -170,11 +170,12 @@ async def running_daemon(
     max_records: int = 16,
     hold: bool = False,
     notifier: SystemdNotifier | None = None,
+    loader: ModelLoader = load_model,
 ) -> AsyncIterator[Running]:
     """A daemon on ``broker``, built and (with ``hold``) with its sink closed before its first poll."""
     transports = MemoryTransports(broker, max_records=max_records)
     clock = FakeTimer(CLOCK_START)
-    daemon = Daemon(settings, transports=transports, clock=clock, load_model=load_model, notifier=notifier)
+    daemon = Daemon(settings, transports=transports, clock=clock, load_model=loader, notifier=notifier)
     task = asyncio.create_task(daemon.run())
     built = asyncio.create_task(daemon.pipeline_built.wait())
     await asyncio.wait({task, built}, return_when=asyncio.FIRST_COMPLETED)

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+import torch
 from prometheus_client import CollectorRegistry
 
 from candlecast.errors import ShutdownDeadlineError
@@ -19,11 +20,14 @@ from daemon.batching import BatchPolicy
 from daemon.http import Health
 from daemon.memory_transport import MemoryBroker
 from daemon.service import PROBE_EVERY_S
-from daemon.settings import ShutdownSettings
+from daemon.serving import ServedModel
+from daemon.settings import ModelSettings, ShutdownSettings
 from daemon.systemd import SystemdNotifier
 from daemon.timer import FakeTimer, settled
+from models.registry import Registry
 from tests.flow.harness import (
     CLOCK_START,
+    FakeServedModel,
     all_committed,
     candle_table,
     feed,
@@ -168,3 +172,32 @@ async def test_a_stop_that_cannot_drain_is_abandoned_when_the_deadline_passes_on
         await running.clock.run_for(0.1)
         with pytest.raises(ShutdownDeadlineError, match=r"shutdown\.deadline_s \(600 s\)"):
             await asyncio.wait_for(running.task, GUARD_S)
+
+
+async def test_a_new_current_version_in_the_registry_is_served_after_one_poll_interval(tmp_path: Path) -> None:
+    """The reload loop looks at the registry's ``current`` pointer every ``reload_poll_s`` of timer time:
+    a version promoted just after a look is not loaded before the next one, and is served from then on."""
+    (tmp_path / "current").write_text("fake/0.0.1\n")
+
+    def load_current(settings: ModelSettings, _device: torch.device) -> ServedModel:
+        ref = Registry(settings.registry).current_ref()
+        assert ref is not None
+        return FakeServedModel(ref.partition("/")[2], bias=0.0)
+
+    settings = flow_settings()
+    model = settings.model.model_copy(update={"artifact": None, "registry": tmp_path, "reload_poll_s": 5.0})
+    settings = settings.model_copy(update={"model": model})
+    broker = MemoryBroker(partitions=2)
+    async with running_daemon(settings, broker, loader=load_current) as running:
+        daemon = running.daemon
+        await running.clock.sleeping(4)
+        (tmp_path / "current").write_text("fake/0.0.2\n")
+        await running.clock.run_for(4.9)
+        assert daemon.model is not None
+        assert daemon.model.version == "0.0.1"
+
+        await running.clock.run_for(0.1)
+        await running.clock.sleeping(4)  # the reload loop waits again: the load (on a worker thread) is done
+        assert daemon.model.version == "0.0.2"
+        assert daemon.registry.get_sample_value("candlecast_model_reloads_total", {"outcome": "loaded"}) == 1
+        await running.stopped()
