@@ -10,7 +10,9 @@ A failed batch is retried whole until it succeeds, with a fresh producer when th
 in an unrecoverable state (a new transactional producer fences and aborts the old one's open
 transaction). While it retries, the pipeline's bounded queues stop consumption. Being fenced is
 the exception: another producer owns the transactional id now, and a fresh producer would fence
-it back, so the sink raises ``FencedError`` and the daemon exits.
+it back, so the sink raises ``FencedError`` and the daemon exits. So does a commit the consumer
+group refuses (``MembershipLost``, ``daemon.kafka_commit``): the group has handed this instance's
+partitions on, and retrying could only publish what their new owner publishes too.
 """
 
 from __future__ import annotations
@@ -21,12 +23,12 @@ from typing import Any
 
 import structlog
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError, ProducerFenced
+from aiokafka.errors import CommitFailedError, KafkaError, ProducerFenced
 from prometheus_client import CollectorRegistry, Counter
 
 from candlecast.errors import FencedError, TransportError
 from daemon.dead_letters import bounded_record
-from daemon.kafka_commit import KafkaCommitter
+from daemon.kafka_commit import KafkaCommitter, MembershipLost
 from daemon.kafka_source import client_options
 from daemon.ports import PublishBatch
 from daemon.settings import KafkaSettings
@@ -97,6 +99,10 @@ class KafkaSignalSink:
             except ProducerFenced as exc:
                 await self._discard_producer()
                 raise FencedError(self.fenced_message(time.monotonic() - began)) from exc
+            except (MembershipLost, CommitFailedError) as exc:
+                # The transaction is aborted (exactly-once); at-least-once repeats are allowed.
+                await self._discard_producer()
+                raise FencedError(self.membership_lost_message(exc)) from exc
             except KafkaError as exc:
                 attempt += 1
                 self.healthy = False
@@ -126,10 +132,21 @@ class KafkaSignalSink:
             f"'Choose instance_id'); exiting instead of fencing it back"
         )
 
+    def membership_lost_message(self, exc: Exception) -> str:
+        return (
+            f"fenced by consumer group {self.settings.group_id!r}: {exc}. This instance was expelled (paused "
+            f"or stalled longer than kafka.session_timeout_ms or kafka.max_poll_interval_ms) or gave up a drain "
+            f"longer than kafka.drain_deadline_ms, and the group handed its partitions on; this batch's offsets "
+            f"were not committed (exactly_once: none of it is visible); exiting, a restart rejoins and resumes "
+            f"from the committed offsets"
+        )
+
     async def _ready_producer(self) -> AIOKafkaProducer:
         """The producer, started anew after a failure (a new transactional one fences the old)."""
         if self._producer is None:
             producer = self._new_producer()
+            if self.transactional:
+                self.committer.fence(producer)
             try:
                 await producer.start()
             except KafkaError:

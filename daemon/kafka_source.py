@@ -6,6 +6,18 @@ stored in its metadata (``daemon.checkpoint``). The consumer seeks to ``R``; rec
 revocation, the pipeline is drained first, so the offsets of every record this instance has
 taken are committed (in exactly-once mode, inside their transaction) before another instance
 can take the partition.
+
+The group's deadlines are explicit (``kafka.rebalance_timeout_ms``, ``kafka.max_poll_interval_ms``)
+and a revocation's drain must end before them (``kafka.drain_deadline_ms``). A drain that cannot
+finish gives its partitions up: the committer refuses every later commit (the open transaction
+aborts) and the next poll raises ``FencedError``, so nothing of them is committed after the
+group hands them on. Commits are also fenced by the group generation they were assigned under
+(``daemon.kafka_commit``), which covers an instance paused past its session.
+
+aiokafka logs and swallows an error raised in an assignment callback, which would leave the
+partitions paused for good; planning is retried with backoff instead, and if it still fails the
+partitions stay paused (``candlecast_paused_partitions``, not ready) and the next poll raises
+``TransportError``, so the daemon exits for a restart to take them again.
 """
 
 from __future__ import annotations
@@ -13,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Awaitable, Iterable
 from typing import Any
 
 import structlog
@@ -23,16 +35,19 @@ from aiokafka.errors import KafkaError
 from aiokafka.helpers import create_ssl_context
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
-from candlecast.errors import TransportError
-from daemon.checkpoint import plan_start, rebuild_offset_from
+from candlecast.errors import CandlecastError, FencedError, TransportError
+from daemon.checkpoint import ScoredSince, plan_start, rebuild_offset_from, scored_since
 from daemon.engine import SourceRecord
-from daemon.kafka_commit import KafkaCommitter
+from daemon.kafka_commit import GroupMembership, KafkaCommitter
 from daemon.kafka_offsets import StableOffsets
 from daemon.kafka_topics import topic_exists
 from daemon.ports import PartitionRecords, RevokeHandler
 from daemon.settings import KafkaSettings
 
 log = structlog.get_logger("candlecast.kafka")
+
+PLAN_BACKOFF_S = (1.0, 2.0, 4.0)
+"""Waits between attempts to plan an assignment (fetch committed and beginning offsets)."""
 
 
 class HideSaslExchanges(logging.Filter):
@@ -81,6 +96,11 @@ class SourceMetrics:
             "candlecast_rebuild_remaining_records", "Records left to replay before scoring resumes.", registry=registry
         )
         self.rebalances = Counter("candlecast_rebalances", "Partition assignments received.", registry=registry)
+        self.paused = Gauge(
+            "candlecast_paused_partitions",
+            "Assigned partitions paused: draining, planning a rebuild, or stuck after a failed assignment.",
+            registry=registry,
+        )
         self.rebuild_incomplete = Counter(
             "candlecast_rebuild_incomplete",
             "Rebuilds that found their start offset deleted by retention (windows re-warm).",
@@ -108,6 +128,7 @@ class KafkaCandleSource:
         self._offsets: StableOffsets | None = None
         self._replay_until: dict[TopicPartition, int] = {}
         self._replay_from: dict[TopicPartition, int] = {}
+        self._scored_since: dict[TopicPartition, ScoredSince | None] = {}
         self._replayed: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}
@@ -117,6 +138,8 @@ class KafkaCandleSource:
         self.reachable = False
         self.candle_topic_exists: bool | None = None
         """As ``check_reachable`` last saw it (``None``: not yet asked); readiness waits for the topic."""
+        self._failure: CandlecastError | None = None
+        """A rebalance callback's failure, raised by the next poll (aiokafka swallows it otherwise)."""
 
     @property
     def consumer(self) -> AIOKafkaConsumer:
@@ -130,8 +153,15 @@ class KafkaCandleSource:
 
     @property
     def warm(self) -> bool:
-        """Joined the group, its candle topic exists, and no partition is still rebuilding its windows."""
-        return self._joined and self.candle_topic_exists is True and not self._replay_until
+        """Joined the group, its candle topic exists, and no partition is still rebuilding its windows
+        or paused."""
+        return (
+            self._joined
+            and self.candle_topic_exists is True
+            and not self._replay_until
+            and self._failure is None
+            and not (self._consumer is not None and self._consumer.paused())
+        )
 
     @property
     def candle_topic_missing(self) -> str | None:
@@ -150,6 +180,8 @@ class KafkaCandleSource:
             auto_offset_reset=self.settings.auto_offset_reset,
             isolation_level="read_committed",
             session_timeout_ms=self.settings.session_timeout_ms,
+            rebalance_timeout_ms=self.settings.rebalance_timeout_ms,
+            max_poll_interval_ms=self.settings.max_poll_interval_ms,
             heartbeat_interval_ms=self.settings.heartbeat_interval_ms,
             **options,
         )
@@ -171,6 +203,8 @@ class KafkaCandleSource:
             await self._offsets.close()
 
     async def poll(self) -> list[PartitionRecords]:
+        if self._failure is not None:
+            raise self._failure
         consumer = self.consumer
         fetched = await consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.fetch_max_records
@@ -195,6 +229,7 @@ class KafkaCandleSource:
             # and aiokafka restarts every partition of the new one from its committed offset.
             return []
         self._observe_lag(polled)
+        self.metrics.paused.set(len(consumer.paused()))
         return polled
 
     async def _finish_rebuilds(self, polled: list[PartitionRecords], epoch: int) -> bool:
@@ -216,6 +251,7 @@ class KafkaCandleSource:
                 part = PartitionRecords(tp.topic, tp.partition)
                 polled.append(part)
             part.rebuilt = True
+            part.scored_since = self._scored_since.pop(tp, None)
             log.info(
                 "windows rebuilt",
                 partition=tp.partition,
@@ -267,7 +303,24 @@ class KafkaCandleSource:
         self.consumer.pause(*revoked)
         partitions = [(tp.topic, tp.partition) for tp in revoked]
         log.info("partitions revoked; draining", partitions=[p for _, p in partitions])
-        await self._on_revoke(partitions)
+        self.metrics.paused.set(len(self.consumer.paused()))
+        deadline_s = self.settings.drain_deadline_ms / 1000
+        try:
+            drained = await _within(self._on_revoke(partitions), deadline_s)
+        except Exception as exc:
+            self.committer.give_up(f"the drain of revoked partitions failed: {exc!r}")
+            self._failure = TransportError(f"the drain of revoked partitions failed: {exc!r}")
+            raise
+        if not drained:
+            reason = (
+                f"the drain of revoked partitions {[p for _, p in partitions]} did not finish within "
+                f"kafka.drain_deadline_ms ({self.settings.drain_deadline_ms} ms); they are given up with "
+                f"nothing more committed, for the group's next owner to take from the committed offsets"
+            )
+            log.error("drain past its deadline; giving the partitions up and exiting", reason=reason)
+            self.committer.give_up(reason)
+            self._failure = FencedError(reason)
+            return
         for tp in revoked:
             self._assigned.discard(tp)
             self._replay_until.pop(tp, None)
@@ -282,18 +335,45 @@ class KafkaCandleSource:
         # Paused before the first await: records aiokafka fetches from its own idea of the start
         # while we plan must never reach the windows ahead of the replay.
         self.consumer.pause(*tps)
+        self.metrics.paused.set(len(self.consumer.paused()))
         self.metrics.rebalances.inc()
-        if tps:
-            await self._plan_rebuild(tps)
+        coordinator = self.consumer._coordinator
+        self.committer.membership = GroupMembership(coordinator.generation, coordinator.member_id)
+        if self._failure is not None:
+            return
+        if tps and not await self._plan_with_retries(tps):
+            return
         self._assigned = set(tps)
         self.metrics.assigned.set(len(tps))
         self.consumer.resume(*tps)
+        self.metrics.paused.set(len(self.consumer.paused()))
         self._joined = True
         log.info(
             "partitions assigned",
             partitions=[tp.partition for tp in tps],
             rebuilding={tp.partition: [self._replay_from[tp], until] for tp, until in self._replay_until.items()},
         )
+
+    async def _plan_with_retries(self, tps: list[TopicPartition]) -> bool:
+        """Plan, retrying with backoff; ``False`` (partitions left paused, failure set) if it never succeeds."""
+        for attempt, backoff_s in enumerate((*PLAN_BACKOFF_S, None), start=1):
+            try:
+                await self._plan_rebuild(tps)
+            except (KafkaError, TransportError, TimeoutError, OSError) as exc:
+                error = exc
+            else:
+                return True
+            if backoff_s is not None:
+                log.warning("assignment failed; retrying", error=repr(error), attempt=attempt, retry_in_s=backoff_s)
+                await asyncio.sleep(backoff_s)
+        message = (
+            f"could not plan assigned partitions {[tp.partition for tp in tps]} after {len(PLAN_BACKOFF_S) + 1} "
+            f"attempts (committed and beginning offsets): {error!r}; they stay paused and the daemon "
+            f"exits, for a restart or another member to take them"
+        )
+        log.error("assignment failed; exiting", error=message)
+        self._failure = TransportError(message)
+        return False
 
     async def _plan_rebuild(self, tps: list[TopicPartition]) -> None:
         """Seek every assigned partition: to its rebuild offset when its windows need replaying,
@@ -302,7 +382,7 @@ class KafkaCandleSource:
         wanted: dict[str, list[int]] = {}
         for tp in tps:
             wanted.setdefault(tp.topic, []).append(tp.partition)
-        committed = await self._offsets.fetch(wanted)
+        committed = await self._offsets.fetch(wanted, self.settings.stable_offsets_timeout_ms / 1000)
         beginnings = await self.consumer.beginning_offsets(tps)
         for tp in tps:
             meta = committed.get((tp.topic, tp.partition))
@@ -321,7 +401,17 @@ class KafkaCandleSource:
             if plan.replay_until is not None:
                 self._replay_until[tp] = plan.replay_until
                 self._replay_from[tp] = plan.seek
+                self._scored_since[tp] = scored_since(meta.metadata if meta else None)
         self.metrics.rebuilding.set(len(self._replay_until))
+
+
+async def _within(work: Awaitable[None], seconds: float) -> bool:
+    """Whether ``work`` finished within ``seconds`` (it is cancelled if not)."""
+    try:
+        await asyncio.wait_for(work, seconds)
+    except TimeoutError:
+        return False
+    return True
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

@@ -70,6 +70,30 @@ class KafkaSettings(_Section):
     )
     transaction_timeout_ms: int = Field(15000, ge=1000, description="Aborts a dead instance's open transaction.")
     session_timeout_ms: int = Field(10000, ge=1000, description="A silent instance leaves the group after this.")
+    rebalance_timeout_ms: int = Field(
+        60000,
+        ge=2000,
+        description="How long the group waits for every member to rejoin in a rebalance; a revoked "
+        "partition's drain must end within it (drain_deadline_ms).",
+    )
+    drain_deadline_ms: int = Field(
+        45000,
+        ge=1000,
+        description="Longest drain of revoked partitions; past it the instance stops committing and exits "
+        "with status 3, so nothing of them is committed after the group hands them on. Below "
+        "rebalance_timeout_ms.",
+    )
+    stable_offsets_timeout_ms: int = Field(
+        30000,
+        ge=100,
+        description="Longest wait, at assignment, for a partition's committed offset to settle (a transaction "
+        "still completing); the assignment is retried, then the daemon exits.",
+    )
+    max_poll_interval_ms: int = Field(
+        300000,
+        ge=10000,
+        description="Longest gap between two polls (a stalled pipeline) before the instance leaves the group.",
+    )
     heartbeat_interval_ms: int = Field(3000, ge=100, description="Consumer-group heartbeat period.")
     request_timeout_ms: int = Field(30000, ge=1000, description="Longest wait for one broker request.")
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = Field(
@@ -86,6 +110,16 @@ class KafkaSettings(_Section):
     )
     ssl_certfile: Path | None = Field(None, description="Client certificate, for brokers that require one.")
     ssl_keyfile: Path | None = Field(None, description="Private key of ssl_certfile.")
+
+    @model_validator(mode="after")
+    def _group_deadlines(self) -> KafkaSettings:
+        if self.drain_deadline_ms >= self.rebalance_timeout_ms:
+            raise ValueError(
+                "drain_deadline_ms must be below rebalance_timeout_ms: a drain must end before the group moves on"
+            )
+        if self.session_timeout_ms > self.rebalance_timeout_ms:
+            raise ValueError("rebalance_timeout_ms must be at least session_timeout_ms")
+        return self
 
     @model_validator(mode="after")
     def _security(self) -> KafkaSettings:
