@@ -99,13 +99,6 @@ WARM_CANDLES = 70
 """Candles per symbol produced before work is put in flight: past the 64-candle windows, so every symbol scores."""
 
 
-def feed_warm_up(broker: MemoryBroker, table: CandleTable) -> int:
-    """Produce the first ``WARM_CANDLES`` candles' worth of the table per symbol; returns where the rest starts."""
-    warmed = WARM_CANDLES * len(table.symbol_slices())
-    feed(broker, table, stop=warmed)
-    return warmed
-
-
 def without_produce_time(signals: Sequence[Signal]) -> list[dict[str, object]]:
     rows = []
     for signal in signals:
@@ -193,6 +186,19 @@ async def running_daemon(
             daemon.request_stop()
             with contextlib.suppress(Exception):
                 await task
+
+
+@contextlib.asynccontextmanager
+async def warmed_up_daemon(
+    settings: Settings, broker: MemoryBroker, table: CandleTable
+) -> AsyncIterator[tuple[Running, int]]:
+    """A daemon that has published and committed the first ``WARM_CANDLES`` candles' worth of the table
+    per symbol; yields it and where the rest of the table starts."""
+    warmed = WARM_CANDLES * len(table.symbol_slices())
+    feed(broker, table, stop=warmed)
+    async with running_daemon(settings, broker) as running:
+        await all_committed(broker)
+        yield running, warmed
 
 
 async def all_committed(broker: MemoryBroker) -> None:

@@ -18,9 +18,9 @@ from tests.flow.harness import (
     candle_table,
     expected_signals,
     feed,
-    feed_warm_up,
     flow_settings,
     running_daemon,
+    warmed_up_daemon,
     without_produce_time,
 )
 
@@ -56,9 +56,7 @@ async def test_stop_publishes_and_commits_what_is_in_flight_and_takes_nothing_mo
     settings = flow_settings()
     table = candle_table(100)
     broker = MemoryBroker(partitions=2)
-    warmed = feed_warm_up(broker, table)
-    async with running_daemon(settings, broker) as running:
-        await all_committed(broker)
+    async with warmed_up_daemon(settings, broker, table) as (running, warmed):
         published = len(broker.signals)
         await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.request_stop()
@@ -84,9 +82,7 @@ async def test_a_reload_swaps_the_model_between_batches(test_artifact: Path, sec
     reloaded = settings.model_copy(update={"model": settings.model.model_copy(update={"artifact": second_artifact})})
     table = candle_table(100)
     broker = MemoryBroker(partitions=2)
-    warmed = feed_warm_up(broker, table)
-    async with running_daemon(settings, broker) as running:
-        await all_committed(broker)
+    async with warmed_up_daemon(settings, broker, table) as (running, warmed):
         await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.settings = reloaded
         assert running.daemon.pipeline is not None

@@ -13,9 +13,9 @@ from tests.flow.harness import (
     all_committed,
     candle_table,
     expected_signals,
-    feed_warm_up,
     flow_settings,
     running_daemon,
+    warmed_up_daemon,
     without_produce_time,
 )
 
@@ -30,9 +30,7 @@ async def test_a_stuck_sink_is_abandoned_at_the_deadline_and_nothing_it_held_is_
     settings = flow_settings().model_copy(update={"shutdown": ShutdownSettings(deadline_s=0.0)})
     table = candle_table(100)
     broker = MemoryBroker(partitions=2)
-    warmed = feed_warm_up(broker, table)
-    async with running_daemon(settings, broker) as running:
-        await all_committed(broker)
+    async with warmed_up_daemon(settings, broker, table) as (running, warmed):
         committed = {p: broker.committed_offset(p) for p in range(broker.partitions)}
         published = len(broker.signals)
         await running.hold_with_rest_in_flight(table, warmed)

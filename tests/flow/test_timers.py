@@ -28,12 +28,11 @@ from models.registry import Registry
 from tests.flow.harness import (
     CLOCK_START,
     FakeServedModel,
-    all_committed,
     candle_table,
     feed,
-    feed_warm_up,
     flow_settings,
     running_daemon,
+    warmed_up_daemon,
 )
 from tests.flow.test_pipeline import feed_hours, pipeline_on
 from tests.support.scorer import FakeScorer
@@ -160,9 +159,7 @@ async def test_a_stop_that_cannot_drain_is_abandoned_when_the_deadline_passes_on
     settings = flow_settings().model_copy(update={"shutdown": ShutdownSettings(deadline_s=600.0)})
     table = candle_table(100)
     broker = MemoryBroker(partitions=2)
-    warmed = feed_warm_up(broker, table)
-    async with running_daemon(settings, broker) as running:
-        await all_committed(broker)
+    async with warmed_up_daemon(settings, broker, table) as (running, warmed):
         await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.request_stop()
         await settled()
