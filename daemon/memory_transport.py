@@ -40,6 +40,8 @@ class MemoryBroker:
         self.topic = topic
         self.created = created
         """Whether the candle topic exists; a source joins its partitions once it does (``create_topic``)."""
+        self.up = True
+        """While false, sources cannot connect (``start`` raises ``TransportError``), as with a broker that is down."""
         self.retain = retain
         """Keep committed transactions for readers; a backtest takes its signals from the pipeline instead."""
         self.logs: list[list[SourceRecord]] = [[] for _ in range(partitions)]
@@ -155,6 +157,9 @@ class MemoryCandleSource:
         return sorted(self._position)
 
     async def start(self) -> None:
+        if not self.broker.up:
+            raise TransportError(f"the in-memory broker of {self.broker.topic!r} is down")
+        self.reachable = True
         if self.broker.created:
             await self.assign(self._assign_on_start)
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from typing import Generic, TypeVar
 
@@ -147,13 +147,14 @@ class Pipeline(Generic[ScorerT]):
             polled = await self._poll_or_stop()
             if not polled:
                 continue
-            chunks = [c for c in self._ingest(polled) if c.requests or c.dead_letters or c.checkpoint]
-            # All in flight before the first put can wait: a drain must not end between two chunks of one poll.
-            for _ in chunks:
-                self._enter()
+            # The poll stays in flight (entered when taken) until its last chunk is queued: a drain
+            # must not end between two chunks of one poll. Chunks are made one at a time, so a
+            # rebuild's history or a large backlog never stalls the loop or sits in memory at once.
+            for chunk in self._ingest(polled):
+                if chunk.requests or chunk.dead_letters or chunk.checkpoint:
+                    self._enter()
+                    await self._to_score.put(chunk)
             self._leave()
-            for chunk in chunks:
-                await self._to_score.put(chunk)
         await self._to_score.put(None)
 
     async def _poll_taken(self) -> list[PartitionRecords]:
@@ -174,13 +175,12 @@ class Pipeline(Generic[ScorerT]):
         poll.cancel()
         return []
 
-    def _ingest(self, polled: list[PartitionRecords]) -> list[Chunk]:
-        """Chunks of at most ``max_batch`` live requests, each with the checkpoint of the records it
-        covers: a large poll (a backlog, a candle close across many symbols) is then scored and
-        published a forward pass at a time instead of all at once."""
+    def _ingest(self, polled: list[PartitionRecords]) -> Iterator[Chunk]:
+        """Chunks of at most ``max_batch`` requests (live or a rebuild's history), each with the
+        checkpoint of the records it covers: a large poll (a backlog, a candle close across many
+        symbols, a rebuilt partition's history) is then scored and published a forward pass at a time."""
         now = int(self.clock.monotonic() * 1e9)
         chunk = Chunk([], [], {})
-        chunks = [chunk]
         dead_letters = 0
         limit = self.policy.max_batch
         ingestor = self.ingestor
@@ -188,22 +188,27 @@ class Pipeline(Generic[ScorerT]):
             for record in part.replay:
                 ingestor.replay(record)
             if part.rebuilt:
-                chunk.requests.extend(ingestor.history_requests(part.partition, part.topic))
+                self.builder.seed((part.topic, part.partition), part.scored_since)
+                for history in ingestor.history_batches(part.partition, part.topic, limit, part.scored_since):
+                    if len(chunk.requests) + len(history) > limit:
+                        yield chunk
+                        chunk = Chunk([], [], {})
+                    chunk.requests.extend(history)
             for record in part.live:
                 result = ingestor.ingest(record, now)
                 if isinstance(result, ScoreRequest):
                     chunk.requests.append(result)
                     if len(chunk.requests) >= limit and record is not part.live[-1]:
                         self._checkpoint(chunk, part, record.offset + 1)
+                        yield chunk
                         chunk = Chunk([], [], {})
-                        chunks.append(chunk)
                 elif result is not None:
                     chunk.dead_letters.append(result)
                     dead_letters += 1
             if part.live:
                 self._checkpoint(chunk, part, part.live[-1].offset + 1)
         self.metrics.observe_ingest(ingestor, dead_letters)
-        return chunks
+        yield chunk
 
     def _checkpoint(self, chunk: Chunk, part: PartitionRecords, next_offset: int) -> None:
         """Mark a partition's records up to ``next_offset`` as completed by ``chunk`` (taken now, so
@@ -310,7 +315,7 @@ class Pipeline(Generic[ScorerT]):
                 built = self.builder.build(chunk.requests, item.outputs, item.model_version)
                 batch.signals.extend((s, r) for s, r in zip(built, chunk.requests, strict=True) if s is not None)
             batch.dead_letters.extend(chunk.dead_letters)
-            batch.checkpoint.update(chunk.checkpoint)
+            batch.checkpoint.update(self.builder.stamped(chunk.checkpoint))
             for observe in self._observers:
                 observe(item)
         self.metrics.observe_outputs(self.builder)

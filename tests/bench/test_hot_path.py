@@ -118,7 +118,7 @@ def test_a_large_poll_becomes_chunks_with_exact_checkpoints(pipeline: Pipeline[F
         SourceRecord("candles", 0, offset, b"A", b"{", 0) if item is None else _record(offset, *item)
         for offset, item in enumerate(feed)
     ]
-    chunks = pipeline._ingest([PartitionRecords("candles", 0, live=records)])
+    chunks = list(pipeline._ingest([PartitionRecords("candles", 0, live=records)]))
 
     reference = _ingestor()
     expected: list[ScoreRequest] = []

@@ -28,6 +28,7 @@ from models.registry import Registry
 from tests.flow.harness import (
     CLOCK_START,
     FakeServedModel,
+    all_committed,
     candle_table,
     feed,
     flow_settings,
@@ -198,3 +199,29 @@ async def test_a_new_current_version_in_the_registry_is_served_after_one_poll_in
         assert daemon.model.version == "0.0.2"
         assert daemon.registry.get_sample_value("candlecast_model_reloads_total", {"outcome": "loaded"}) == 1
         await running.stopped()
+
+
+async def test_connecting_retries_with_a_doubling_back_off_on_the_timer() -> None:
+    """While the broker is down the daemon retries after 0.5 s of timer time, doubling up to 10 s, and
+    connects and serves at the first retry after the broker is back."""
+    table = candle_table()
+    broker = MemoryBroker(partitions=2)
+    broker.up = False
+    feed(broker, table)
+    async with running_daemon(flow_settings(), broker) as running:
+        clock = running.clock
+        waits = []
+        for _ in range(7):
+            await clock.sleeping()
+            [deadline] = clock.deadlines
+            waits.append(deadline - clock.monotonic())
+            await clock.run_for(waits[-1])
+        assert waits == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0, 10.0]
+        assert broker.transactions == []
+
+        broker.up = True
+        await clock.sleeping()
+        await clock.run_for(clock.deadlines[0] - clock.monotonic())
+        await all_committed(broker)
+        await running.stopped()
+    assert broker.signals
