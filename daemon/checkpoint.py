@@ -23,14 +23,39 @@ class Checkpoint:
     """The next offset to consume."""
     rebuild_from: int
     """The oldest offset still inside a window of this partition."""
+    model: str = ""
+    """The model version that scored the partition's latest windows ("" when none did yet)."""
+    model_from: int = -1
+    """The first offset whose window ``model`` scored: older windows were scored by another version,
+    and a rebuild does not restore them into the strategy's memory."""
 
     def metadata(self) -> str:
-        return f'{{"v":1,"rebuild_from":{self.rebuild_from}}}'
+        if not self.model:
+            return f'{{"v":1,"rebuild_from":{self.rebuild_from}}}'
+        model = msgspec.json.encode(self.model).decode()
+        return f'{{"v":1,"rebuild_from":{self.rebuild_from},"model":{model},"model_from":{self.model_from}}}'
 
 
 class _Metadata(msgspec.Struct):
     v: int
     rebuild_from: int
+    model: str = ""
+    model_from: int = -1
+
+
+ScoredSince = tuple[str, int]
+"""A model version and the first offset of the partition whose window it scored."""
+
+
+def scored_since(metadata: str | None) -> ScoredSince | None:
+    """The version that scored a partition's latest windows, and from which offset, as committed."""
+    if not metadata:
+        return None
+    try:
+        parsed = msgspec.json.decode(metadata, type=_Metadata)
+    except msgspec.DecodeError:
+        return None
+    return (parsed.model, parsed.model_from) if parsed.v == 1 and parsed.model else None
 
 
 def rebuild_offset_from(metadata: str | None) -> int | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from candlecast.errors import ConfigError
 from daemon.candle import CandleValidator
 from daemon.clock import Clock, SystemClock, utc_iso
 from daemon.engine import CandleIngestor, SignalBuilder
@@ -51,6 +52,12 @@ def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) ->
         if served
         else GapPolicy(GapMode(manifest.gap_policy), manifest.max_missing)
     )
+    expiry = settings.windows.idle_expiry_intervals
+    if expiry and expiry <= policy.max_missing:
+        raise ConfigError(
+            f"windows.idle_expiry_intervals ({expiry}) must exceed the {manifest.interval} gap policy's "
+            f"max_missing ({policy.max_missing}), or be 0: a window may not expire inside a gap it would bridge"
+        )
     intervals = {manifest.interval: Interval.parse(manifest.interval, calendar)}
     gap_policies = {manifest.interval: policy}
     store = WindowStore(
@@ -59,6 +66,7 @@ def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) ->
         gap_policies=gap_policies,
         history=strategy.memory - 1,
         capacity=settings.windows.max_windows,
+        idle_expiry=settings.windows.idle_expiry_intervals,
     )
     validator = CandleValidator(
         intervals,
@@ -67,6 +75,6 @@ def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) ->
         clock_tolerance_ms=int(settings.validation.clock_tolerance_s * 1000),
         clock_ms=lambda: int(stamp.time() * 1000),
     )
-    ingestor = CandleIngestor(validator, store, strategy.memory)
     builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), lambda: utc_iso(stamp))
+    ingestor = CandleIngestor(validator, store, strategy.memory, on_release=builder.release)
     return Core(intervals, store, ingestor, builder, spec, gap_policies)

@@ -10,8 +10,8 @@ equal the live daemon's.
 from __future__ import annotations
 
 from collections import Counter, deque
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Protocol
 
 import msgspec
@@ -19,6 +19,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.candle import Candle, CandleValidator, Rejection, RejectReason, format_ts
+from daemon.checkpoint import Checkpoint, ScoredSince, TopicPartition
 from daemon.signal import DeadLetter, Signal, signal_id
 from daemon.window import Push, WindowKey, WindowStore
 from strategies.base import EnsembleOutput, OutputSpec, Strategy
@@ -61,6 +62,11 @@ class ScoreRequest:
     """False for re-scored history after a rebuild: it feeds the strategy, nothing is published."""
     received_ns: int = 0
     """Monotonic clock when the record was taken from the source (for queue-wait metrics)."""
+    sequence: int = 0
+    """Position among the ingestor's requests: releases of windows are applied in this order."""
+    scored_by: str | None = None
+    """For re-scored history: the model version that scored this window before the restart, as the
+    commit says; an output of another version does not enter the strategy's memory."""
 
 
 class OutputBatch(Protocol):
@@ -81,21 +87,46 @@ class IngestCounters:
     rejected: Counter[str] = field(default_factory=Counter)
 
 
+ReleaseHandler = Callable[[WindowKey, int], None]
+"""Told of a key whose window went (evicted, expired, dropped), with the sequence of the next request."""
+
+
 class CandleIngestor:
     """Validation and windows: records in, score requests and dead letters out."""
 
-    def __init__(self, validator: CandleValidator, store: WindowStore, strategy_memory: int) -> None:
+    def __init__(
+        self,
+        validator: CandleValidator,
+        store: WindowStore,
+        strategy_memory: int,
+        on_release: ReleaseHandler | None = None,
+    ) -> None:
         if store.span - store.length < strategy_memory - 1:
             raise ValueError("the window store keeps too little history for the strategy's memory")
         self.validator = validator
         self.store = store
         self.counters = IngestCounters()
+        self.on_release = on_release
         self._history_limit = strategy_memory - 1
+        self._issued = 0
+        """Requests made so far; the next one's sequence."""
+
+    def _next_sequence(self) -> int:
+        sequence = self._issued
+        self._issued += 1
+        return sequence
+
+    def _report_released(self) -> None:
+        released = self.store.take_released()
+        if self.on_release is not None:
+            for key in released:
+                self.on_release(key, self._issued)
 
     def ingest(self, record: SourceRecord, received_ns: int = 0) -> ScoreRequest | DeadLetter | None:
         """One live record: a request when its window is full, a dead letter when it is rejected."""
         self.counters.consumed += 1
         outcome = self._push(record)
+        self._report_released()
         if isinstance(outcome, Rejection):
             self.counters.rejected[outcome.reason] += 1
             return DeadLetter(
@@ -121,12 +152,14 @@ class CandleIngestor:
             timestamp_ms=record.timestamp_ms,
             history=min(self._history_limit, self.store.history_available(slot)),
             received_ns=received_ns,
+            sequence=self._next_sequence(),
         )
 
     def replay(self, record: SourceRecord) -> None:
         """A record read again to rebuild windows: same decisions, nothing scored or dead-lettered."""
         self.counters.replayed += 1
         self._push(record)
+        self._report_released()
 
     def _push(self, record: SourceRecord) -> tuple[Candle, int] | Rejection | None:
         if record.keyed and record.key is None:
@@ -156,23 +189,52 @@ class CandleIngestor:
         return None if slot is None else self.store.partition_of(slot)
 
     def history_requests(self, partition: int, topic: str) -> list[ScoreRequest]:
-        """For every key of a partition that was just rebuilt, its newest ``memory - 1`` full
-        windows (the newest included), oldest first: scoring them restores the strategy's memory
-        to what it was before the restart."""
-        requests: list[ScoreRequest] = []
+        """Every history request of a partition that was just rebuilt (``history_batches``), in one list."""
+        return [request for batch in self.history_batches(partition, topic) for request in batch]
+
+    def history_batches(
+        self, partition: int, topic: str, size: int = 512, scored: ScoredSince | None = None
+    ) -> Iterator[list[ScoreRequest]]:
+        """For every key of a partition that was just rebuilt, those of its newest ``memory - 1``
+        full windows (the newest included) that end at a received candle, oldest first, in lists of
+        at most ``size``: scoring them restores the strategy's memory to what it was before the
+        restart. Windows ending at a forward-filled candle were never scored live, so neither are
+        they here, nor, when the commit names the model version that scored the partition
+        (``scored``), windows older than the first one it scored. Made lazily, a batch at a time, so a
+        rebuild of many keys is never one long stall."""
+        version, first = scored if scored is not None else (None, 0)
+        batch: list[ScoreRequest] = []
         for slot in self.store.slots_in(partition).tolist():
-            count = min(self._history_limit, self.store.full_windows(slot))
-            if count == 0:
+            backs = self.store.scored_backs(slot, self._history_limit)
+            offsets = self.store.gather_offsets([slot] * len(backs), backs).tolist()
+            backs = [back for back, offset in zip(backs, offsets, strict=True) if offset >= first]
+            if not backs:
                 continue
-            backs = list(range(count - 1, -1, -1))
-            windows = self.store.gather([slot] * count, backs)
-            ends = self.store.gather_ts([slot] * count, backs)
+            windows = self.store.gather([slot] * len(backs), backs)
+            ends = self.store.gather_ts([slot] * len(backs), backs)
+            offsets = offsets[len(offsets) - len(backs) :]
             key = self.store.key_of(slot)
-            requests.extend(
-                ScoreRequest(key, int(ends[i]), windows[i], topic, partition, -1, 0, i, publish=False)
-                for i in range(count)
-            )
-        return requests
+            for i in range(len(backs)):
+                batch.append(
+                    ScoreRequest(
+                        key,
+                        int(ends[i]),
+                        windows[i],
+                        topic,
+                        partition,
+                        offsets[i],
+                        0,
+                        i,
+                        publish=False,
+                        sequence=self._next_sequence(),
+                        scored_by=version,
+                    )
+                )
+                if len(batch) >= size:
+                    yield batch
+                    batch = []
+        if batch:
+            yield batch
 
 
 class SignalBuilder:
@@ -183,8 +245,15 @@ class SignalBuilder:
         self.spec = spec
         self.strategy_name = strategy_name
         self._clock = clock
-        self._history: dict[WindowKey, deque[EnsembleOutput]] = {}
-        """Each key's recent outputs; kept only for strategies with a memory (an empty deque is ~600 B)."""
+        self._history: dict[WindowKey, deque[tuple[str, EnsembleOutput]]] = {}
+        """Each key's recent outputs with the model version that made them; kept only for strategies
+        with a memory (an empty deque is ~600 B), and only while the key's window lives."""
+        self._releases: deque[tuple[int, WindowKey]] = deque()
+        """Keys whose windows went, with the sequence of the first request made after: forgotten once
+        every request before it is decided (requests still in the pipeline need their history)."""
+        self._scored: dict[TopicPartition, ScoredSince] = {}
+        """Per partition, the model version that scored its latest windows and the first offset it
+        scored: committed with each checkpoint, so that a rebuild restores only that version's outputs."""
         self._depth = max(0, strategy.memory - 1)
         self._horizon_keys = [str(h) for h in spec.horizons]
         self._ts_text: dict[int, str] = {}
@@ -207,6 +276,11 @@ class SignalBuilder:
         produced_at = self._clock()
         signals: list[Signal | None] = []
         for row, request in enumerate(requests):
+            self._apply_releases(request.sequence)
+            if not request.publish and request.scored_by not in (None, model_version):
+                signals.append(None)  # scored by another version before the restart: not this memory
+                continue
+            self._note_scored((request.topic, request.partition), model_version, request.offset)
             output = EnsembleOutput(
                 probabilities=tuple(probabilities[row]),
                 quantiles=tuple(tuple(q) for q in quantiles[row]),
@@ -217,6 +291,42 @@ class SignalBuilder:
                 self.not_finite += 1
             signals.append(self._decide(request, output, model_version, produced_at, publish))
         return signals
+
+    def _note_scored(self, partition: TopicPartition, model_version: str, offset: int) -> None:
+        scored = self._scored.get(partition)
+        if scored is None or scored[0] != model_version or offset < scored[1]:
+            self._scored[partition] = (model_version, offset)
+
+    def seed(self, partition: TopicPartition, scored: ScoredSince | None) -> None:
+        """A partition just rebuilt: what its commit says about the version that scored it."""
+        if scored is None:
+            self._scored.pop(partition, None)
+        else:
+            self._scored[partition] = scored
+
+    def stamped(self, checkpoint: dict[TopicPartition, Checkpoint]) -> dict[TopicPartition, Checkpoint]:
+        """The checkpoint with, per partition, the model version that scored it and from which offset."""
+        stamped = {}
+        for partition, mark in checkpoint.items():
+            scored = self._scored.get(partition)
+            stamped[partition] = mark if scored is None else replace(mark, model=scored[0], model_from=scored[1])
+        return stamped
+
+    def release(self, key: WindowKey, sequence: int) -> None:
+        """A key's window went before request ``sequence`` was made: forget its history once every
+        earlier request is decided. Keys with no history have nothing to forget."""
+        if key in self._history:
+            self._releases.append((sequence, key))
+
+    def _apply_releases(self, sequence: int) -> None:
+        releases = self._releases
+        while releases and releases[0][0] <= sequence:
+            self._history.pop(releases.popleft()[1], None)
+
+    @property
+    def remembered(self) -> int:
+        """Keys whose recent outputs are held."""
+        return len(self._history)
 
     def _decide(
         self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str, publish: bool
@@ -230,12 +340,20 @@ class SignalBuilder:
         # after it see the same history live and after a rebuild (NaN compares false: no band).
         if not publish:
             if past is not None:
-                past.append(output)
+                past.append((model_version, output))
             return None
-        earlier = list(past)[len(past) - request.history :] if past is not None and request.history else []
+        earlier: list[EnsembleOutput] = []
+        if past is not None and request.history:
+            # The strategy's memory starts again at a model version change: only outputs of the
+            # version deciding now count (docs/reliability.md, "Strategy memory").
+            for version, remembered in reversed(list(past)[max(0, len(past) - request.history) :]):
+                if version != model_version:
+                    break
+                earlier.append(remembered)
+            earlier.reverse()
         decision = self.strategy.decide([*earlier, output])
         if past is not None:
-            past.append(output)
+            past.append((model_version, output))
         symbol, interval = request.key
         keys = self._horizon_keys
         return Signal(

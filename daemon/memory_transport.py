@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from candlecast.errors import TransportError
-from daemon.checkpoint import Checkpoint, plan_start
+from daemon.checkpoint import Checkpoint, ScoredSince, plan_start, scored_since
 from daemon.engine import SourceRecord
 from daemon.ports import PartitionRecords, PublishBatch, RevokeHandler, ServedSink, ServedSource
 from daemon.signal import DeadLetter, Signal
@@ -137,6 +137,7 @@ class MemoryCandleSource:
         self._assign_on_start = list(range(broker.partitions) if assign_on_start is None else assign_on_start)
         self._position: dict[int, int] = {}
         self._replay_until: dict[int, int] = {}
+        self._scored_since: dict[int, ScoredSince | None] = {}
         self._paused: set[int] = set()
         self._wake = asyncio.Event()
         self._joined = False
@@ -186,6 +187,7 @@ class MemoryCandleSource:
             self._position[partition] = plan.seek
             if plan.replay_until is not None:
                 self._replay_until[partition] = plan.replay_until
+                self._scored_since[partition] = scored_since(metadata)
         self._joined = True
         self._wake.set()
 
@@ -254,6 +256,7 @@ class MemoryCandleSource:
             if until is not None and reached >= until:
                 del self._replay_until[partition]
                 part.rebuilt = True
+                part.scored_since = self._scored_since.pop(partition, None)
             if records or part.rebuilt:
                 polled.append(part)
         return polled

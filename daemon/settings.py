@@ -172,6 +172,13 @@ class IntervalSettings(_Section):
 
 class WindowSettings(_Section):
     max_windows: int = Field(100_000, ge=1, description="Most windows held; the least recently updated is evicted.")
+    idle_expiry_intervals: int = Field(
+        240,
+        ge=0,
+        description="A window whose newest candle is this many intervals behind its partition's newest candle "
+        "(candle time) is dropped, so a dead symbol stops pinning the rebuild start; 0: never. "
+        "Must exceed every gap policy's max_missing.",
+    )
     intervals: dict[str, IntervalSettings] = Field(
         default_factory=dict, description="Per-interval calendar and gap policy; defaults from the model."
     )

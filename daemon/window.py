@@ -6,7 +6,10 @@ Beside each candle the ring keeps the Kafka offset it came from, so that the sma
 inside any window of a partition (``rebuild_offset``) tells recovery where to start replaying.
 
 Pushing the same candles in the same order always yields the same windows: every decision here
-(duplicate, order, gap policy) depends on candle data only, never on the wall clock.
+(duplicate, order, gap policy, idle expiry) depends on candle data only, never on the wall clock.
+
+Candles a ``forward_fill`` gap policy writes are marked as filled: the live path scores only windows
+that end at a received candle, so strategy history counts and re-scores only those.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ class WindowStats:
     gaps_filled: int = 0
     candles_filled: int = 0
     evictions: int = 0
+    expired: int = 0
 
 
 class WindowStore:
@@ -85,16 +89,27 @@ class WindowStore:
         gap_policies: Mapping[str, GapPolicy] | None = None,
         history: int = 0,
         capacity: int = 100_000,
+        idle_expiry: int = 0,
     ) -> None:
         if length < 2:
             raise ValueError("a window needs at least 2 candles")
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
+        if idle_expiry < 0:
+            raise ValueError("idle_expiry must be 0 (off) or positive")
         self.length = length
         self.span = length + history
         self.capacity = capacity
+        self.idle_expiry = idle_expiry
+        """A window whose newest candle is more than this many interval slots older than the newest
+        candle of its partition (candle time, not wall time) is dropped; 0: never."""
         self.stats = WindowStats()
+        self.released: list[WindowKey] = []
+        """Keys whose windows were evicted, expired or dropped since the owner last took them."""
         self._intervals = dict(intervals)
+        self._codes = {name: code for code, name in enumerate(self._intervals)}
+        self._clocks: dict[tuple[int, int], int] = {}
+        """Per (partition, interval code), the newest candle's slot index: the partition's candle clock."""
         self._policies = dict(gap_policies or {})
         self._slots: OrderedDict[WindowKey, int] = OrderedDict()
         self._free: list[int] = []
@@ -103,9 +118,14 @@ class WindowStore:
         self._values = np.zeros((rows, self.span, len(FIELDS)), dtype=np.float32)
         self._ts = np.zeros((rows, self.span), dtype=np.int64)
         self._offsets = np.zeros((rows, self.span), dtype=np.int64)
+        self._received = np.zeros((rows, self.span), dtype=np.bool_)
+        """False for candles a forward-fill gap policy wrote."""
         self._head = np.zeros(rows, dtype=np.int64)
         self._count = np.zeros(rows, dtype=np.int64)
         self._partition = np.full(rows, -1, dtype=np.int64)
+        self._newest_index = np.zeros(rows, dtype=np.int64)
+        """Slot index (``Interval.slot_index``) of each window's newest candle."""
+        self._code = np.zeros(rows, dtype=np.int64)
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -116,8 +136,20 @@ class WindowStore:
     @property
     def nbytes(self) -> int:
         """Bytes held by the window arrays (allocated rows, not only live ones)."""
-        arrays = (self._values, self._ts, self._offsets, self._head, self._count, self._partition)
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in self._arrays())
+
+    def _arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
+        return (
+            self._values,
+            self._ts,
+            self._offsets,
+            self._received,
+            self._head,
+            self._count,
+            self._partition,
+            self._newest_index,
+            self._code,
+        )
 
     def slot_of(self, key: WindowKey) -> int | None:
         return self._slots.get(key)
@@ -140,8 +172,21 @@ class WindowStore:
         return max(0, int(self._count[slot]) - self.length + 1)
 
     def history_available(self, slot: int) -> int:
-        """How many full windows are held besides the newest one (for strategy memory)."""
-        return max(0, self.full_windows(slot) - 1)
+        """How many full windows ending at a received candle are held besides the newest one: the
+        earlier outputs the live path scored that the strategy may still use (and a rebuild re-scores)."""
+        full = self.full_windows(slot)
+        if full <= 1:
+            return 0
+        ends = (self._head[slot] - 1 - np.arange(1, full)) % self.span
+        return int(np.count_nonzero(self._received[slot, ends]))
+
+    def scored_backs(self, slot: int, limit: int) -> list[int]:
+        """Of the newest ``limit`` full windows, those ending at a received candle (the ones the live
+        path scored), as how many candles before the newest each ends, oldest first."""
+        count = min(limit, self.full_windows(slot))
+        ends = (self._head[slot] - 1 - np.arange(count)) % self.span
+        received = self._received[slot, ends].tolist()
+        return [back for back in range(count - 1, -1, -1) if received[back]]
 
     def push(self, candle: Candle, partition: int, offset: int) -> tuple[Push, int]:
         """Add a candle; returns the outcome and the window's slot (-1 when rejected before one)."""
@@ -155,8 +200,30 @@ class WindowStore:
             if verdict is not None:
                 return verdict, slot
         self._write(slot, candle, offset)
+        interval = self._intervals[candle.interval]
+        index = interval.slot_index(candle.ts)
+        self._newest_index[slot] = index
+        if self.idle_expiry:
+            self._advance_clock(partition, self._codes[candle.interval], index)
         ready = self._count[slot] >= self.length
         return (Push.READY if ready else Push.WARMING), slot
+
+    def _advance_clock(self, partition: int, code: int, index: int) -> None:
+        """Move the partition's candle clock; windows left more than ``idle_expiry`` slots behind it
+        expire. A dead or delisted symbol then stops pinning the partition's rebuild offset."""
+        clock = (partition, code)
+        if index <= self._clocks.get(clock, index - 1):
+            return
+        self._clocks[clock] = index
+        live = len(self._keys)
+        idle = np.flatnonzero(
+            (self._partition[:live] == partition)
+            & (self._code[:live] == code)
+            & (self._newest_index[:live] < index - self.idle_expiry)
+        )
+        for slot in idle.tolist():
+            self._release(slot)
+            self.stats.expired += 1
 
     def _order(self, slot: int, candle: Candle) -> Push | None:
         """Checks a candle against the window's newest one and applies the gap policy."""
@@ -194,21 +261,23 @@ class WindowStore:
         first = interval.slot_index(last_ts) + 1
         for index in range(first, first + missing):
             flat = Candle("", "", interval.slot_time(index), close, close, close, close, 0.0)
-            self._write(slot, flat, offset)
+            self._write(slot, flat, offset, received=False)
 
-    def _write(self, slot: int, candle: Candle, offset: int) -> None:
+    def _write(self, slot: int, candle: Candle, offset: int, *, received: bool = True) -> None:
         position = self._head[slot]
         self._values[slot, position] = (candle.open, candle.high, candle.low, candle.close, candle.volume)
         self._ts[slot, position] = candle.ts
         self._offsets[slot, position] = offset
+        self._received[slot, position] = received
         self._head[slot] = (position + 1) % self.span
         if self._count[slot] < self.span:
             self._count[slot] += 1
 
     def _allocate(self, key: WindowKey, partition: int) -> int:
         if len(self._slots) >= self.capacity:
-            _, slot = self._slots.popitem(last=False)
+            key_out, slot = self._slots.popitem(last=False)
             self._keys[slot] = None
+            self.released.append(key_out)
             self.stats.evictions += 1
         elif self._free:
             slot = self._free.pop()
@@ -222,6 +291,7 @@ class WindowStore:
         self._head[slot] = 0
         self._count[slot] = 0
         self._partition[slot] = partition
+        self._code[slot] = self._codes[key[1]]
         return slot
 
     def _grow(self, rows: int) -> None:
@@ -233,9 +303,12 @@ class WindowStore:
         self._values = grown(self._values)  # type: ignore[assignment]
         self._ts = grown(self._ts)  # type: ignore[assignment]
         self._offsets = grown(self._offsets)  # type: ignore[assignment]
+        self._received = grown(self._received)  # type: ignore[assignment]
         self._head = grown(self._head)  # type: ignore[assignment]
         self._count = grown(self._count)  # type: ignore[assignment]
         self._partition = grown(self._partition, -1)  # type: ignore[assignment]
+        self._newest_index = grown(self._newest_index)  # type: ignore[assignment]
+        self._code = grown(self._code)  # type: ignore[assignment]
 
     def newest_window(self, slot: int) -> npt.NDArray[np.float32]:
         """A copy of one slot's newest window, ``[length, 5]``: ``gather([slot])[0]`` in one or two
@@ -266,6 +339,13 @@ class WindowStore:
         times: npt.NDArray[np.int64] = self._ts[rows, ends % self.span]
         return times
 
+    def gather_offsets(self, slots: Sequence[int], back: Sequence[int]) -> npt.NDArray[np.int64]:
+        """Source offset of the newest candle of each selected window."""
+        rows = np.asarray(slots, dtype=np.int64)
+        ends = self._head[rows] - 1 - np.asarray(back, dtype=np.int64)
+        offsets: npt.NDArray[np.int64] = self._offsets[rows, ends % self.span]
+        return offsets
+
     def partition_of(self, slot: int) -> int:
         """The partition whose candles fill a live slot."""
         return int(self._partition[slot])
@@ -286,10 +366,21 @@ class WindowStore:
         """Forget every window fed by a partition (after it is revoked); returns how many."""
         slots = self.slots_in(partition).tolist()
         for slot in slots:
-            key = self._keys[slot]
-            assert key is not None
-            del self._slots[key]
-            self._keys[slot] = None
-            self._partition[slot] = -1
-            self._free.append(slot)
+            self._release(slot)
+        for clock in [c for c in self._clocks if c[0] == partition]:
+            del self._clocks[clock]
         return len(slots)
+
+    def _release(self, slot: int) -> None:
+        key = self._keys[slot]
+        assert key is not None
+        del self._slots[key]
+        self._keys[slot] = None
+        self._partition[slot] = -1
+        self._free.append(slot)
+        self.released.append(key)
+
+    def take_released(self) -> list[WindowKey]:
+        """Keys whose windows went since the last call (their strategy history can go too)."""
+        released, self.released = self.released, []
+        return released
