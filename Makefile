@@ -79,9 +79,11 @@ docs: $(STAMP)
 	$(BIN)/candlecast schemas
 	$(BIN)/python deploy/grafana/dashboard.py
 
-# A longer kill test than the suite's 5 kills (docs/reliability.md).
+# A longer kill test than the suite's 5 kills, and the chaos test with FAULTS (at least 20) faults on a
+# 3-node cluster instead of the suite's 4 (docs/reliability.md).
 soak: $(STAMP) $(KAFKA_STAMP)
 	CANDLECAST_SOAK_KILLS=$${KILLS:-40} CANDLECAST_SOAK_RATE=$${RATE:-40} $(BIN)/pytest tests/reliability/test_kill_restart.py -p no:cacheprovider
+	CANDLECAST_CHAOS_FAULTS=$${FAULTS:-24} CANDLECAST_CHAOS_RATE=$${CHAOS_RATE:-12} $(BIN)/pytest tests/reliability/test_chaos.py -p no:cacheprovider -s
 
 clean:
 	rm -rf $(VENV) .cache .mypy_cache .ruff_cache .pytest_cache .hypothesis
