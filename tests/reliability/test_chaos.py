@@ -174,8 +174,8 @@ async def test_chaos(test_artifact: Path, tmp_path: Path, reference: Reference) 
     print(
         f"chaos: {FAULTS} faults, {len(published)} signals compared against {len(reference)}, "
         f"{duplicates} duplicates, {missing} missing, {different} different; dead letters {len(letters)} of "
-        f"{sent_bad}; restarts after exit statuses {dict(fleet.exits)}; every instance ready again, after each fault's end: "
-        + ", ".join(report)
+        f"{sent_bad}; restarts after exit statuses {dict(fleet.exits)}; "
+        f"every instance ready again, after each fault's end: {', '.join(report)}"
     )
     assert (duplicates, missing, different) == (0, 0, 0)
     assert published == reference
