@@ -162,6 +162,7 @@ def _registry_versions(route: Route, manifest: Manifest) -> list[RegistryVersion
 # --- handlers ------------------------------------------------------------------------------------
 
 router = APIRouter(prefix=PREFIX, responses=ERRORS)
+ERROR_SCHEMA = {"$ref": "#/components/schemas/ErrorBody"}
 
 
 @router.get("/routes", summary="Routes and the model each serves")
@@ -363,7 +364,11 @@ async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
     status_code=200,
     responses={
         200: {"content": {"text/event-stream": {}}, "description": "`id:` signal id, `event: signal`, `data:` JSON."},
-        503: {"model": ErrorBody, "description": "Every stream slot is taken."},
+        # Refusals are JSON, not events: named explicitly, or they would take the stream's media type.
+        **{
+            status: {"content": {"application/json": {"schema": ERROR_SCHEMA}}, "description": answer["description"]}
+            for status, answer in {**ERRORS, 503: {"description": "Every stream slot is taken."}}.items()
+        },
     },
 )
 async def stream(
