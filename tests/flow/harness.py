@@ -72,8 +72,13 @@ def load_model(settings: ModelSettings, device: torch.device) -> ServedModel:
 
 
 @functools.cache
+def _daily_stocks() -> CandleTable:
+    return read_candles(bundled_path("us_stocks_1d.csv"))
+
+
 def candle_table(per_symbol: int = CANDLES_PER_SYMBOL) -> CandleTable:
-    return read_candles(bundled_path("us_stocks_1d.csv")).tail_per_symbol(per_symbol)
+    """The last ``per_symbol`` daily candles of each bundled stock (the file is read once per session)."""
+    return _daily_stocks().tail_per_symbol(per_symbol)
 
 
 def flow_settings(artifact: Path = FAKE_V1, *, max_batch: int = 8) -> Settings:
