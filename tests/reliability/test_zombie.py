@@ -4,17 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import time
 from pathlib import Path
+from typing import Any, cast
 
 import pytest
+import torch
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from candlecast.errors import FencedError, TransportError
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
+from daemon.service import Daemon
+from daemon.serving import ServedModel, load_serving_model
+from daemon.settings import BatchingSettings, ModelSettings
 from tests.reliability.conftest import Reference, workload
-from tests.support.kafka import fresh_topics, read_records, wait_until
+from tests.support.kafka import daemon_settings, fresh_topics, read_records, wait_until
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle
 
@@ -151,3 +157,67 @@ def caught_up(daemon: DaemonProcess, *, partitions: int) -> bool:
     now = gauges(daemon)
     lags = now.get("candlecast_consumer_lag", [])
     return now.get("candlecast_assigned_partitions") == [partitions] and len(lags) == partitions and not any(lags)
+
+
+class HeldModel:
+    """The real model with each forward pass held: a revocation then drains for longer than its deadline."""
+
+    def __init__(self, model: ServedModel, hold_s: float) -> None:
+        self._model = model
+        self._hold_s = hold_s
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._model, name)
+
+    def score(self, windows: Any) -> Any:
+        time.sleep(self._hold_s)
+        return self._model.score(windows)
+
+
+async def test_a_drain_past_its_deadline_gives_the_partitions_up(
+    kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference
+) -> None:
+    """An instance with a slow model holds a backlog when a second joins; its revocation cannot drain within
+    kafka.drain_deadline_ms, so it commits nothing more of those partitions and ends with the fenced status
+    saying so, and every candle's signal is published exactly once, equal to an uninterrupted run's."""
+    topics = await fresh_topics(kafka.bootstrap_servers)
+    await publish_candles(workload().messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
+    settings = daemon_settings(
+        kafka.bootstrap_servers,
+        topics,
+        test_artifact,
+        instance_id="slow",
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        rebalance_timeout_ms=8000,
+        drain_deadline_ms=3000,
+    ).model_copy(update={"batching": BatchingSettings(max_batch=8)})
+
+    def held(model_settings: ModelSettings, device: torch.device) -> ServedModel:
+        return cast(ServedModel, HeldModel(load_serving_model(model_settings, device), 0.2))
+
+    slow = Daemon(settings, load_model=held)
+    running = asyncio.create_task(slow.run())
+    second = DaemonProcess(
+        write_config(
+            tmp_path / "second.toml", bootstrap=kafka.bootstrap_servers, topics=topics, artifact=test_artifact
+        ),
+        tmp_path / "second.log",
+    )
+    try:
+        await first_signal(kafka.bootstrap_servers, topics.signals)
+        second.start()
+        with pytest.raises(FencedError, match=r"did not finish within kafka\.drain_deadline_ms \(3000 ms\)"):
+            await asyncio.wait_for(running, 180)
+        await wait_until(lambda: caught_up(second, partitions=3), timeout_s=180, interval_s=0.5)
+        records = await read_records(
+            kafka.bootstrap_servers, topics.signals, expected=sum(map(len, reference.values())), settle_s=5
+        )
+        assert second.alive, second.log_tail()
+    finally:
+        running.cancel()
+        second.stop()
+
+    published = by_candle(records)
+    assert all(len(copies) == 1 for copies in published.values())
+    assert published == reference
