@@ -251,6 +251,8 @@ class SignalBuilder:
         self._releases: deque[tuple[int, WindowKey]] = deque()
         """Keys whose windows went, with the sequence of the first request made after: forgotten once
         every request before it is decided (requests still in the pipeline need their history)."""
+        self._decided = 0
+        """Sequence of the request decided last (see ``release``)."""
         self._scored: dict[TopicPartition, ScoredSince] = {}
         """Per partition, the model version that scored its latest windows and the first offset it
         scored: committed with each checkpoint, so that a rebuild restores only that version's outputs."""
@@ -314,14 +316,17 @@ class SignalBuilder:
 
     def release(self, key: WindowKey, sequence: int) -> None:
         """A key's window went before request ``sequence`` was made: forget its history once every
-        earlier request is decided. Keys with no history have nothing to forget."""
-        if key in self._history:
+        earlier request is decided (at once when they all are)."""
+        if sequence <= self._decided:
+            self._history.pop(key, None)
+        else:
             self._releases.append((sequence, key))
 
     def _apply_releases(self, sequence: int) -> None:
         releases = self._releases
         while releases and releases[0][0] <= sequence:
             self._history.pop(releases.popleft()[1], None)
+        self._decided = sequence
 
     @property
     def remembered(self) -> int:

@@ -69,6 +69,7 @@ class Pipeline(Generic[ScorerT]):
         clock: Timer | None = None,
         executor: Executor | None = None,
         queue_size: int = 64,
+        queue_bytes: int = 256 << 20,
         observers: Sequence[Callable[[ScoredChunk], None]] = (),
         on_published: Sequence[Callable[[PublishBatch], None]] = (),
     ) -> None:
@@ -87,6 +88,10 @@ class Pipeline(Generic[ScorerT]):
         """Called with each batch once it is published and committed (secondary transports); must not block."""
         self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
         self._to_publish: asyncio.Queue[ScoredChunk | None] = asyncio.Queue(queue_size)
+        self._queue_bytes = queue_bytes
+        """Bound of the bytes (windows, dead letters' values) of the chunks in flight through both queues."""
+        self._queued_bytes = 0
+        self._bytes_freed = asyncio.Event()
         self._executor = executor or ThreadPoolExecutor(max_workers=1, thread_name_prefix="candlecast-infer")
         """One inference thread by default; tests pass one that runs the model inline, to stay single-threaded."""
         self._in_flight = 0
@@ -153,9 +158,17 @@ class Pipeline(Generic[ScorerT]):
             for chunk in self._ingest(polled):
                 if chunk.requests or chunk.dead_letters or chunk.checkpoint:
                     self._enter()
+                    await self._take_bytes(chunk.nbytes)
                     await self._to_score.put(chunk)
             self._leave()
         await self._to_score.put(None)
+
+    async def _take_bytes(self, size: int) -> None:
+        """Wait until a chunk of ``size`` bytes fits the byte bound (one always fits an empty pipeline)."""
+        while self._queued_bytes and self._queued_bytes + size > self._queue_bytes:
+            self._bytes_freed.clear()
+            await self._bytes_freed.wait()
+        self._queued_bytes += size
 
     async def _poll_taken(self) -> list[PartitionRecords]:
         polled = await self.source.poll()
@@ -304,8 +317,10 @@ class Pipeline(Generic[ScorerT]):
                     break
                 scored.append(item)
             await self._publish(scored)
-            for _ in scored:
+            for item in scored:
+                self._queued_bytes -= item.chunk.nbytes
                 self._leave()
+            self._bytes_freed.set()
 
     async def _publish(self, scored: Sequence[ScoredChunk]) -> None:
         batch = PublishBatch([], [], {})

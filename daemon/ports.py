@@ -20,6 +20,9 @@ from daemon.engine import ScoreRequest, SourceRecord
 from daemon.signal import DeadLetter, Signal
 from models.artifact import Manifest, ModelOutputs
 
+ITEM_OVERHEAD = 256
+"""Bytes a request or dead letter takes beside its window or value (objects, references), with margin."""
+
 
 @dataclass(slots=True)
 class PartitionRecords:
@@ -44,6 +47,13 @@ class Chunk:
     requests: list[ScoreRequest]
     dead_letters: list[DeadLetter]
     checkpoint: dict[TopicPartition, Checkpoint]
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes it holds, roughly: windows and dead letters' values and keys, plus a fixed cost each."""
+        windows = sum(request.window.nbytes for request in self.requests)
+        letters = sum(len(letter.value) + len(letter.key or b"") for letter in self.dead_letters)
+        return windows + letters + ITEM_OVERHEAD * (len(self.requests) + len(self.dead_letters))
 
 
 @dataclass(slots=True)

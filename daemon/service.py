@@ -167,6 +167,7 @@ class Daemon:
             metrics=self.metrics,
             clock=self.clock,
             queue_size=settings.batching.queue_chunks,
+            queue_bytes=settings.batching.queue_bytes,
             observers=[self.monitor.observe],
             on_published=mqtt.hooks,
         )

@@ -150,6 +150,12 @@ class BatchingSettings(_Section):
     max_batch: int = Field(512, ge=1, le=65536, description="Most windows per forward pass.")
     max_wait_ms: float = Field(0.0, ge=0, description="0: continuous batching (adaptive); >0: wait for fuller batches.")
     queue_chunks: int = Field(64, ge=1, description="Bound of each pipeline queue, in polls.")
+    queue_bytes: int = Field(
+        256 << 20,
+        ge=1 << 20,
+        description="Bound of the bytes in flight through the pipeline queues (windows, dead letters' values); "
+        "a chunk that would pass it waits, so memory is bounded in bytes too.",
+    )
 
 
 class ShutdownSettings(_Section):
