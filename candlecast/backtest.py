@@ -29,6 +29,7 @@ from daemon.serving import load_serving_model
 from daemon.settings import ModelSettings, Settings
 from daemon.signal import Signal, encoder
 from models.device import resolve_device
+from models.market_fit import misfit
 from models.registry import Registry
 from models.torchscript import LoadedModel, load_artifact
 
@@ -70,8 +71,9 @@ def run_backtest(
     model's interval.
     """
     interval = infer_interval(candles)
-    if interval != model.manifest.interval:
-        raise DataError(f"the candles are {interval}, the model scores {model.manifest.interval} candles")
+    reason = misfit(model.manifest, interval, Registry(settings.model.registry))
+    if reason is not None:
+        raise DataError(f"{reason}: pick one with --model")
     core = build_core(settings, model)
     policy = BatchPolicy(settings.batching.max_batch)
     messages = candles.messages(interval)

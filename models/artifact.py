@@ -43,11 +43,18 @@ class Member(msgspec.Struct, frozen=True):
 
 
 class Calibration(msgspec.Struct, frozen=True):
-    """Platt scaling of the weighted member logit ``z`` per horizon: ``p = sigmoid(scale * z + bias)``."""
+    """Platt scaling of the weighted member logit ``z`` per horizon, with an intercept that follows
+    the window's own trailing up rate ``r`` (``models.calibration``):
+    ``p = sigmoid(scale * z + bias + drift_coef * (r - drift_centre))``. Empty drift lists (older
+    artifacts): no trailing term."""
 
     method: Literal["platt"]
     scale: list[float]
     bias: list[float]
+    drift_coef: list[float] = []
+    drift_centre: list[float] = []
+    fitted_on: str = ""
+    """What the weights and the calibration were fitted on."""
 
 
 class DataFile(msgspec.Struct, frozen=True):
@@ -122,6 +129,8 @@ class Manifest(msgspec.Struct, frozen=True):
     weights_sha256: str
     golden: Golden
     format: str = ARTIFACT_FORMAT
+    dropped_members: list[str] = []
+    """Members trained but left out of the graph because their weight was 0 at every horizon."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,7 +8,8 @@
   means over the last 5 and 20 candles);
 - buy-and-hold (always long) has no probability: only its accuracy ("always up") and trading
   figures are defined;
-- for the return quantiles: the training log returns' own quantiles, the same for every window.
+- for the return quantiles: the training log returns' own quantiles, the same for every window,
+  and the EWMA volatility of the window times the training returns' quantiles in units of it.
 The best single member is chosen from the ensemble's own members by calibration-slice log loss.
 """
 
@@ -139,3 +140,37 @@ class QuantileBaseline:
 
     def quantiles(self, data: WindowSet) -> FloatArray:
         return np.broadcast_to(self.values, (len(data), *self.values.shape)).copy()
+
+
+EWMA_DECAY = 0.94
+"""RiskMetrics' daily decay of the exponentially weighted variance."""
+
+
+def ewma_volatility(windows: npt.NDArray[np.float32], decay: float = EWMA_DECAY) -> FloatArray:
+    """``[N]`` exponentially weighted standard deviation of each window's close-to-close log returns
+    (newest weighted most), floored so a flat window does not divide by zero."""
+    close = windows[:, :, 3].astype(np.float64)
+    returns = np.log(close[:, 1:] / close[:, :-1])
+    weights = decay ** np.arange(returns.shape[1])[::-1]
+    variance = (returns**2) @ weights / weights.sum()
+    out: FloatArray = np.sqrt(variance) + 1e-8
+    return out
+
+
+@dataclass(frozen=True)
+class VolatilityQuantileBaseline:
+    """Each window's EWMA volatility times the training returns' unconditional quantiles in units
+    of that volatility: a quantile model that knows today's volatility and nothing else, which a
+    useful one must beat."""
+
+    standardised: FloatArray
+    """``[H, Q]`` quantiles of ``log_return / ewma_volatility`` on the training windows."""
+
+    @classmethod
+    def fit(cls, train: WindowSet, levels: list[float]) -> VolatilityQuantileBaseline:
+        z = train.log_return / ewma_volatility(train.windows)[:, None]
+        return cls(np.array([np.quantile(z[train.valid[:, j], j], levels) for j in range(len(train.horizons))]))
+
+    def quantiles(self, data: WindowSet) -> FloatArray:
+        out: FloatArray = ewma_volatility(data.windows)[:, None, None] * self.standardised[None]
+        return out

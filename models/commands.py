@@ -19,6 +19,7 @@ from rich.table import Column, Table
 from candlecast.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
+    from models.evaluation import EvaluationSettings
     from models.registry import Entry, Registry, TrackingRun
 
 console = Console(stderr=True)
@@ -254,11 +255,34 @@ class RichProgress:
 
 def evaluate(
     *,
-    run: Annotated[Path, typer.Option(help="Run directory written by `candlecast train`.")],
+    run: Annotated[Path | None, typer.Option(help="Run directory written by `candlecast train`.")] = None,
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="Instead of --run: an artifact file, or NAME/VERSION (or `current`) in --registry, evaluated on "
+            "the one --data file without its training run."
+        ),
+    ] = None,
+    registry: RegistryOption = None,
     data: Annotated[
         list[Path] | None,
-        typer.Option("--data", help="External candle CSV to test on as well (repeatable); never used in training."),
+        typer.Option(
+            "--data",
+            help="With --run: external candle CSV to test on as well (repeatable), never used in training. "
+            "With --model: the candle CSV to evaluate on.",
+        ),
     ] = None,
+    baseline_data: Annotated[
+        Path | None,
+        typer.Option(help="With --model: fit the baselines on this candle CSV instead of the start of --data."),
+    ] = None,
+    baseline_fraction: Annotated[
+        float,
+        typer.Option(
+            help="With --model: share of --data's window-end times, the earliest, the baselines are fitted on "
+            "(never scored)."
+        ),
+    ] = 0.3,
     report_dir: Annotated[
         Path | None, typer.Option(help="Where to write the report (default: reports/NAME-VERSION).")
     ] = None,
@@ -278,8 +302,10 @@ def evaluate(
     track: FollowTrackOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
-    """Measure a trained run on unseen data beside baselines: Markdown, JSON and PNG plots; when
-    tracked, the figures with their intervals and the plots go to an MLflow run under the training's."""
+    """Measure a trained run (--run) or any exported artifact (--model, on one --data file) beside
+    baselines: Markdown, JSON and PNG plots (fields in docs/evaluation.md); when a run is tracked,
+    the figures with their intervals and the plots go to an MLflow run under the training's
+    (--card, --walk-forward and tracking apply to --run only)."""
     import shlex
 
     from pydantic import ValidationError
@@ -296,9 +322,6 @@ def evaluate(
         raise ConfigError(f"thresholds: {exc.errors()[0]['msg']}") from exc
     if min(bootstrap, block) < 1 or min(fee_bps, slippage_bps) < 0:
         raise ConfigError("bootstrap and block must be positive, fees and slippage non-negative")
-    info = read_run(run)
-    uri = _tracking_uri(track, tracking_uri, info.tracking)
-    directory = report_dir or Path("reports") / f"{info.name}-{info.version}"
     settings = EvaluationSettings(
         buy_above=buy_above,
         sell_below=sell_below,
@@ -308,6 +331,24 @@ def evaluate(
         block=block,
         seed=seed,
     )
+    if (run is None) == (model is None):
+        raise ConfigError("give either --run (a training run) or --model (an artifact), not both")
+    if model is not None:
+        _evaluate_model(
+            model,
+            registry=registry,
+            data=data or [],
+            baseline_data=baseline_data,
+            baseline_fraction=baseline_fraction,
+            settings=settings,
+            report_dir=report_dir,
+            stem=stem,
+        )
+        return
+    assert run is not None
+    info = read_run(run)
+    uri = _tracking_uri(track, tracking_uri, info.tracking)
+    directory = report_dir or Path("reports") / f"{info.name}-{info.version}"
     externals = list(data or [])
     with console.status("scoring the models and the baselines, bootstrapping"):
         figures = evaluate_run(
@@ -333,7 +374,8 @@ def evaluate(
                 "export",
                 f"--run={display_path(run)}",
                 f"--registry={display_path(_bundled())}",
-                "--promote",
+                # The bundled current model was promoted; other bundled models are exported beside it.
+                *(["--promote"] if _bundled_current() == f"{info.name}/{info.version}" else []),
             ]
         ),
         "evaluate": shlex.join(arguments),
@@ -357,6 +399,57 @@ def evaluate(
             command=command,
         )
         console.print(f"MLflow run {recorded.run_id} in {recorded.uri}", soft_wrap=True)
+
+
+def _evaluate_model(
+    ref: str,
+    *,
+    registry: Path | None,
+    data: list[Path],
+    baseline_data: Path | None,
+    baseline_fraction: float,
+    settings: EvaluationSettings,
+    report_dir: Path | None,
+    stem: str,
+) -> None:
+    """``evaluate --model``: an artifact on one candle file (``models.artifact_evaluation``)."""
+    import shlex
+
+    from models.artifact_evaluation import evaluate_artifact
+    from models.registry import Registry
+    from models.report import write_report
+    from models.reweighting import ReweightingParams
+    from models.torchscript import load_artifact
+    from models.training import display_path
+
+    if len(data) != 1:
+        raise ConfigError("--model evaluates on exactly one --data file")
+    store = Registry(registry or _bundled())
+    path = Path(ref)
+    loaded = load_artifact(path) if path.is_file() else store.load(_resolve(store, ref))
+    manifest = loaded.manifest
+    directory = report_dir or Path("reports") / f"{manifest.name}-{manifest.version}-{data[0].stem}"
+    with console.status("scoring the artifact and the baselines, bootstrapping"):
+        figures = evaluate_artifact(
+            loaded,
+            data[0],
+            registry=store,
+            settings=settings,
+            params=ReweightingParams(),
+            baseline_data=baseline_data,
+            baseline_fraction=baseline_fraction,
+        )
+    arguments = ["candlecast", "evaluate", f"--model={ref}", f"--data={display_path(data[0])}"]
+    arguments += [f"--registry={display_path(registry)}"] if registry else []
+    arguments += [f"--baseline-data={display_path(baseline_data)}"] if baseline_data else []
+    arguments += [] if baseline_data else [f"--baseline-fraction={baseline_fraction}"]
+    arguments += [f"--report-dir={display_path(directory)}", f"--stem={stem}"]
+    arguments += [f"--buy-above={settings.buy_above}", f"--sell-below={settings.sell_below}"]
+    arguments += [f"--fee-bps={settings.fee_bps}", f"--slippage-bps={settings.slippage_bps}"]
+    arguments += [f"--bootstrap={settings.samples}", f"--block={settings.block}", f"--seed={settings.seed}"]
+    figures["commands"] = {"evaluate": shlex.join(arguments)}
+    for written in write_report(figures, directory, stem):
+        typer.echo(written)
 
 
 def export(
@@ -407,6 +500,12 @@ def _bundled() -> Path:
     from daemon.settings import bundled_registry
 
     return bundled_registry()
+
+
+def _bundled_current() -> str | None:
+    from models.registry import Registry
+
+    return Registry(_bundled()).current_ref()
 
 
 @models_app.command("list")

@@ -5,6 +5,8 @@ A window is the ``T`` candles the daemon would hold when a candle arrives: candl
 rejects (misaligned open times, inconsistent prices, duplicates) never enter it, and the gap
 policy decides, per symbol, whether a missing stretch is ignored, filled with flat candles, or
 starts the window again. Training on anything else would teach the model windows it never serves.
+One exception: a price jump without a market move (a split in unadjusted prices, ``models.hygiene``)
+starts a new run, so no window or label straddles it; the daemon still serves such windows.
 
 Labels: for horizon ``h``, ``up`` is ``close[t+h] > close[t]`` strictly, where ``t`` is the window's
 newest candle and ``t+h`` the ``h``-th candle after it in the same run of candles (no reset in
@@ -14,12 +16,14 @@ between). A tie counts as not up. A label is missing when the run ends before ``
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Literal
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -28,6 +32,9 @@ from candlecast.errors import DataError
 from daemon.candle import CandleMessage, CandleValidator, Rejection
 from daemon.intervals import Calendar, Interval
 from daemon.window import GapMode, GapPolicy
+from models.hygiene import Jump, find_jumps, jump_rows
+
+logger = logging.getLogger(__name__)
 
 GapPolicyName = Literal["reset", "tolerate", "forward_fill"]
 CALENDARS: dict[str, Calendar] = {"continuous": "continuous", "weekdays": "weekdays"}
@@ -149,11 +156,23 @@ def table_digest(path: Path) -> str:
         raise DataError(f"{path}: {exc.strerror}") from exc
 
 
-def accepted_rows(table: CandleTable, spec: WindowSpec) -> npt.NDArray[np.bool_]:
-    """Rows the daemon would accept: valid for its ``CandleValidator`` (symbol, open time aligned
-    to the calendar, consistent prices) and newer than the symbol's last accepted candle (the table
-    is sorted by symbol and ts, so an older one can only be a duplicate)."""
+class CandleAudit(msgspec.Struct, frozen=True):
+    """What became of a candle file's rows before windows were cut: the rows the daemon would
+    reject, by reason (``duplicate`` for a row not newer than its symbol's last accepted one), and
+    the jumps (``models.hygiene``) no window or label may straddle."""
+
+    rows: int
+    rejected: dict[str, int]
+    jumps: list[Jump]
+
+
+def audit_rows(table: CandleTable, spec: WindowSpec) -> tuple[npt.NDArray[np.bool_], dict[str, int]]:
+    """Rows the daemon would accept, and the others counted by reason: valid for its
+    ``CandleValidator`` (symbol, open time aligned to the calendar, consistent prices) and newer
+    than the symbol's last accepted candle (the table is sorted by symbol and ts, so an older one
+    can only be a duplicate)."""
     keep = np.zeros(len(table), dtype=bool)
+    rejected: dict[str, int] = {}
     interval = spec.interval
     validator = CandleValidator({interval.name: interval})
     last: dict[str, int] = {}
@@ -161,19 +180,28 @@ def accepted_rows(table: CandleTable, spec: WindowSpec) -> npt.NDArray[np.bool_]
         ts, symbol = int(table.ts[row]), str(table.symbols[row])
         o, h, lo, c, v = (float(x) for x in table.ohlcv[row])
         # A historical file has no record time: each candle counts as published when it opened.
-        if isinstance(validator.check(CandleMessage(symbol, interval.name, ts, o, h, lo, c, v), None, ts), Rejection):
-            continue
-        if ts > last.get(symbol, -1):
+        verdict = validator.check(CandleMessage(symbol, interval.name, ts, o, h, lo, c, v), None, ts)
+        if isinstance(verdict, Rejection):
+            rejected[verdict.reason.value] = rejected.get(verdict.reason.value, 0) + 1
+        elif ts > last.get(symbol, -1):
             keep[row] = True
             last[symbol] = ts
-    return keep
+        else:
+            rejected["duplicate"] = rejected.get("duplicate", 0) + 1
+    return keep, rejected
+
+
+def accepted_rows(table: CandleTable, spec: WindowSpec) -> npt.NDArray[np.bool_]:
+    """Rows the daemon would accept (see ``audit_rows``)."""
+    return audit_rows(table, spec)[0]
 
 
 def _series(
-    ts: npt.NDArray[np.int64], ohlcv: npt.NDArray[np.float64], spec: WindowSpec
+    ts: npt.NDArray[np.int64], ohlcv: npt.NDArray[np.float64], spec: WindowSpec, breaks: npt.NDArray[np.bool_]
 ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64], npt.NDArray[np.bool_]]:
     """One symbol's candles as the window sees them: open times, values, run number and whether
-    each candle was received (not forward-filled). A new run starts at every reset."""
+    each candle was received (not forward-filled). A new run starts at every reset and at every
+    candle marked in ``breaks`` (a jump)."""
     interval, policy = spec.interval, spec.policy
     slots = np.array([interval.slot_index(int(t)) for t in ts], dtype=np.int64)
     missing = np.diff(slots) - 1
@@ -184,7 +212,9 @@ def _series(
     run = 0
     for i in range(len(ts)):
         gap = int(missing[i - 1]) if i else 0
-        if gap > 0:
+        if breaks[i]:
+            run += 1
+        elif gap > 0:
             if gap > policy.max_missing or policy.mode is GapMode.RESET:
                 run += 1
             elif policy.mode is GapMode.FORWARD_FILL:
@@ -208,12 +238,27 @@ def _series(
 
 
 def build_windows(table: CandleTable, spec: WindowSpec) -> WindowSet:
-    """Every window the daemon would score for these candles, with its labels."""
-    table = table.select(accepted_rows(table, spec))
+    """Every window the daemon would score for these candles, with its labels, none across a jump."""
+    return audited_windows(table, spec)[0]
+
+
+def audited_windows(table: CandleTable, spec: WindowSpec) -> tuple[WindowSet, CandleAudit]:
+    """``build_windows``, with what was rejected and which jumps were cut out."""
+    keep, rejected = audit_rows(table, spec)
+    table = table.select(keep)
+    jumps = find_jumps(table)
+    audit = CandleAudit(len(keep), rejected, jumps)
+    if jumps:
+        logger.warning(
+            "%d price jumps without a market move excluded (no window or label across them): %s",
+            len(jumps),
+            ", ".join(f"{j.symbol} {iso(j.ts)[:10]} {j.log_return:+.2f}" for j in jumps[:10]),
+        )
+    breaks = jump_rows(table, jumps)
     t_len, horizons = spec.length, spec.horizons
     parts: list[WindowSet] = []
     for symbol, span in table.symbol_slices().items():
-        ts, values, runs, received = _series(table.ts[span], table.ohlcv[span], spec)
+        ts, values, runs, received = _series(table.ts[span], table.ohlcv[span], spec, breaks[span])
         n = len(ts)
         if n < t_len:
             continue
@@ -250,17 +295,23 @@ def build_windows(table: CandleTable, spec: WindowSpec) -> WindowSet:
         )
     if not parts:
         raise DataError(f"no symbol has {t_len} consecutive candles under the {spec.policy.mode} gap policy")
-    return concat_windows(parts)
+    return concat_windows(parts), audit
 
 
 def load_windows(path: Path, spec: WindowSpec, symbols: Sequence[str] | None = None) -> WindowSet:
+    return load_audited_windows(path, spec, symbols)[0]
+
+
+def load_audited_windows(
+    path: Path, spec: WindowSpec, symbols: Sequence[str] | None = None
+) -> tuple[WindowSet, CandleAudit]:
     table = read_candles(path)
     if symbols:
         unknown = sorted(set(symbols) - {str(s) for s in np.unique(table.symbols)})
         if unknown:
             raise DataError(f"{path}: no candles for {', '.join(unknown)}")
         table = table.only(list(symbols))
-    return build_windows(table, spec)
+    return audited_windows(table, spec)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,15 @@ import msgspec
 import numpy as np
 
 from candlecast.errors import DataError
-from models.baselines import ConstantBaseline, LogisticBaseline, MomentumBaseline, QuantileBaseline
+from models.baselines import (
+    ConstantBaseline,
+    LogisticBaseline,
+    MomentumBaseline,
+    QuantileBaseline,
+    VolatilityQuantileBaseline,
+)
 from models.bootstrap import Bootstrap, difference
+from models.calibration import drift_offset, logit, sigmoid
 from models.contenders import (
     BEST_MEMBER,
     BUY_AND_HOLD,
@@ -46,7 +53,7 @@ from models.metrics import (
 )
 from models.reweighting import ReweightingParams, reweighted_stream
 from models.simulation import periods_per_year, simulate, trading_figures
-from models.training import RunInfo, load_fold, logit, predict, read_run, run_data, sigmoid
+from models.training import FoldInfo, RunInfo, load_fold, predict, read_run, run_data
 
 
 @dataclass(frozen=True)
@@ -86,6 +93,8 @@ class Scored:
     """``[N, H, Q]`` the ensemble's log-return quantiles."""
     baseline_quantiles: FloatArray
     """``[N, H, Q]`` the training returns' unconditional quantiles."""
+    volatility_quantiles: FloatArray
+    """``[N, H, Q]`` EWMA volatility times the training returns' standardised quantiles."""
     levels: list[float]
 
 
@@ -110,6 +119,7 @@ def score_fold(
         centre=np.asarray(info.member_train_mean),
         anchor=logit(np.asarray(info.train_rate)),
         params=params,
+        offset=_drift(info, rows),
     )
     probabilities = {
         ENSEMBLE: predicted.probabilities,
@@ -129,8 +139,15 @@ def score_fold(
         [info.weights_sha256],
         predicted.quantiles,
         QuantileBaseline.fit(train, run.quantiles).quantiles(rows),
+        VolatilityQuantileBaseline.fit(train, run.quantiles).quantiles(rows),
         run.quantiles,
     )
+
+
+def _drift(info: FoldInfo, rows: WindowSet) -> FloatArray | None:
+    if not info.drift_coef:
+        return None
+    return drift_offset(rows.windows, rows.horizons, np.asarray(info.drift_coef), np.asarray(info.drift_centre))
 
 
 def join_scored(parts: list[Scored]) -> Scored:
@@ -144,6 +161,7 @@ def join_scored(parts: list[Scored]) -> Scored:
         [digest for p in parts for digest in p.weights_sha256],
         np.concatenate([p.quantiles for p in parts]),
         np.concatenate([p.baseline_quantiles for p in parts]),
+        np.concatenate([p.volatility_quantiles for p in parts]),
         parts[0].levels,
     )
 
@@ -268,7 +286,8 @@ def trading_rows(
 def quantile_rows(scored: Scored, boot: Bootstrap) -> dict[str, Json]:
     """Per horizon: how often the realised log return fell below each predicted quantile (ideally
     the level), the coverage and width of the outer interval, and the pinball loss against the
-    training returns' unconditional quantiles (paired bootstrap of the difference)."""
+    training returns' unconditional quantiles and against the volatility-scaled ones (paired
+    bootstrap of the differences)."""
     data, levels = scored.data, np.asarray(scored.levels)
     out: dict[str, Json] = {}
     for j, h in enumerate(data.horizons):
@@ -276,7 +295,11 @@ def quantile_rows(scored: Scored, boot: Bootstrap) -> dict[str, Json]:
         returns, dates = data.log_return[v, j], data.end_ts[v]
         figures: Json = {"levels": scored.levels}
         losses = {}
-        for name, quantiles in (("ensemble", scored.quantiles[v, j]), ("baseline", scored.baseline_quantiles[v, j])):
+        for name, quantiles in (
+            ("ensemble", scored.quantiles[v, j]),
+            ("baseline", scored.baseline_quantiles[v, j]),
+            ("volatility", scored.volatility_quantiles[v, j]),
+        ):
             below = returns[:, None] < quantiles
             inside = (returns >= quantiles[:, 0]) & (returns <= quantiles[:, -1])
             losses[name] = pinball(returns, quantiles, levels)
@@ -286,12 +309,14 @@ def quantile_rows(scored: Scored, boot: Bootstrap) -> dict[str, Json]:
                 "interval_width": float(np.mean(quantiles[:, -1] - quantiles[:, 0])),
                 "pinball": float(losses[name].mean()),
             }
-        figures["pinball_minus_baseline"] = difference(
-            boot,
-            figures["ensemble"]["pinball"] - figures["baseline"]["pinball"],
-            boot.mean(losses["ensemble"], dates),
-            boot.mean(losses["baseline"], dates),
-        )
+        ensemble_draws = boot.mean(losses["ensemble"], dates)
+        for name in ("baseline", "volatility"):
+            figures[f"pinball_minus_{name}"] = difference(
+                boot,
+                figures["ensemble"]["pinball"] - figures[name]["pinball"],
+                ensemble_draws,
+                boot.mean(losses[name], dates),
+            )
         out[str(h)] = figures
     return out
 
@@ -333,7 +358,13 @@ def model_figures(run: RunInfo) -> Json:
         "config": run.config,
         "sizes": run.sizes,
         "members": [{**msgspec.to_builtins(m), "weights": weights[i].tolist()} for i, m in enumerate(last.members)],
-        "calibration": {"scale": last.calibration_scale, "bias": last.calibration_bias},
+        "calibration": {
+            "scale": last.calibration_scale,
+            "bias": last.calibration_bias,
+            "drift_coef": last.drift_coef,
+            "drift_centre": last.drift_centre,
+            "labels": last.calibration_labels,
+        },
         "folds": [
             {
                 "index": f.index,
@@ -375,6 +406,7 @@ def evaluate_run(
         return score_fold(run_dir, run, index, train=train, rows=rows, params=params)
 
     sets: dict[str, Json] = {}
+    goals: dict[str, Json] = {}
     last_test = scored(last, folds[last].part(data, "test"))
     sets["last-fold"] = {
         "title": "Last fold's test block: the exported model on data it has not seen",
@@ -388,6 +420,8 @@ def evaluate_run(
     }
     if walk_forward_folds and len(folds) > 1:
         parts = [last_test if k == last else scored(k, folds[k].part(data, "test")) for k in range(len(folds))]
+        for k, part in enumerate(parts):
+            goals[f"fold {k} test block"] = goal_rows(part)
         sets["walk-forward"] = {
             "title": f"All {len(folds)} walk-forward test blocks",
             "short": "walk-forward test blocks",
@@ -399,13 +433,17 @@ def evaluate_run(
             **assess(join_scored(parts), settings, periods),
         }
     trained_from, trained_to = data.end_ts.min(), folds[last].cutoffs[0]
+    if not goals:
+        goals[f"fold {last} test block"] = goal_rows(last_test)
     for external in externals:
         rows = load_windows(external, run.spec())
+        on_external = scored(last, rows)
+        goals[f"external set {external.name}"] = goal_rows(on_external)
         sets[f"external-{external.stem}"] = {
             "title": f"External test set: {external.name}",
             "short": f"external set {external.name}",
             "description": _external_description(external, rows, run, int(trained_from), int(trained_to)),
-            **assess(scored(last, rows), settings, periods),
+            **assess(on_external, settings, periods),
         }
     return {
         "title": f"{run.name} {run.version}: evaluation",
@@ -416,8 +454,37 @@ def evaluate_run(
             "periods_per_year": periods,
             "reweighting": dataclasses.asdict(params),
         },
+        "goals": goals,
         "sets": sets,
     }
+
+
+LOG_LOSS_MARGIN = 0.002
+"""Issue 13's goals: log loss at most this much above the constant probability's, and ..."""
+ECE_LIMIT = 0.03
+"""... an expected calibration error at most this, at every horizon of every test set."""
+
+
+def goal_rows(scored: Scored) -> dict[str, Json]:
+    """Per horizon, the ensemble's log loss against the constant probability's and its ECE, and
+    whether both goals are met."""
+    data = scored.data
+    out: dict[str, Json] = {}
+    for j, h in enumerate(data.horizons):
+        v = data.valid[:, j]
+        ensemble = classification(scored.probabilities[ENSEMBLE][v, j], data.up[v, j])
+        constant = classification(scored.probabilities[CONSTANT][v, j], data.up[v, j])
+        excess = ensemble["log_loss"] - constant["log_loss"]
+        out[str(h)] = {
+            "labels": int(v.sum()),
+            "log_loss": ensemble["log_loss"],
+            "log_loss_constant": constant["log_loss"],
+            "log_loss_excess": excess,
+            "ece": ensemble["ece"],
+            "ece_constant": constant["ece"],
+            "met": bool(excess <= LOG_LOSS_MARGIN and ensemble["ece"] <= ECE_LIMIT),
+        }
+    return out
 
 
 def _external_description(path: Path, rows: WindowSet, run: RunInfo, trained_from: int, trained_to: int) -> str:

@@ -79,6 +79,8 @@ def export_ensemble(
     metrics: dict[str, dict[str, float]],
     reference: Reference,
     golden_windows: npt.NDArray[np.float32],
+    dropped_members: Sequence[str] = (),
+    fitted_on: str = "",
 ) -> LoadedModel:
     """Script the ensemble, write the artifact, and load it back through the verifying loader.
 
@@ -120,6 +122,9 @@ def export_ensemble(
             method="platt",
             scale=ensemble.calibration_scale.tolist(),
             bias=ensemble.calibration_bias.tolist(),
+            drift_coef=ensemble.drift_coef.tolist(),
+            drift_centre=ensemble.drift_centre.tolist(),
+            fitted_on=fitted_on,
         ),
         training=training,
         metrics=metrics,
@@ -131,12 +136,26 @@ def export_ensemble(
             probabilities=golden_p.double().tolist(),
             tolerance=GOLDEN_TOLERANCE,
         ),
+        dropped_members=list(dropped_members),
     )
     save_artifact(scripted, manifest, path)
     return load_artifact(path)
 
 
 GOLDEN_WINDOWS = 8
+
+
+def without_idle_members(ensemble: Ensemble, names: Sequence[str]) -> tuple[list[str], list[str]]:
+    """Remove, in place, the members whose weight is 0 at every horizon (they add exactly 0 to the
+    logit and the quantiles); returns the kept and the dropped names. Where a horizon's scale is 0
+    its weights are uniform (they then weigh the quantiles), so no member is idle there."""
+    weights = ensemble.weights.detach()
+    keep = [m for m in range(len(names)) if bool(torch.any(weights[m] > 0))]
+    dropped = [names[m] for m in range(len(names)) if m not in keep]
+    if dropped:
+        ensemble.members = torch.nn.ModuleList([ensemble.members[m] for m in keep])
+        ensemble.weights = weights[keep].clone()
+    return [names[m] for m in keep], dropped
 
 
 def flat_metrics(figures: dict[int, dict[str, float]]) -> dict[str, float]:
@@ -194,6 +213,15 @@ def export_run(
         ece=reference_figures[f"ece_h{primary}"],
     )
     golden_rows = np.linspace(0, len(test) - 1, GOLDEN_WINDOWS).round().astype(np.int64)
+    kept, dropped = without_idle_members(ensemble, run.members)
+    labels = info.calibration_labels
+    pooled = len(run.folds)
+    fitted_on = (
+        f"pooled out-of-fold predictions: the calibration slice and the {pooled - 1} earlier folds' test blocks "
+        f"({', '.join(map(str, labels))} labels per horizon)"
+        if labels
+        else "the calibration slice"
+    )
     training = Training(
         data=[run.data],
         symbols=run.symbols,
@@ -217,11 +245,13 @@ def export_run(
         max_missing=run.max_missing,
         horizons=run.horizons,
         quantiles=run.quantiles,
-        member_names=run.members,
-        member_kinds=run.members,
+        member_names=kept,
+        member_kinds=kept,
         training=training,
         metrics=metrics,
         reference=reference,
         golden_windows=test.windows[golden_rows],
+        dropped_members=dropped,
+        fitted_on=fitted_on,
     )
     return model, ensemble

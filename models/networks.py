@@ -347,8 +347,11 @@ class Ensemble(nn.Module):
     weights: Tensor
     calibration_scale: Tensor
     calibration_bias: Tensor
+    drift_steps: Tensor
+    drift_coef: Tensor
+    drift_centre: Tensor
 
-    def __init__(self, members: list[Member], horizons: int) -> None:
+    def __init__(self, members: list[Member], horizons: int, steps: list[int] | None = None) -> None:
         super().__init__()
         self.members = nn.ModuleList(members)
         self.features = WindowFeatures()
@@ -356,6 +359,11 @@ class Ensemble(nn.Module):
         self.register_buffer("weights", torch.full((count, horizons), 1.0 / count))
         self.register_buffer("calibration_scale", torch.ones(horizons))
         self.register_buffer("calibration_bias", torch.zeros(horizons))
+        # Calibration-in-the-large from the window's own realised up moves (models.calibration);
+        # a step of 0 turns it off for that horizon.
+        self.register_buffer("drift_steps", torch.tensor(steps or [0] * horizons, dtype=torch.long))
+        self.register_buffer("drift_coef", torch.zeros(horizons))
+        self.register_buffer("drift_centre", torch.zeros(horizons))
 
     def member_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Member logits ``[B, M, H]``, member quantiles ``[B, M, H, Q]`` and standardised features."""
@@ -368,8 +376,25 @@ class Ensemble(nn.Module):
             quantiles.append(q)
         return torch.stack(logits, dim=1), torch.stack(quantiles, dim=1), features
 
-    def combine(self, logits: Tensor, quantiles: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        """Calibrated probabilities, weighted quantiles and disagreement from member outputs.
+    def trailing_rates(self, x: Tensor) -> Tensor:
+        """``[B, H]`` share of ``close[t+h] > close[t]`` over the pairs inside each window
+        (``models.calibration.trailing_rates``); the centre where ``h`` is off or too long. Sums of
+        0/1 values are exact, so the result does not depend on the batch."""
+        close = x[:, :, 3]
+        length = close.shape[1]
+        columns: list[Tensor] = []
+        for j in range(self.drift_steps.shape[0]):
+            h = int(self.drift_steps[j].item())
+            if h < 1 or h >= length:
+                columns.append(self.drift_centre[j].expand(close.shape[0]))
+            else:
+                up = (close[:, h:] > close[:, : length - h]).float()
+                columns.append(up.sum(dim=1) / float(length - h))
+        return torch.stack(columns, dim=1)
+
+    def combine(self, logits: Tensor, quantiles: Tensor, trailing: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Calibrated probabilities, weighted quantiles and disagreement from member outputs and
+        the windows' trailing up rates.
 
         Sums over members run as explicit elementwise accumulation in member order: a reduction
         kernel over the member axis vectorises differently for different batch sizes, which
@@ -388,10 +413,11 @@ class Ensemble(nn.Module):
         var_p = (member_p[:, 0] - mean_p) ** 2
         for m in range(1, count):
             var_p = var_p + (member_p[:, m] - mean_p) ** 2
-        probabilities = lane_sigmoid(self.calibration_scale * z + self.calibration_bias)
+        drift = self.drift_coef * (trailing - self.drift_centre)
+        probabilities = lane_sigmoid(self.calibration_scale * z + self.calibration_bias + drift)
         return probabilities, q, torch.sqrt(var_p / count)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         logits, quantiles, features = self.member_outputs(x)
-        probabilities, q, disagreement = self.combine(logits, quantiles)
+        probabilities, q, disagreement = self.combine(logits, quantiles, self.trailing_rates(x))
         return probabilities, q, disagreement, lane_sigmoid(logits), features[:, -1]

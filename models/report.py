@@ -96,7 +96,12 @@ def render(figures: Json, stem: str, *, card: bool = False) -> str:
     parts = [f"# {title}", ""]
     if card:
         parts += [render_summary(figures), "", render_reproduce(figures), ""]
-    parts += [render_model(figures), "", render_settings(figures)]
+    if model.get("source") == "artifact":
+        parts += [render_artifact(figures), "", render_data(figures), "", render_settings(figures)]
+    else:
+        parts += [render_model(figures), "", render_settings(figures)]
+    if figures.get("goals"):
+        parts += ["", render_goals(figures)]
     for key, figures_of_set in figures["sets"].items():
         parts += ["", render_set(key, figures_of_set, figures, stem)]
     parts += ["", render_definitions(figures)]
@@ -108,11 +113,13 @@ def render(figures: Json, stem: str, *, card: bool = False) -> str:
 def render_summary(figures: Json) -> str:
     """The card's opening: what the model is for and, in numbers, how it fared."""
     model = figures["model"]
+    market = "a 24/7 market" if model["calendar"] == "continuous" else "a weekday market"
     lines = [
-        f"`{model['name']}` predicts, for each window of {model['window']} daily candles of a US stock, the "
-        f"probability that the close {', '.join(map(str, model['horizons']))} trading days ahead is above today's "
-        f"close, and quantiles {model['quantiles']} of that log return. The daemon serves it as the bundled model; "
-        "the threshold strategy turns the 1-day probability into BUY, SELL or HOLD.",
+        f"`{model['name']}` predicts, for each window of {model['window']} `{model['interval']}` candles of "
+        f"{', '.join(model['symbols'])} ({market}), the probability that the close "
+        f"{', '.join(map(str, model['horizons']))} candles ahead is above the window's last close, and quantiles "
+        f"{model['quantiles']} of that log return. It is bundled with the daemon; the threshold strategy turns "
+        "the 1-candle probability into BUY, SELL or HOLD.",
         "",
         "Headline figures (primary horizon, 1 candle; 95% block-bootstrap intervals):",
         "",
@@ -200,8 +207,8 @@ def _plain_verdict(figures: Json) -> str:
         + " The return quantiles, against the training returns' own quantiles in pinball loss (intervals "
         "excluding 0): "
         + "; ".join(quantiles)
-        + ". Daily stock direction is close to unpredictable from prices and volumes alone, while the size of "
-        "the next move is partly predictable; read every figure below with its interval."
+        + ". Direction is close to unpredictable from prices and volumes alone, while the size of the next move "
+        "is partly predictable; read every figure below with its interval."
     )
 
 
@@ -230,25 +237,30 @@ def render_limitations(figures: Json) -> str:
         [
             "## Intended use and limitations",
             "",
-            f"- Trained on {len(model['symbols'])} large US technology stocks ({', '.join(model['symbols'])}), "
-            f"{model['folds'][-1]['train']['start'][:4]} to {model['folds'][-1]['train']['end'][:4]}: a narrow, "
-            "strongly trending universe. Up rates in such data are above 50%, more so at longer horizons, so "
-            "always-up rules look good on accuracy; compare with the baselines, not with 50%.",
-            f"- `{model['interval']}` candles only: the window, calendar and gap policy are those of daily stock "
-            "candles; the daemon serves the model's interval alone and dead-letters candles of any other.",
+            f"- Trained on {', '.join(model['symbols'])} (`{model['data']['name']}`), "
+            f"{model['folds'][-1]['train']['start'][:4]} to {model['folds'][-1]['train']['end'][:4]}. Up rates "
+            "differ between markets and periods, more so at longer horizons, and always-up rules can look good on "
+            "accuracy; compare with the baselines, not with 50%.",
+            f"- `{model['interval']}` candles only ({model['calendar']} calendar): the daemon serves the model's "
+            "interval alone and dead-letters candles of any other; `candlecast evaluate --model` and "
+            "`candlecast backtest` refuse a file of another interval, naming the bundled models.",
             "- The trading simulation is simple: close-to-close fills with a fixed cost in basis points, equal "
             "capital per symbol, no borrow costs for shorts, no market impact beyond the slippage figure, no "
             "dividends beyond those in the price data.",
             "- The online re-weighting (`models.reweighting`) is measured here but not used by the daemon: the "
             "daemon's exact-recovery guarantee needs every decision to depend on a bounded number of recent "
             "candles of its symbol, and these weights depend on the whole history of every symbol.",
-            "- The calibration and the ensemble weights come from half a year of data (the calibration slice); "
-            "the confidence table above shows how well that carried over to the test sets.",
-            "- How the pipeline came to be: two design choices were revised after looking at walk-forward "
-            "results of earlier versions (the calibration's anchored intercept and prior, after unregularised "
-            "fits amplified noise; return quantiles in units of the window's volatility, after quantiles in fixed "
-            "units lost to the training returns' own quantiles). No hyper-parameter was tuned on the test blocks, "
-            "but they are not perfectly untouched; the external set was never used to choose anything.",
+            "- The ensemble weights and the calibration are fitted on pooled out-of-fold predictions: each fold's "
+            "calibration slice and the earlier folds' models on their own test blocks (`models.calibration`); the "
+            "first fold has only its calibration slice. The trailing up-rate term uses only candles the window "
+            "holds, so the daemon's exact recovery is unchanged.",
+            "- How the pipeline came to be: design choices were revised after looking at walk-forward results of "
+            "earlier versions (the calibration's anchored intercept and prior, after unregularised fits amplified "
+            "noise; return quantiles in units of the window's volatility, after quantiles in fixed units lost to "
+            "the training returns' own quantiles; for equities-1d 1.1.0, the pooled out-of-fold fit, the trailing "
+            "up-rate intercept and the shrinkage to the base rate, after 1.0.0 was worse than the constant "
+            "probability on the walk-forward test blocks). No hyper-parameter was tuned on the test blocks, but "
+            "they are not perfectly untouched; the external set was never used to choose anything.",
             "- Not investment advice: the figures above show how little a price-only daily model knows.",
         ]
     )
@@ -289,7 +301,8 @@ def render_model(figures: Json) -> str:
             ),
         ),
         "",
-        f"Members of the exported model (weights per horizon {horizons}, fitted on the calibration slice):",
+        f"Members of the last fold's model (weights per horizon {horizons}; a member with weight 0 at every "
+        "horizon is left out of the exported graph):",
         "",
         table(
             ["member", "parameters", "best epoch / run", "weights", "train seconds"],
@@ -305,15 +318,117 @@ def render_model(figures: Json) -> str:
             ),
         ),
         "",
-        "Calibration (Platt scaling per horizon with its intercept anchored at the training up rate and its "
-        "coefficients shrunk by a Gaussian prior, fitted jointly with the weights; `models.training.fit_combination`): "
-        f"scale "
+        "Calibration (`models.calibration.fit_combination`: Platt scaling per horizon with its intercept "
+        "anchored at the training up rate plus a term in the window's own trailing up rate, coefficients shrunk "
+        "by Gaussian priors and set to 0 unless they improve the pooled out-of-fold log loss by more than one "
+        "label per coefficient, fitted jointly with the weights on "
+        f"{', '.join(f'{n:,}' for n in model['calibration'].get('labels') or []) or 'the calibration slice'} "
+        "pooled out-of-fold labels per horizon): scale "
         f"{', '.join(f'{v:.3f}' for v in model['calibration']['scale'])}, bias "
-        f"{', '.join(f'{v:.3f}' for v in model['calibration']['bias'])} per horizon. A scale of 0 means the "
-        "calibration slice found no member logit worth using at that horizon: the ensemble then predicts the "
-        "training up rate.",
+        f"{', '.join(f'{v:.3f}' for v in model['calibration']['bias'])}, trailing up-rate coefficient "
+        f"{', '.join(f'{v:.2f}' for v in model['calibration'].get('drift_coef') or [0.0] * len(horizons))} "
+        "per horizon. A scale of 0 means no member logit was worth using at that horizon; with a trailing "
+        "coefficient of 0 too, the ensemble predicts the training up rate.",
     ]
     return "\n".join(lines)
+
+
+def render_artifact(figures: Json) -> str:
+    """The artifact an evaluation of ``--model`` scored, from its manifest."""
+    model = figures["model"]
+    training = model["training"]
+    calibration = model["calibration"]
+    ranges = ", ".join(
+        f"{split} {training[split]['start'][:10]} .. {training[split]['end'][:10]}"
+        for split in ("train", "validation", "calibration", "test")
+        if training.get(split)
+    )
+    drift = calibration.get("drift_coef") or []
+    lines = [
+        "## The artifact",
+        "",
+        f"- **{model['name']} {model['version']}** (`{model['path']}`, file sha256 `{model['file_sha256'][:16]}…`, "
+        f"weights sha256 `{model['weights_sha256'][:16]}…`): {len(model['members'])} members "
+        f"({', '.join(m['name'] for m in model['members'])}), {model['parameters']:,} parameters; windows of "
+        f"{model['window']} `{model['interval']}` candles ({model['calendar']} calendar, gap policy "
+        f"`{model['gap_policy']}` with at most {model['max_missing']} missing candles); horizons {model['horizons']}; "
+        f"quantiles {model['quantiles']}.",
+        f"- Trained on {', '.join(d['name'] for d in training['data'])} ({', '.join(training['symbols'])}): {ranges}.",
+        f"- Calibration: scale {', '.join(f'{v:.3f}' for v in calibration['scale'])}, bias "
+        f"{', '.join(f'{v:.3f}' for v in calibration['bias'])}"
+        + (f", trailing up-rate coefficient {', '.join(f'{v:.2f}' for v in drift)}" if drift else "")
+        + f" per horizon; fitted on {calibration.get('fitted_on') or 'the calibration slice'}.",
+    ]
+    if model.get("dropped_members"):
+        lines.append(
+            f"- Members left out of the graph (weight 0 at every horizon): {', '.join(model['dropped_members'])}."
+        )
+    return "\n".join(lines)
+
+
+def render_data(figures: Json) -> str:
+    """What became of each candle file's rows: rejected as the daemon would, by reason, and jumps."""
+    rows = []
+    for audit in figures["data"]:
+        rejected = ", ".join(f"{reason} {count:,}" for reason, count in audit["rejected"].items()) or "none"
+        jumps = ", ".join(
+            f"{j['symbol']} {j['date'][:10]} {j['log_return']:+.2f}"
+            + (f" ({j['looks_like']}?)" if j["looks_like"] else "")
+            for j in audit["jumps"]
+        )
+        rows.append([f"`{audit['file']}`", f"{audit['rows']:,}", rejected, jumps or "none", f"{audit['windows']:,}"])
+    return "\n".join(
+        [
+            "## The candles",
+            "",
+            "Rows the daemon would reject (misaligned open times, inconsistent prices, duplicates, by reason) never "
+            "enter a window; price jumps without a market move (|log return| > 0.25, `models.hygiene`) are cut out: "
+            "no window or label straddles them.",
+            "",
+            table(["file", "rows", "rejected rows", "jumps excluded", "windows"], rows),
+        ]
+    )
+
+
+def render_goals(figures: Json) -> str:
+    """Is the ensemble never worse than knowing nothing? Per test set and horizon."""
+    rows = []
+    for name, horizons in figures["goals"].items():
+        for h, g in horizons.items():
+            rows.append(
+                [
+                    name,
+                    h,
+                    f"{g['labels']:,}",
+                    f"{num(g['log_loss'])} / {num(g['log_loss_constant'])}",
+                    f"{g['log_loss_excess']:+.4f}",
+                    f"{num(g['ece'])} / {num(g['ece_constant'])}",
+                    "met" if g["met"] else "**not met**",
+                ]
+            )
+    met = sum(g["met"] for horizons in figures["goals"].values() for g in horizons.values())
+    return "\n".join(
+        [
+            "## Calibration goals",
+            "",
+            "On every test set, at every horizon: log loss no more than 0.002 above the constant probability's "
+            "(the training up rate) and an expected calibration error (10 equal-width bins) of at most 0.03. "
+            f"Met in {met} of {len(rows)} cases:",
+            "",
+            table(
+                [
+                    "test set",
+                    "horizon",
+                    "labels",
+                    "log loss ensemble / constant",
+                    "excess",
+                    "ECE ensemble / constant",
+                    "goal",
+                ],
+                rows,
+            ),
+        ]
+    )
 
 
 def render_settings(figures: Json) -> str:
@@ -352,7 +467,8 @@ def render_set(key: str, f: Json, figures: Json, stem: str) -> str:
         + ", ".join(f"{pct(f['ties'][h], 2)}" for h in horizons)
         + ".",
         "",
-        f"Best single member (lowest calibration-slice log loss, chosen per fold): {', '.join(f['best_members'])}.",
+        f"Best single member ({f.get('best_member_rule', 'lowest calibration-slice log loss, chosen per fold')}): "
+        f"{', '.join(f['best_members'])}.",
     ]
     for h in horizons:
         lines += ["", f"### Direction and probability, {h}-candle horizon", ""]
@@ -525,18 +641,19 @@ def render_quantiles(f: Json) -> str:
     rows = []
     for h, q in f["quantiles"].items():
         levels = q["levels"]
-        diff = q["pinball_minus_baseline"]
-        for name in ("ensemble", "baseline"):
+        labels = {"ensemble": "ensemble", "baseline": "training quantiles", "volatility": "EWMA volatility x quantiles"}
+        for name in (n for n in labels if n in q):
             g = q[name]
+            diff = q.get(f"pinball_minus_{name}")
             rows.append(
                 [
                     h,
-                    "ensemble" if name == "ensemble" else "training quantiles",
+                    labels[name],
                     ", ".join(f"{pct(b)}" for b in g["below"]),
                     f"{pct(g['interval_coverage'])} (nominal {pct(levels[-1] - levels[0], 0)})",
                     num(g["interval_width"]),
                     num(g["pinball"], 5),
-                    f"{diff['estimate']:+.5f} [{diff['low']:+.5f}, {diff['high']:+.5f}]" if name == "ensemble" else "",
+                    "" if diff is None else f"{-diff['estimate']:+.5f} [{-diff['high']:+.5f}, {-diff['low']:+.5f}]",
                 ]
             )
     levels_text = ", ".join(f"{lv:g}" for lv in next(iter(f["quantiles"].values()))["levels"])
@@ -545,8 +662,11 @@ def render_quantiles(f: Json) -> str:
             "### Return quantiles",
             "",
             f"Share of realised log returns below each predicted quantile (levels {levels_text}; ideally equal to "
-            "the level), coverage and mean width of the outer interval, and the pinball loss against the training "
-            "log returns' unconditional quantiles (the same interval for every window):",
+            "the level), coverage and mean width of the outer interval, and the pinball loss of two baselines "
+            "fitted on the same training windows: the training log returns' unconditional quantiles (the same "
+            "interval for every window) and the window's EWMA volatility (decay 0.94) times the training returns' "
+            "quantiles in units of it. The last column is the baseline's pinball loss minus the ensemble's "
+            "(positive: the ensemble is better):",
             "",
             table(
                 [
@@ -556,7 +676,7 @@ def render_quantiles(f: Json) -> str:
                     "interval coverage",
                     "mean width (log return)",
                     "pinball loss",
-                    "ensemble - training [95% CI]",
+                    "baseline - ensemble [95% CI]",
                 ],
                 rows,
             ),
@@ -615,7 +735,8 @@ def render_members(f: Json) -> str:
     ]
     return "\n".join(
         [
-            "### Members alone (primary horizon, each Platt-calibrated on the calibration slice)",
+            "### Members alone (primary horizon, "
+            + f"{f.get('member_calibration', 'each Platt-calibrated on the calibration slice')})",
             "",
             table(["member", "accuracy", "log loss", "Brier", "ROC AUC"], rows),
         ]

@@ -11,9 +11,10 @@ member that did well there may do badly now. This module is an exponentially wei
   of ``half_life`` candles;
 - weights for the next predictions are ``w_m ∝ prior_m * exp(-eta * (L_m - min L))``, mixed with
   the prior by ``mix`` so no member is ever switched off for good;
-- the ensemble's probability is then ``sigmoid(a * sum_m w_m (z_m - mu_m) + c)`` with its fitted
-  Platt scale ``a``, the members' mean training logits ``mu_m`` and the training log-odds ``c``
-  (``models.training.fit_combination``); with the fitted weights this is the exported ensemble.
+- the ensemble's probability is then ``sigmoid(a * sum_m w_m (z_m - mu_m) + c + k (r - r0))`` with
+  its fitted Platt scale ``a``, the members' mean training logits ``mu_m``, the training log-odds
+  ``c`` and the trailing-rate term (``models.calibration.fit_combination``); with the fitted
+  weights this is the exported ensemble.
 
 It is a pure function of the stream (no wall clock, no randomness). The daemon does not use it
 yet: its exact-recovery guarantee needs each decision to depend on a bounded number of recent
@@ -90,11 +91,13 @@ def reweighted_stream(
     centre: FloatArray,
     anchor: FloatArray,
     params: ReweightingParams,
+    offset: FloatArray | None = None,
 ) -> tuple[FloatArray, FloatArray]:
     """Replay a stream of predictions in time order with online weights.
 
     ``member_logits [N, M, H]`` with outcomes ``up``/``valid [N, H]`` realised at ``label_ts [N, H]``;
-    ``scale [H]``, ``centre [M, H]`` and ``anchor [H]`` are the calibration (see the module's text).
+    ``scale [H]``, ``centre [M, H]`` and ``anchor [H]`` are the calibration (see the module's text),
+    ``offset [N, H]`` the trailing-rate term of each window's logit (``models.calibration``), if any.
     Before the predictions of each candle, every outcome realised at or before it is observed.
     Returns the re-weighted probabilities ``[N, H]`` and the weights used at each distinct
     candle ``[D, M, H]``.
@@ -123,5 +126,6 @@ def reweighted_stream(
         weights = reweighter.weights()
         history[d] = weights
         z = np.einsum("nmh,mh->nh", member_logits[rows] - centre, weights)
-        probabilities[rows] = 0.5 * (1.0 + np.tanh(0.5 * (scale * z + anchor)))
+        shift = 0.0 if offset is None else offset[rows]
+        probabilities[rows] = 0.5 * (1.0 + np.tanh(0.5 * (scale * z + anchor + shift)))
     return probabilities, history

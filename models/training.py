@@ -1,5 +1,6 @@
 """Training: members one by one on a fold's training windows, early stopping on its validation
-windows, then ensemble weights and Platt calibration fitted on its calibration windows.
+windows, then ensemble weights and calibration fitted on its calibration windows pooled with the
+earlier folds' out-of-fold predictions on their test blocks (``models.calibration``).
 
 Reproducibility: every member starts from its own seed (``seed + 1000 * fold + member``), batches
 come in an order drawn from a generator with that seed, ``torch.use_deterministic_algorithms`` is
@@ -34,18 +35,20 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from scipy.optimize import minimize
 from torch import Tensor
 
 from candlecast.candlefile import read_candles
 from candlecast.errors import ArtifactError, ConfigError, DataError
 from models.artifact import DataFile, TimeRange
+from models.calibration import Combination, OutOfFold, Standardisation, fit_combination
 from models.dataset import (
+    CandleAudit,
     Fold,
     SplitSizes,
     WindowSet,
     WindowSpec,
     iso,
+    load_audited_windows,
     load_windows,
     table_digest,
     walk_forward,
@@ -335,7 +338,7 @@ def predict(ensemble: Ensemble, windows: npt.NDArray[np.float32]) -> Predictions
         for start in range(0, len(windows), EVAL_BATCH):
             x = torch.from_numpy(windows[start : start + EVAL_BATCH]).to(device)
             z, q_members, f = ensemble.member_outputs(x)
-            p, q, d = ensemble.combine(z, q_members)
+            p, q, d = ensemble.combine(z, q_members, ensemble.trailing_rates(x))
             logits.append(z.double().cpu().numpy())
             probabilities.append(p.double().cpu().numpy())
             quantiles.append(q.double().cpu().numpy())
@@ -350,112 +353,13 @@ def predict(ensemble: Ensemble, windows: npt.NDArray[np.float32]) -> Predictions
     )
 
 
-def sigmoid(z: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    out: npt.NDArray[np.float64] = 0.5 * (1.0 + np.tanh(0.5 * z))
-    return out
-
-
-PRIOR_SD = 0.1
-"""Prior standard deviation of a calibration coefficient, in logit per standard deviation of a
-member's output (see ``fit_combination``)."""
-
-
-def fit_logistic(
-    inputs: npt.NDArray[np.float64], up: npt.NDArray[np.bool_], *, offset: float, prior_sd: float = PRIOR_SD
-) -> npt.NDArray[np.float64]:
-    """Maximum a posteriori non-negative ``v`` of ``p = sigmoid(inputs @ v + offset)`` under a
-    Gaussian prior ``N(0, prior_sd^2)`` on each coefficient (L-BFGS-B)."""
-    x = np.asarray(inputs, dtype=np.float64)
-    y = up.astype(np.float64)
-    ridge = 1.0 / (prior_sd * prior_sd * len(y))
-
-    def objective(v: npt.NDArray[np.float64]) -> tuple[float, npt.NDArray[np.float64]]:
-        z = x @ v + offset
-        # log(1 + e^z) - y z, computed without overflow; the prior in the same per-label units.
-        loss = float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * ridge * v @ v)
-        return loss, x.T @ (sigmoid(z) - y) / len(y) + ridge * v
-
-    k = x.shape[1]
-    result = minimize(objective, np.zeros(k), jac=True, method="L-BFGS-B", bounds=[(0.0, None)] * k)
-    return np.asarray(result.x, dtype=np.float64)
-
-
-def logit(p: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
-    out: npt.NDArray[np.float64] = np.log(p / (1 - p))
-    return out
-
-
-@dataclass(frozen=True)
-class Combination:
-    weights: npt.NDArray[np.float64]
-    """``[M, H]`` non-negative, summing to one per horizon."""
-    scale: npt.NDArray[np.float64]
-    bias: npt.NDArray[np.float64]
-    member_platt: npt.NDArray[np.float64]
-    """``[M, H, 2]`` each member's own Platt scale and bias (for the best-member baseline)."""
-    member_log_loss: npt.NDArray[np.float64]
-    """``[M, H]`` each calibrated member's log loss on the calibration slice."""
-    member_train_mean: npt.NDArray[np.float64]
-    """``[M, H]`` each member's mean logit on the training windows."""
-
-
-def fit_combination(
-    member_logits: npt.NDArray[np.float64],
-    data: WindowSet,
-    train_rate: npt.NDArray[np.float64],
-    train_logits: npt.NDArray[np.float64],
-) -> Combination:
-    """Ensemble weights and Platt calibration per horizon, fitted on the calibration slice.
-
-    ``p = sigmoid(sum_m v_m (z_m - mu_m) / s_m + c)`` with ``v >= 0``, ``mu_m`` and ``s_m`` the
-    mean and standard deviation of member ``m``'s logit on the training windows, and
-    ``c = logit(train_rate)``. That is Platt scaling with scale ``a = sum_m v_m / s_m``, weights
-    ``w_m = (v_m / s_m) / a`` on the simplex and bias ``c - a sum_m w_m mu_m``, which is how it
-    is stored.
-
-    - The intercept is anchored at the log-odds of the training up rate: the slice decides how much
-      the members' deviations from their usual output count, not the base rate. A free intercept
-      would be fitted to the drift of a half-year slice (for 20-candle labels a handful of
-      independent outcomes), which says little about the next year.
-    - ``v`` is the maximum a posteriori estimate under a Gaussian prior with standard deviation
-      ``PRIOR_SD`` (logit per standard deviation of a member's output): daily direction signals
-      are weak and the slice is small, and without the prior a member whose output barely varies
-      gets a huge scale that amplifies noise.
-
-    When no member helps, ``a`` is 0 and the ensemble predicts the training up rate.
-    """
-    count, horizons = member_logits.shape[1], member_logits.shape[2]
-    anchor = logit(train_rate)
-    mean = train_logits.mean(axis=0)
-    spread = train_logits.std(axis=0) + STD_FLOOR
-    weights = np.full((count, horizons), 1.0 / count)
-    scale, bias = np.zeros(horizons), anchor.copy()
-    platt = np.zeros((count, horizons, 2))
-    losses = np.zeros((count, horizons))
-    for j in range(horizons):
-        rows = data.valid[:, j]
-        if rows.sum() < 2:
-            raise DataError(f"horizon {data.horizons[j]}: fewer than 2 calibration labels")
-        standardised = (member_logits[rows, :, j] - mean[:, j]) / spread[:, j]
-        up = data.up[rows, j]
-        coef = fit_logistic(standardised, up, offset=float(anchor[j])) / spread[:, j]
-        scale[j] = coef.sum()
-        if scale[j] > 0:
-            weights[:, j] = coef / scale[j]
-            bias[j] = anchor[j] - float(coef @ mean[:, j])
-        for m in range(count):
-            a = float(fit_logistic(standardised[:, m : m + 1], up, offset=float(anchor[j]))[0])
-            platt[m, j] = (a / spread[m, j], anchor[j] - a * mean[m, j] / spread[m, j])
-            z = a * standardised[:, m] + anchor[j]
-            losses[m, j] = float(np.mean(np.logaddexp(0.0, z) - up * z))
-    return Combination(weights, scale, bias, platt, losses, mean)
-
-
 def apply_combination(ensemble: Ensemble, combination: Combination) -> None:
     with torch.no_grad():
         ensemble.weights.copy_(torch.from_numpy(combination.weights).float())
         ensemble.calibration_scale.copy_(torch.from_numpy(combination.scale).float())
         ensemble.calibration_bias.copy_(torch.from_numpy(combination.bias).float())
+        ensemble.drift_coef.copy_(torch.from_numpy(combination.drift_coef).float())
+        ensemble.drift_centre.copy_(torch.from_numpy(combination.drift_centre).float())
 
 
 def time_range(data: WindowSet) -> TimeRange:
@@ -483,6 +387,11 @@ class FoldInfo(msgspec.Struct, frozen=True):
     member_train_mean: list[list[float]]
     """``[M][H]`` each member's mean logit on the training windows (the calibration centres on it)."""
     seconds: float
+    drift_coef: list[float] = []
+    """``[H]`` logit per unit of the window's trailing up rate (``models.calibration``)."""
+    drift_centre: list[float] = []
+    calibration_labels: list[int] = []
+    """``[H]`` pooled out-of-fold labels the combination was fitted on."""
 
 
 class RunInfo(msgspec.Struct, frozen=True):
@@ -511,6 +420,8 @@ class RunInfo(msgspec.Struct, frozen=True):
     framework: dict[str, str]
     tracking: TrackingRun | None = None
     """The MLflow run that recorded this training, if it was tracked."""
+    audit: CandleAudit | None = None
+    """Rows of the data the daemon would reject, and the jumps cut out of the windows."""
 
     def spec(self) -> WindowSpec:
         return WindowSpec.build(
@@ -530,12 +441,12 @@ class RunInfo(msgspec.Struct, frozen=True):
         return [m.kind for m in self.folds[-1].members]
 
 
-def new_ensemble(kinds: Sequence[str], horizons: int, quantiles: int, seeds: Sequence[int]) -> Ensemble:
+def new_ensemble(kinds: Sequence[str], horizons: Sequence[int], quantiles: int, seeds: Sequence[int]) -> Ensemble:
     members = []
     for kind, seed in zip(kinds, seeds, strict=True):
         torch.manual_seed(seed)
-        members.append(build_member(kind, horizons, quantiles))
-    return Ensemble(members, horizons)
+        members.append(build_member(kind, len(horizons), quantiles))
+    return Ensemble(members, len(horizons), list(horizons))
 
 
 def train_fold(
@@ -543,13 +454,16 @@ def train_fold(
     fold: Fold,
     config: TrainConfig,
     progress: TrainingProgress,
-) -> tuple[Ensemble, FoldInfo]:
-    """Train one fold's ensemble; ``FoldInfo.weights_file`` is left for the caller to fill."""
+    earlier: Sequence[OutOfFold] = (),
+) -> tuple[Ensemble, FoldInfo, OutOfFold]:
+    """Train one fold's ensemble and fit its combination on its calibration slice pooled with the
+    ``earlier`` folds' test-block predictions; returns it with its own test-block predictions
+    (``FoldInfo.weights_file`` is left for the caller to fill)."""
     started = time.perf_counter()
     train, validation, calibration = (fold.part(data, s) for s in ("train", "validation", "calibration"))
     horizons, levels = len(data.horizons), torch.tensor(config.quantiles)
     seeds = [config.seed + 1000 * fold.index + m for m in range(len(config.members))]
-    ensemble = new_ensemble(config.members, horizons, len(config.quantiles), seeds)
+    ensemble = new_ensemble(config.members, data.horizons, len(config.quantiles), seeds)
     Normalisation.fit(train, pathway_scales(ensemble)).apply(ensemble)
     ensemble.to(config.device)
     train_t, validation_t = Tensors.of(train, config.device), Tensors.of(validation, config.device)
@@ -583,16 +497,19 @@ def train_fold(
         )
     ensemble.cpu().eval()
     train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(horizons)])
-    train_logits = predict(ensemble, train.windows).member_logits
+    own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
     calibration_logits = predict(ensemble, calibration.windows).member_logits
-    combination = fit_combination(calibration_logits, calibration, train_rate, train_logits)
+    pooled = [oof.part(fold.cutoffs[2], own) for oof in earlier]
+    pooled.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
+    combination = fit_combination(pooled, train_rate, own)
     apply_combination(ensemble, combination)
+    test = fold.part(data, "test")
     info = FoldInfo(
         index=fold.index,
         train=time_range(train),
         validation=time_range(validation),
         calibration=time_range(calibration),
-        test=time_range(fold.part(data, "test")),
+        test=time_range(test),
         cutoffs=list(fold.cutoffs),
         weights_file="",
         weights_sha256=weights_digest(ensemble),
@@ -605,8 +522,11 @@ def train_fold(
         train_rate=train_rate.tolist(),
         member_train_mean=combination.member_train_mean.tolist(),
         seconds=round(time.perf_counter() - started, 1),
+        drift_coef=combination.drift_coef.tolist(),
+        drift_centre=combination.drift_centre.tolist(),
+        calibration_labels=combination.labels,
     )
-    return ensemble, info
+    return ensemble, info, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
 
 
 def train_run(
@@ -626,14 +546,16 @@ def train_run(
     """Train every walk-forward fold and write the run directory; ``fold_done`` hears of each
     fold once its weights are saved, ``tracking`` is recorded in ``run.json``."""
     started, cpu_started = time.perf_counter(), time.process_time()
-    data = load_windows(data_path, spec, symbols)
+    data, audit = load_audited_windows(data_path, spec, symbols)
     folds = walk_forward(data, sizes)
     out.mkdir(parents=True, exist_ok=True)
     infos: list[FoldInfo] = []
     parameters = 0
+    earlier: list[OutOfFold] = []
     with deterministic(config.threads, config.device):
         for fold in folds:
-            ensemble, info = train_fold(data, fold, config, progress or SilentProgress())
+            ensemble, info, out_of_fold = train_fold(data, fold, config, progress or SilentProgress(), earlier)
+            earlier.append(out_of_fold)
             weights_file = f"fold-{fold.index}.pt"
             torch.save(ensemble.state_dict(), out / weights_file)
             infos.append(msgspec.structs.replace(info, weights_file=weights_file))
@@ -662,6 +584,7 @@ def train_run(
         cpu_seconds=round(time.process_time() - cpu_started, 1),
         framework=framework_versions(),
         tracking=tracking,
+        audit=audit,
     )
     (out / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(run)) + b"\n")
     return run
@@ -722,7 +645,9 @@ def load_fold(run_dir: Path, run: RunInfo, fold: int) -> Ensemble:
     """A fold's trained ensemble, its weights checked against the digest in ``run.json``."""
     info = run.folds[fold]
     ensemble = Ensemble(
-        [build_member(k, len(run.horizons), len(run.quantiles)) for k in run.members], len(run.horizons)
+        [build_member(k, len(run.horizons), len(run.quantiles)) for k in run.members],
+        len(run.horizons),
+        list(run.horizons),
     )
     path = run_dir / info.weights_file
     try:

@@ -86,7 +86,10 @@ def test_batch_size_does_not_change_any_signal(test_artifact: Path, model: Loade
 
 def test_a_file_of_another_interval_is_refused(test_artifact: Path, model: LoadedModel, tmp_path: Path) -> None:
     hourly = read_candles(bundled_path("btcusd_1h.csv")).tail_per_symbol(10)
-    with pytest.raises(DataError, match="the candles are 1h, the model scores 1d candles"):
+    """Hourly candles handed to a daily model are refused, naming the registry's models to pick from."""
+    with pytest.raises(
+        DataError, match=r"the candles are 1h, the model scores 1d candles .*equities-1d/[\d.]+ \(1d, weekdays\)"
+    ):
         run_backtest(settings_for(test_artifact, StrategySettings()), model, hourly, tmp_path)
 
 

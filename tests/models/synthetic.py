@@ -39,3 +39,20 @@ def write_csv(path: Path, rows: list[tuple[int, str, float, float, float, float,
         writer.writerow(["ts", "symbol", "open", "high", "low", "close", "volume"])
         writer.writerows(rows)
     return path
+
+
+def hourly_candles(
+    symbol: str = "COIN", hours: int = 1400, seed: int = 5
+) -> list[tuple[int, str, float, float, float, float, float]]:
+    """Rows of one symbol every hour, weekends included (a 24/7 market)."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    close = 100.0
+    start = START_DAY * DAY_MS
+    for k in range(hours):
+        open_ = close
+        close = open_ * float(np.exp(rng.normal(0.0002, 0.01)))
+        high = max(open_, close) * (1 + abs(float(rng.normal(0, 0.003))))
+        low = min(open_, close) * (1 - abs(float(rng.normal(0, 0.003))))
+        rows.append((start + k * 3_600_000, symbol, open_, high, low, close, float(rng.lognormal(8, 0.5))))
+    return rows

@@ -10,13 +10,13 @@ import pytest
 import torch
 
 from candlecast.errors import ArtifactError, ConfigError
-from models.dataset import SplitSizes, WindowSet, load_windows, walk_forward
-from models.networks import Member, Pathway, WindowFeatures
+from models.calibration import CalibrationPart, Standardisation, fit_combination, trailing_rates
+from models.dataset import SplitSizes, load_windows, walk_forward
+from models.networks import Ensemble, Member, Pathway, WindowFeatures, build_member
 from models.training import (
     Normalisation,
     RunInfo,
     TrainConfig,
-    fit_combination,
     load_fold,
     read_run,
     run_data,
@@ -69,44 +69,77 @@ def test_normalisation_comes_from_training_rows_only(trained: tuple[Path, RunInf
     np.testing.assert_allclose(member.head.return_scale.numpy(), expected.return_scale, rtol=1e-5)
 
 
-def _labelled(up: np.ndarray) -> WindowSet:
+def _part(logits: np.ndarray, up: np.ndarray, drift: np.ndarray | None = None) -> CalibrationPart:
     n = len(up)
-    return WindowSet(
-        np.zeros((n, 2, 5), dtype=np.float32),
-        np.full(n, "X"),
-        np.arange(n, dtype=np.int64),
-        np.ones((n, 1), dtype=np.int64),
-        np.where(up, 0.01, -0.01)[:, None],
-        up[:, None],
-        (1,),
+    return CalibrationPart(
+        logits, np.zeros((n, 1)) if drift is None else drift[:, None], up[:, None], np.ones((n, 1), dtype=bool)
     )
 
 
+def _standardisation(logits: np.ndarray) -> Standardisation:
+    return Standardisation(logits.mean(axis=0), logits.std(axis=0), np.array([0.5]), np.array([1.0]))
+
+
 def test_combination_uses_an_informative_member_and_ignores_noise() -> None:
+    """Pooled out-of-fold predictions give the informative member the weight and the right scale."""
     rng = np.random.default_rng(0)
     signal = rng.normal(0, 1, 4000)
     anchor = np.log(0.55 / 0.45)
     # In the fitted family: p = sigmoid(a * (z - mean z) + c) with a = 2 for the member z = signal / 2.
     up = rng.random(4000) < 1 / (1 + np.exp(-(signal - signal.mean() + anchor)))
     logits = np.stack([rng.normal(0, 1, 4000), 0.5 * signal, rng.normal(0, 1, 4000)], axis=1)[:, :, None]
-    fitted = fit_combination(logits, _labelled(up), np.array([0.55]), logits)
+    own = _standardisation(logits)
+    # Two folds' predictions, pooled: each standardised with its own model's statistics.
+    parts = [
+        _part((logits[:2000] - own.mean) / own.spread, up[:2000]),
+        _part((logits[2000:] - own.mean) / own.spread, up[2000:]),
+    ]
+    fitted = fit_combination(parts, np.array([0.55]), own)
     assert fitted.weights[:, 0].argmax() == 1 and fitted.weights[1, 0] > 0.8
     np.testing.assert_allclose(fitted.weights.sum(axis=0), 1.0)
     assert 1.5 < fitted.scale[0] < 2.0  # the true 2, shrunk a little by the prior
     assert fitted.member_log_loss[:, 0].argmin() == 1
+    assert fitted.labels == [4000]
 
 
 def test_combination_of_useless_members_predicts_the_training_rate() -> None:
+    """Members without skill get a scale of exactly 0: the horizon predicts the training up rate."""
     rng = np.random.default_rng(1)
     up = rng.random(3000) < 0.5
     logits = rng.normal(0, 1, (3000, 3, 1))
-    # Members as in training (mean logit 0), labels unrelated to them, and a slice less often up (0.5)
-    # than training (0.6): the slice's drift must not become the model's base rate.
-    fitted = fit_combination(logits, _labelled(up), np.array([0.6]), rng.normal(0, 1, (3000, 3, 1)))
-    assert fitted.scale[0] < 0.15  # what three noise logits can buy on 3000 labels
-    # Whatever the calibration slice's own up rate (0.5), the prediction stays near the training rate.
-    p = 1 / (1 + np.exp(-(fitted.scale[0] * logits[:, :, 0] @ fitted.weights[:, 0] + fitted.bias[0])))
-    assert p.mean() == pytest.approx(0.6, abs=0.01)
+    # Labels unrelated to the members, and out-of-fold labels less often up (0.5) than training
+    # (0.6): that drift must not become the model's base rate.
+    fitted = fit_combination([_part(logits, up)], np.array([0.6]), _standardisation(logits))
+    assert fitted.scale[0] == 0.0 and fitted.drift_coef[0] == 0.0
+    assert fitted.bias[0] == pytest.approx(np.log(0.6 / 0.4))
+
+
+def test_combination_follows_the_trailing_up_rate_when_it_predicts() -> None:
+    """A trailing up rate that predicts the outcome gets a positive coefficient (in logit per unit rate)."""
+    rng = np.random.default_rng(2)
+    rate = rng.uniform(0.3, 0.7, 5000)
+    up = rng.random(5000) < rate
+    logits = rng.normal(0, 1, (5000, 2, 1))
+    standardisation = Standardisation(np.zeros((2, 1)), np.ones((2, 1)), np.array([0.5]), np.array([0.1]))
+    fitted = fit_combination([_part(logits, up, (rate - 0.5) / 0.1)], np.array([0.5]), standardisation)
+    assert fitted.scale[0] < 0.05  # noise members, whatever they can buy on 5000 labels
+    # logit(rate) is about 4 (rate - 0.5) on [0.3, 0.7]; the prior shrinks it a little.
+    assert 2.5 < fitted.drift_coef[0] < 4.5
+    assert fitted.drift_centre[0] == 0.5
+
+
+def test_trailing_rates_count_up_moves_inside_the_window() -> None:
+    """The numpy trailing rate and the graph's agree: share of close[t+h] > close[t] within the window."""
+    close = np.array([1.0, 2.0, 1.0, 3.0, 4.0, 4.0], dtype=np.float32)
+    windows = np.repeat(close[None, :, None], 5, axis=2)
+    rates = trailing_rates(windows, [1, 2, 6])
+    assert rates[0, 0] == pytest.approx(3 / 5)  # 1->2, 1->3, 3->4 up; 2->1 down; 4->4 a tie
+    assert rates[0, 1] == pytest.approx(3 / 4)  # 1->1 tie; 2->3, 1->4, 3->4 up
+    assert np.isnan(rates[0, 2])
+    ensemble = Ensemble([build_member("lstm", 3, 3)], 3, [1, 2, 6])
+    graph = ensemble.trailing_rates(torch.from_numpy(windows)).numpy()
+    np.testing.assert_allclose(graph[0, :2], rates[0, :2], rtol=1e-6)
+    assert graph[0, 2] == ensemble.drift_centre[2].item()
 
 
 def test_tampered_or_pickled_weights_are_refused(trained: tuple[Path, RunInfo], tmp_path: Path) -> None:

@@ -1,0 +1,232 @@
+"""Ensemble weights and calibration, fitted on pooled out-of-fold predictions.
+
+A fold's combination is fitted on every prediction that was out of sample for the model that
+made it: the earlier folds' models on their own test blocks (labels cut at this fold's test block)
+and this fold's model on its calibration slice. Half a year of one model says little about the
+next year; five years of out-of-fold predictions of five models say more, and a member that only
+looked good on one slice gets no weight.
+
+The logit of an up move at horizon ``h`` is
+
+    anchor_h + sum_m v_m (z_m - mu_m) / s_m + k_h (r_h - c_h) / d_h
+
+- ``anchor_h``: log-odds of the training up rate (the base rate everything shrinks toward);
+- ``z_m``: member ``m``'s logit, ``mu_m`` and ``s_m`` its mean and spread on its own model's
+  training windows (each fold's logits are standardised with their own model's statistics);
+- ``r_h``: the share of up moves over ``h`` candles realised inside the window itself (``trailing_rates``),
+  ``c_h`` and ``d_h`` its mean and spread on training windows. This is calibration-in-the-large that
+  follows the market the model serves, causally (only candles the window holds), so the daemon's
+  exact recovery is untouched: a bull market's up rate is not baked into a bear market's signals.
+
+``v >= 0`` and ``k`` are maximum a posteriori estimates under Gaussian priors; when the fitted
+coefficients do not improve the pooled log loss on the anchor alone by more than one label's worth
+per coefficient (Akaike's criterion), they are all set to 0 and the horizon predicts the base rate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from scipy.optimize import minimize
+
+from candlecast.errors import DataError
+from models.dataset import WindowSet
+
+FloatArray = npt.NDArray[np.float64]
+STD_FLOOR = 1e-6
+PRIOR_SD = 0.1
+"""Prior standard deviation of a member coefficient, in logit per standard deviation of the
+member's output: daily direction signals are weak, and without it a member whose output barely
+varies gets a huge scale that amplifies noise."""
+DRIFT_PRIOR_SD = 0.25
+"""Prior standard deviation of the trailing-rate coefficient, in logit per standard deviation of
+the trailing up rate."""
+
+
+def sigmoid(z: FloatArray) -> FloatArray:
+    out: FloatArray = 0.5 * (1.0 + np.tanh(0.5 * z))
+    return out
+
+
+def logit(p: FloatArray) -> FloatArray:
+    out: FloatArray = np.log(p / (1 - p))
+    return out
+
+
+def trailing_rates(windows: npt.NDArray[np.float32], horizons: Sequence[int]) -> FloatArray:
+    """``[N, H]`` share of ``close[t+h] > close[t]`` over the pairs inside each window (what
+    ``models.networks.Ensemble.trailing_rates`` computes in the graph); NaN where ``h`` is not
+    shorter than the window."""
+    close = windows[:, :, 3]
+    length = close.shape[1]
+    out = np.full((len(windows), len(horizons)), np.nan)
+    for j, h in enumerate(horizons):
+        if h < length:
+            out[:, j] = (close[:, h:] > close[:, : length - h]).mean(axis=1)
+    return out
+
+
+def fit_logistic(
+    inputs: FloatArray,
+    up: npt.NDArray[np.bool_],
+    *,
+    offset: float,
+    prior_sd: float | FloatArray = PRIOR_SD,
+    signed: int = 0,
+) -> FloatArray:
+    """Maximum a posteriori ``v`` of ``p = sigmoid(inputs @ v + offset)`` under a Gaussian prior
+    ``N(0, prior_sd^2)`` on each coefficient (L-BFGS-B); the first ``k - signed`` coefficients are
+    non-negative, the last ``signed`` free."""
+    x = np.asarray(inputs, dtype=np.float64)
+    y = up.astype(np.float64)
+    k = x.shape[1]
+    sd = np.broadcast_to(np.asarray(prior_sd, dtype=np.float64), (k,))
+    ridge = 1.0 / (sd * sd * len(y))
+
+    def objective(v: FloatArray) -> tuple[float, FloatArray]:
+        z = x @ v + offset
+        # log(1 + e^z) - y z, computed without overflow; the prior in the same per-label units.
+        loss = float(np.mean(np.logaddexp(0.0, z) - y * z) + 0.5 * float(v @ (ridge * v)))
+        return loss, x.T @ (sigmoid(z) - y) / len(y) + ridge * v
+
+    bounds: list[tuple[float | None, float | None]] = [(0.0, None)] * (k - signed) + [(None, None)] * signed
+    result = minimize(objective, np.zeros(k), jac=True, method="L-BFGS-B", bounds=bounds)
+    return np.asarray(result.x, dtype=np.float64)
+
+
+def mean_log_loss(z: FloatArray, up: npt.NDArray[np.bool_]) -> float:
+    return float(np.mean(np.logaddexp(0.0, z) - up * z))
+
+
+@dataclass(frozen=True)
+class Standardisation:
+    """A model's member logits and the windows' trailing rates on its training windows."""
+
+    mean: FloatArray
+    """``[M, H]`` each member's mean logit."""
+    spread: FloatArray
+    """``[M, H]``"""
+    drift_centre: FloatArray
+    """``[H]`` mean trailing up rate (0 where the horizon is not shorter than the window)."""
+    drift_spread: FloatArray
+    """``[H]``"""
+
+    @classmethod
+    def fit(
+        cls, train_logits: FloatArray, windows: npt.NDArray[np.float32], horizons: Sequence[int]
+    ) -> Standardisation:
+        rates = trailing_rates(windows, horizons)
+        usable = ~np.isnan(rates).all(axis=0)
+        centre = np.where(usable, np.nanmean(np.where(usable, rates, 0.0), axis=0), 0.0)
+        spread = np.where(usable, np.nanstd(np.where(usable, rates, 0.0), axis=0), 1.0) + STD_FLOOR
+        return cls(train_logits.mean(axis=0), train_logits.std(axis=0) + STD_FLOOR, centre, spread)
+
+
+@dataclass(frozen=True)
+class CalibrationPart:
+    """Out-of-fold predictions of one model, standardised with that model's own statistics."""
+
+    standardised: FloatArray
+    """``[N, M, H]``"""
+    drift: FloatArray
+    """``[N, H]`` trailing up rate, centred and scaled by the fitting fold's statistics (0 where undefined)."""
+    up: npt.NDArray[np.bool_]
+    valid: npt.NDArray[np.bool_]
+
+    @classmethod
+    def of(
+        cls, member_logits: FloatArray, data: WindowSet, own: Standardisation, fitting: Standardisation
+    ) -> CalibrationPart:
+        rates = trailing_rates(data.windows, data.horizons)
+        drift = np.where(np.isnan(rates), 0.0, (rates - fitting.drift_centre) / fitting.drift_spread)
+        return cls((member_logits - own.mean) / own.spread, drift, data.up, data.valid)
+
+
+@dataclass(frozen=True)
+class Combination:
+    weights: FloatArray
+    """``[M, H]`` non-negative, summing to one per horizon (uniform where the scale is 0, for the quantiles)."""
+    scale: FloatArray
+    bias: FloatArray
+    drift_coef: FloatArray
+    """``[H]`` logit per unit of trailing up rate."""
+    drift_centre: FloatArray
+    """``[H]``"""
+    member_platt: FloatArray
+    """``[M, H, 2]`` each member's own Platt scale and bias (for the best-member baseline)."""
+    member_log_loss: FloatArray
+    """``[M, H]`` each calibrated member's pooled out-of-fold log loss."""
+    member_train_mean: FloatArray
+    """``[M, H]`` each member's mean logit on the training windows."""
+    labels: list[int]
+    """Pooled out-of-fold labels per horizon the fit used."""
+
+
+def fit_combination(
+    parts: Sequence[CalibrationPart], train_rate: FloatArray, standardisation: Standardisation
+) -> Combination:
+    """Ensemble weights, Platt scale and trailing-rate coefficient per horizon on pooled
+    out-of-fold predictions (see the module's text); stored as ``p = sigmoid(scale * sum_m w_m z_m
+    + bias + drift_coef * (r - drift_centre))``."""
+    mean, spread = standardisation.mean, standardisation.spread
+    count, horizons = mean.shape
+    anchor = logit(train_rate)
+    weights = np.full((count, horizons), 1.0 / count)
+    scale, bias, drift = np.zeros(horizons), anchor.copy(), np.zeros(horizons)
+    platt = np.zeros((count, horizons, 2))
+    losses = np.zeros((count, horizons))
+    labels = []
+    for j in range(horizons):
+        x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
+        d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
+        up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
+        labels.append(len(up))
+        if len(up) < 2:
+            raise DataError(f"horizon {j + 1} of {horizons}: fewer than 2 out-of-fold labels to calibrate on")
+        offset = float(anchor[j])
+        usable = bool(np.any(d != 0.0))
+        inputs = np.concatenate([x, d[:, None]], axis=1) if usable else x
+        priors = np.r_[np.full(count, PRIOR_SD), [DRIFT_PRIOR_SD] * usable]
+        v = fit_logistic(inputs, up, offset=offset, prior_sd=priors, signed=int(usable))
+        gain = mean_log_loss(np.full(len(up), offset), up) - mean_log_loss(inputs @ v + offset, up)
+        if gain <= np.count_nonzero(v) / len(up):
+            v = np.zeros_like(v)
+        coef = v[:count] / spread[:, j]
+        scale[j] = coef.sum()
+        if scale[j] > 0:
+            weights[:, j] = coef / scale[j]
+            bias[j] = offset - float(coef @ mean[:, j])
+        if usable:
+            drift[j] = v[count] / standardisation.drift_spread[j]
+        for m in range(count):
+            a = float(fit_logistic(x[:, m : m + 1], up, offset=offset)[0])
+            platt[m, j] = (a / spread[m, j], offset - a * mean[m, j] / spread[m, j])
+            losses[m, j] = mean_log_loss(a * x[:, m] + offset, up)
+    return Combination(weights, scale, bias, drift, standardisation.drift_centre.copy(), platt, losses, mean, labels)
+
+
+def drift_offset(
+    windows: npt.NDArray[np.float32], horizons: Sequence[int], coef: FloatArray, centre: FloatArray
+) -> FloatArray:
+    """``[N, H]`` the trailing-rate term of the logit, as the graph adds it."""
+    rates = trailing_rates(windows, horizons)
+    out: FloatArray = np.where(np.isnan(rates), 0.0, coef * (rates - centre))
+    return out
+
+
+@dataclass(frozen=True)
+class OutOfFold:
+    """One fold's model on its own test block: raw member logits ``[N, M, H]``, the windows and
+    that model's standardisation, pooled into the later folds' calibration."""
+
+    member_logits: FloatArray
+    data: WindowSet
+    standardisation: Standardisation
+
+    def part(self, cutoff_ts: int, fitting: Standardisation) -> CalibrationPart:
+        """The predictions with every label realised at or after ``cutoff_ts`` (the fitting fold's
+        test block) dropped."""
+        return CalibrationPart.of(self.member_logits, self.data.labels_before(cutoff_ts), self.standardisation, fitting)
