@@ -49,6 +49,16 @@ class IoCeiling:
 
 
 @dataclass(frozen=True)
+class CommitFencing:
+    """One record and its offset per transaction, with aiokafka's TxnOffsetCommit v0 and with the
+    generation-fenced v3 (docs/reliability.md, "Zombies"), alternated in one run."""
+
+    transactions: int
+    unfenced: Latency
+    fenced: Latency
+
+
+@dataclass(frozen=True)
 class CloseBurst:
     symbols: int
     last_signal_ms: float
@@ -130,6 +140,7 @@ class BenchResult:
     memory: Memory | None = None
     produce_retries: int = 0
     """Produce requests refused with NOT_ENOUGH_REPLICAS and retried, over the whole run."""
+    fencing: CommitFencing | None = None
 
     def ratios(self) -> dict[str, float]:
         if not self.runs:
@@ -148,6 +159,9 @@ class BenchResult:
             ratios["exactly_once_minus_at_least_once_p99_ms"] = eos.steady.p99_ms - alo.steady.p99_ms
         if main.with_streams is not None:
             ratios["steady_p99_with_streams_over_without"] = main.with_streams.steady.p99_ms / main.steady.p99_ms
+        if self.fencing is not None:
+            ratios["fenced_commit_p50_over_unfenced"] = self.fencing.fenced.p50_ms / self.fencing.unfenced.p50_ms
+            ratios["fenced_commit_p99_over_unfenced"] = self.fencing.fenced.p99_ms / self.fencing.unfenced.p99_ms
         return ratios
 
     def to_json(self) -> bytes:
@@ -190,6 +204,13 @@ def render(result: BenchResult) -> Table:
         f"padded to 8 rows as the daemon runs it; unpadded {ceiling.single_unpadded_ms:.2f} ms",
     )
     table.add_row("I/O ceiling", f"{result.io.per_s:,.0f} /s", f"aiokafka pass-through of {result.io.messages} candles")
+    if result.fencing is not None:
+        fencing = result.fencing
+        table.add_row(
+            "transaction, group-fenced commit (v3)",
+            f"{fencing.fenced.p50_ms:.1f} ms",
+            f"{_ms(fencing.fenced)}; unfenced v0 {_ms(fencing.unfenced)}",
+        )
     table.add_row(
         "naive baseline",
         f"{result.naive_per_s:,.0f} /s",

@@ -12,6 +12,7 @@ from pathlib import Path
 from rich.console import Console
 
 from candlecast.bench.ceilings import io_ceiling, model_ceiling, naive_baseline
+from candlecast.bench.fencing import commit_fencing_cost
 from candlecast.bench.harness import Bench, counted_produce_retries
 from candlecast.bench.load import Generator, prefill
 from candlecast.bench.machine import machine
@@ -94,6 +95,8 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
     io = await io_ceiling(bench.bootstrap, candles, io_sink, options.io_messages, settings)
     console.print(f"naive baseline: {options.naive_signals} candles, one per forward pass")
     naive, naive_batch = await naive_baseline(bench)
+    console.print(f"commit fencing: {options.fencing_transactions} transactions each with TxnOffsetCommit v0 and v3")
+    fencing = await commit_fencing_cost(bench.bootstrap, options.fencing_transactions)
     result = BenchResult(
         machine=host,
         options=asdict(options),
@@ -110,6 +113,7 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
         io=io,
         naive_per_s=naive,
         naive_mean_batch=naive_batch,
+        fencing=fencing,
     )
     backlog = options.symbols * options.scored_per_symbol
     rate = options.steady_rate
