@@ -305,7 +305,8 @@ def evaluate(
     """Measure a trained run (--run) or any exported artifact (--model, on one --data file) beside
     baselines: Markdown, JSON and PNG plots (fields in docs/evaluation.md); when a run is tracked,
     the figures with their intervals and the plots go to an MLflow run under the training's
-    (--card, --walk-forward and tracking apply to --run only)."""
+    (--card and --walk-forward apply to --run only; an artifact from the registry is recorded under
+    the training run its version came from)."""
     import shlex
 
     from pydantic import ValidationError
@@ -343,6 +344,8 @@ def evaluate(
             settings=settings,
             report_dir=report_dir,
             stem=stem,
+            track=track,
+            tracking_uri=tracking_uri,
         )
         return
     assert run is not None
@@ -411,8 +414,11 @@ def _evaluate_model(
     settings: EvaluationSettings,
     report_dir: Path | None,
     stem: str,
+    track: bool | None,
+    tracking_uri: str | None,
 ) -> None:
-    """``evaluate --model``: an artifact on one candle file (``models.artifact_evaluation``)."""
+    """``evaluate --model``: an artifact on one candle file (``models.artifact_evaluation``); a
+    registry version's evaluation is recorded under the MLflow run it came from, if any."""
     import shlex
 
     from models.artifact_evaluation import evaluate_artifact
@@ -426,8 +432,11 @@ def _evaluate_model(
         raise ConfigError("--model evaluates on exactly one --data file")
     store = Registry(registry or _bundled())
     path = Path(ref)
-    loaded = load_artifact(path) if path.is_file() else store.load(_resolve(store, ref))
+    entry = None if path.is_file() else _resolve(store, ref)
+    loaded = load_artifact(path) if entry is None else store.load(entry)
     manifest = loaded.manifest
+    trained = entry.tracking() if entry is not None else None
+    uri = _tracking_uri(track, tracking_uri, trained)
     directory = report_dir or Path("reports") / f"{manifest.name}-{manifest.version}-{data[0].stem}"
     with console.status("scoring the artifact and the baselines, bootstrapping"):
         figures = evaluate_artifact(
@@ -448,8 +457,23 @@ def _evaluate_model(
     arguments += [f"--fee-bps={settings.fee_bps}", f"--slippage-bps={settings.slippage_bps}"]
     arguments += [f"--bootstrap={settings.samples}", f"--block={settings.block}", f"--seed={settings.seed}"]
     figures["commands"] = {"evaluate": shlex.join(arguments)}
-    for written in write_report(figures, directory, stem):
-        typer.echo(written)
+    written = write_report(figures, directory, stem)
+    for file in written:
+        typer.echo(file)
+    if uri is not None:
+        from models.tracking import record_evaluation
+
+        recorded = record_evaluation(
+            uri,
+            name=manifest.name,
+            version=manifest.version,
+            trained=trained,
+            figures=figures,
+            written=written,
+            data=[data[0], *([baseline_data] if baseline_data else [])],
+            command=figures["commands"]["evaluate"],
+        )
+        console.print(f"MLflow run {recorded.run_id} in {recorded.uri}", soft_wrap=True)
 
 
 def export(

@@ -131,6 +131,17 @@ def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path
     plots = client.list_artifacts(child.info.run_id, "report/img")
     assert plots and all(f.path.endswith(".png") for f in plots)
 
+    invoke("evaluate", "--model", "tracked/0.3.0", "--registry", str(registry), "--data", str(candles_csv),
+           "--report-dir", str(tmp_path / "artifact-report"), "--bootstrap", "30")  # fmt: skip
+    children = client.search_runs(
+        [recorded.info.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{run.tracking.run_id}'"
+    )
+    (artifact_child,) = [c for c in children if c.info.run_id != child.info.run_id]
+    scored = json.loads((tmp_path / "artifact-report" / "report.json").read_text())
+    (set_key,) = scored["sets"]
+    ensemble_h1 = scored["sets"][set_key]["models"][ENSEMBLE]["horizons"]["1"]
+    assert artifact_child.data.metrics[f"{set_key}/ensemble/h1/log_loss"] == pytest.approx(ensemble_h1["log_loss"])
+
 
 def test_a_failed_training_is_recorded_as_failed(
     candles_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
