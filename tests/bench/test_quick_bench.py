@@ -40,6 +40,8 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
     assert result.memory is not None and 0 < result.memory.bytes_per_symbol < 10_000
     assert run.with_streams is not None and run.with_streams.steady.count == run.steady.count
     assert run.with_streams.disconnected == 0, "stream clients that read everything are never cut off"
+    assert result.fencing is not None
+    assert result.fencing.fenced.count == result.fencing.unfenced.count == result.fencing.transactions
 
     console.print(render(result))
     text = console.export_text()
@@ -51,8 +53,10 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
         "end to end / naive",
         "produce retries",
         "stream clients",
+        "group-fenced commit",
     ):
         assert label in text
     figures = json.loads(result.to_json())
     assert figures["ratios"]["end_to_end_over_naive"] > 2
+    assert figures["ratios"]["fenced_commit_p50_over_unfenced"] > 0
     assert figures["memory"]["bytes_per_symbol"] == result.memory.bytes_per_symbol

@@ -106,6 +106,7 @@ async def inject(kind: str, fleet: Fleet, cluster: LocalKafka, topics: Topics, r
         fleet.start(next(n for n in sorted(fleet.configs) if n not in fleet.running))
 
 
+@pytest.mark.timeout(240 + 120 * FAULTS)
 async def test_chaos(test_artifact: Path, tmp_path: Path, reference: Reference) -> None:
     """Faults at random moments on a 3-node cluster with 3 instances: every candle's signal exactly once,
     equal to an uninterrupted run's, and every bad message dead-lettered exactly once."""
