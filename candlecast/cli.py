@@ -15,7 +15,7 @@ from rich.console import Console
 
 from candlecast import __version__
 from candlecast.errors import CandlecastError, ConfigError
-from models.commands import evaluate, export, models_app, train
+from models.commands import calibrate, evaluate, export, models_app, train, tune
 
 app = typer.Typer(
     name="candlecast",
@@ -28,8 +28,10 @@ kafka_app = typer.Typer(help="A local single-node Kafka broker for development (
 app.add_typer(kafka_app, name="kafka")
 app.add_typer(models_app, name="models")
 app.command("train")(train)
+app.command("calibrate")(calibrate)
 app.command("evaluate")(evaluate)
 app.command("export")(export)
+app.command("tune")(tune)
 err = Console(stderr=True)
 
 DEV_BROKER_DIR = Path(".cache") / "kafka" / "dev-broker"

@@ -131,6 +131,8 @@ class Manifest(msgspec.Struct, frozen=True):
     format: str = ARTIFACT_FORMAT
     dropped_members: list[str] = []
     """Members trained but left out of the graph because their weight was 0 at every horizon."""
+    members_note: str = ""
+    """Why members without weight in the probabilities at some horizon stay in the graph."""
 
 
 @dataclass(frozen=True, slots=True)

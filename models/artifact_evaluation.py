@@ -230,6 +230,7 @@ def artifact_figures(model: LoadedModel) -> Json:
         "parameters": sum(member.parameters for member in m.members),
         "members": [msgspec.to_builtins(member) for member in m.members],
         "dropped_members": m.dropped_members,
+        "members_note": m.members_note,
         "calibration": msgspec.to_builtins(m.calibration),
         "training": {
             "data": [msgspec.to_builtins(d) for d in training.data],

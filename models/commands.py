@@ -129,6 +129,9 @@ def train(
     seed: Annotated[int, typer.Option(help="Seed of every random choice.")] = 7,
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu or cuda.")] = "auto",
     threads: Annotated[int, typer.Option(help="torch threads; part of what makes a run reproducible.")] = 2,
+    hidden: Annotated[
+        int | None, typer.Option(help="Hidden size of every member (default: each kind's own; see `tune`).")
+    ] = None,
     quiet: Annotated[bool, typer.Option(help="No progress bar.")] = False,
     track: TrackOption = None,
     tracking_uri: TrackingUriOption = None,
@@ -167,6 +170,7 @@ def train(
         seed=seed,
         device=resolve_device(device, "--device").type,
         threads=threads,
+        hidden=hidden,
     )
     keep = list(_names(symbols)) if symbols else None
     uri = _tracking_uri(track, tracking_uri)
@@ -207,6 +211,95 @@ def train(
     console.print(f"{run.parameters} parameters, trained in {run.seconds:.0f} s; wrote {out_dir}")
     if run.tracking is not None:
         console.print(f"MLflow run {run.tracking.run_id} in {run.tracking.uri}", soft_wrap=True)
+
+
+def tune(
+    *,
+    out: Annotated[Path, typer.Option(help="JSON file to write the trials, the best and the budget to.")],
+    data: Annotated[Path | None, typer.Option(help="Candle CSV (default: the bundled us_stocks_1d.csv).")] = None,
+    symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep (default: all).")] = None,
+    interval: Annotated[str | None, typer.Option(help="Candle interval, e.g. 1d (default: inferred).")] = None,
+    calendar: Annotated[str, typer.Option(help="continuous or weekdays.")] = "weekdays",
+    gap_policy: Annotated[str, typer.Option(help="reset, tolerate or forward_fill.")] = "tolerate",
+    max_missing: Annotated[int, typer.Option(help="Longest gap (candles) tolerated or filled.")] = 3,
+    horizons: Annotated[str, typer.Option(help="Horizons in candles.")] = "1,5,20",
+    windows: Annotated[str, typer.Option(help="Window lengths to search.")] = "32,64,96",
+    hidden: Annotated[str, typer.Option(help="Hidden sizes to search (multiples of 4).")] = "16,32,48",
+    members: Annotated[
+        str, typer.Option(help="Member sets to search, separated by ';' (members within a set by ',').")
+    ] = "lstm;lstm,multiscale;lstm,attention,multiscale",
+    learning_rates: Annotated[str, typer.Option(help="Learning-rate range, low,high (log-uniform).")] = "3e-4,3e-3",
+    trials: Annotated[int, typer.Option(help="Most trials.")] = 20,
+    timeout: Annotated[float | None, typer.Option(help="Stop starting trials after this many seconds.")] = None,
+    folds: Annotated[int, typer.Option(help="Walk-forward folds of `train`; the search stops before their data.")] = 5,
+    search_folds: Annotated[int, typer.Option(help="The search's own walk-forward folds, inside that data.")] = 3,
+    test_candles: Annotated[int, typer.Option(help="Candles in each fold's test block (never read).")] = 252,
+    validation_candles: Annotated[
+        int, typer.Option(help="Candles of each validation block; the search's blocks have this length too.")
+    ] = 126,
+    calibration_candles: Annotated[int, typer.Option(help="Candles of each calibration slice (never read).")] = 126,
+    purge: Annotated[int | None, typer.Option(help="Candles between splits (default: the longest horizon).")] = None,
+    epochs: Annotated[int, typer.Option(help="Most epochs per member.")] = 30,
+    patience: Annotated[int, typer.Option(help="Early-stopping patience.")] = 4,
+    batch_size: Annotated[int, typer.Option(help="Windows per training batch.")] = 256,
+    seed: Annotated[int, typer.Option(help="Seed of the sampler and of every member.")] = 7,
+    threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+) -> None:
+    """Search window length, hidden size, members and learning rate with Optuna (TPE, median pruner)
+    on walk-forward folds of the data before `train`'s first calibration slice: no calibration
+    slice or test block is read (models/tuning.py)."""
+    import msgspec
+
+    from candlecast.candlefile import bundled_path, infer_interval, read_candles
+    from models.dataset import SplitSizes, WindowSpec
+    from models.training import TrainConfig
+    from models.tuning import SearchSpace
+    from models.tuning import tune as search
+
+    data_path = data or bundled_path("us_stocks_1d.csv")
+    horizon_list = _ints(horizons, "horizons")
+    named_interval = interval or infer_interval(read_candles(data_path))
+
+    def spec_of(length: int) -> WindowSpec:
+        return WindowSpec.build(
+            length=length,
+            interval=named_interval,
+            calendar=calendar,
+            gap_policy=gap_policy,
+            max_missing=max_missing,
+            horizons=horizon_list,
+        )
+
+    low, high = _floats(learning_rates, "learning rates")
+    space = SearchSpace(
+        windows=_ints(windows, "windows"),
+        hidden=_ints(hidden, "hidden"),
+        members=tuple(x.strip() for x in members.split(";") if x.strip()),
+        learning_rate=(low, high),
+    )
+    sizes = SplitSizes(folds, test_candles, validation_candles, calibration_candles, purge or max(horizon_list))
+    base = TrainConfig(epochs=epochs, patience=patience, batch_size=batch_size, seed=seed, threads=threads)
+    keep = list(_names(symbols)) if symbols else None
+    with console.status("searching"):
+        result = search(
+            data_path,
+            spec_of=spec_of,
+            sizes=sizes,
+            base=base,
+            space=space,
+            trials=trials,
+            timeout_s=timeout,
+            symbols=keep,
+            tuning_folds=search_folds,
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+    budget = result["budget"]
+    console.print(
+        f"{budget['trials']} trials ({budget['complete']} complete, {budget['pruned']} pruned) in "
+        f"{budget['seconds']:.0f} s; best {result['best']}; wrote {out}",
+        soft_wrap=True,
+    )
 
 
 class RichProgress:
@@ -383,6 +476,8 @@ def evaluate(
         ),
         "evaluate": shlex.join(arguments),
     }
+    if info.recalibrated:
+        figures["commands"]["calibrate"] = shlex.join(["candlecast", "calibrate", f"--run={display_path(run)}"])
     written = write_report(figures, directory, stem, card=card)
     for path in written:
         typer.echo(path)
@@ -474,6 +569,27 @@ def _evaluate_model(
             command=figures["commands"]["evaluate"],
         )
         console.print(f"MLflow run {recorded.run_id} in {recorded.uri}", soft_wrap=True)
+
+
+def calibrate(
+    *,
+    run: Annotated[Path, typer.Option(help="Run directory written by `candlecast train`.")],
+    training_data: Annotated[
+        Path | None, typer.Option(help="The run's training CSV, if it moved (checked against its sha256).")
+    ] = None,
+) -> None:
+    """Refit every fold's ensemble weights and calibration from its saved members, as `train` now
+    fits them (pooled out-of-fold predictions, trailing up-rate term); the members do not change."""
+    from models.training import recalibrate_run
+
+    with console.status("scoring the folds' members, fitting the combinations"):
+        info = recalibrate_run(run, training_data)
+    for fold in info.folds:
+        console.print(
+            f"fold {fold.index}: scale {', '.join(f'{v:.3f}' for v in fold.calibration_scale)}, trailing "
+            f"{', '.join(f'{v:.2f}' for v in fold.drift_coef)}, weights sha256 {fold.weights_sha256[:16]}",
+            soft_wrap=True,
+        )
 
 
 def export(

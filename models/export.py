@@ -81,6 +81,7 @@ def export_ensemble(
     golden_windows: npt.NDArray[np.float32],
     dropped_members: Sequence[str] = (),
     fitted_on: str = "",
+    members_note: str = "",
 ) -> LoadedModel:
     """Script the ensemble, write the artifact, and load it back through the verifying loader.
 
@@ -137,6 +138,7 @@ def export_ensemble(
             tolerance=GOLDEN_TOLERANCE,
         ),
         dropped_members=list(dropped_members),
+        members_note=members_note,
     )
     save_artifact(scripted, manifest, path)
     return load_artifact(path)
@@ -156,6 +158,21 @@ def without_idle_members(ensemble: Ensemble, names: Sequence[str]) -> tuple[list
         ensemble.members = torch.nn.ModuleList([ensemble.members[m] for m in keep])
         ensemble.weights = weights[keep].clone()
     return [names[m] for m in keep], dropped
+
+
+def members_note(ensemble: Ensemble, horizons: Sequence[int]) -> str:
+    """Why the members stay where some carry no weight in the probabilities: at a horizon with a
+    calibration scale of 0 no member moves the probability, and their uniform weights there
+    average the return quantiles."""
+    scale = ensemble.calibration_scale.detach().tolist()
+    idle = [h for h, a in zip(horizons, scale, strict=True) if a == 0.0]
+    if not idle:
+        return ""
+    return (
+        f"calibration scale 0 at horizons {idle}: no member moves the probability there (the base rate and the "
+        "trailing up-rate term do); the members stay in the graph because their uniform weights at those "
+        "horizons average the return quantiles"
+    )
 
 
 def flat_metrics(figures: dict[int, dict[str, float]]) -> dict[str, float]:
@@ -253,5 +270,6 @@ def export_run(
         golden_windows=test.windows[golden_rows],
         dropped_members=dropped,
         fitted_on=fitted_on,
+        members_note=members_note(ensemble, run.horizons),
     )
     return model, ensemble

@@ -242,8 +242,8 @@ class LstmMember(Member):
 class StackedLstmMember(LstmMember):
     """Stacked LSTM: three narrower layers."""
 
-    def __init__(self, horizons: int, quantiles: int) -> None:
-        super().__init__(horizons, quantiles, hidden=32, layers=3, dropout=0.1)
+    def __init__(self, horizons: int, quantiles: int, hidden: int = 32) -> None:
+        super().__init__(horizons, quantiles, hidden=hidden, layers=3, dropout=0.1)
 
 
 class BiLstmMember(Member):
@@ -319,8 +319,9 @@ class MultiTimeframeMember(Member):
         return torch.cat([path(x) for path in self.paths], dim=1)
 
 
-def build_member(kind: str, horizons: int, quantiles: int) -> Member:
-    """A fresh, untrained member of the given kind (one of ``MEMBER_KINDS``)."""
+def build_member(kind: str, horizons: int, quantiles: int, hidden: int | None = None) -> Member:
+    """A fresh, untrained member of the given kind (one of ``MEMBER_KINDS``), with its own default
+    hidden size unless ``hidden`` is given (a multiple of 4, for the attention heads)."""
     builders = {
         "lstm": LstmMember,
         "bilstm": BiLstmMember,
@@ -331,7 +332,9 @@ def build_member(kind: str, horizons: int, quantiles: int) -> Member:
     }
     if kind not in builders:
         raise ValueError(f"unknown member kind {kind!r}; known: {', '.join(MEMBER_KINDS)}")
-    member: Member = builders[kind](horizons, quantiles)
+    member: Member = (
+        builders[kind](horizons, quantiles) if hidden is None else builders[kind](horizons, quantiles, hidden)
+    )
     return member
 
 

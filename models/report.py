@@ -186,9 +186,9 @@ def _plain_verdict(figures: Json) -> str:
             else "its log loss is not distinguishable from the constant probability's"
         )
         accuracy = (
-            f"its 1-day accuracy is measurably above {', '.join(better)}"
+            f"its 1-candle accuracy is measurably above {', '.join(better)}"
             if better
-            else "its 1-day accuracy is not measurably above any baseline"
+            else "its 1-candle accuracy is not measurably above any baseline"
         )
         if worse:
             accuracy += f" and measurably below {', '.join(worse)}"
@@ -220,6 +220,7 @@ def render_reproduce(figures: Json) -> str:
             "",
             "```sh",
             commands.get("train", ""),
+            *([commands["calibrate"]] if "calibrate" in commands else []),
             commands.get("export", ""),
             commands.get("evaluate", ""),
             "```",
@@ -261,7 +262,7 @@ def render_limitations(figures: Json) -> str:
             "up-rate intercept and the shrinkage to the base rate, after 1.0.0 was worse than the constant "
             "probability on the walk-forward test blocks). No hyper-parameter was tuned on the test blocks, but "
             "they are not perfectly untouched; the external set was never used to choose anything.",
-            "- Not investment advice: the figures above show how little a price-only daily model knows.",
+            "- Not investment advice: the figures above show how little a price-only model knows.",
         ]
     )
 
@@ -444,10 +445,11 @@ def render_settings(figures: Json) -> str:
             f"{s['slippage_bps']} bp slippage per unit of position changed (a flip from long to short pays twice, "
             "closing at the end of a run of candles pays too). Sharpe ratios are annualised with "
             f"{s['periods_per_year']:.0f} periods a year, without a risk-free rate.",
-            f"- Intervals: {100 * s['level']:.0f}% percentile intervals from a circular block bootstrap over days "
-            f"({s['samples']} resamples, blocks of {s['block']} days, seed {s['seed']}); all models are resampled on "
-            "the same days, so the intervals of differences are paired. Windows of one day are not independent "
-            "(the symbols move together), which is why days, not windows, are resampled.",
+            f"- Intervals: {100 * s['level']:.0f}% percentile intervals from a circular block bootstrap over candle "
+            f"times ({s['samples']} resamples, blocks of {s['block']} consecutive candle times, seed {s['seed']}); all "
+            "models are resampled on the same times, so the intervals of differences are paired. Windows ending at "
+            "one time are not independent (the symbols move together), which is why times, not windows, are "
+            "resampled.",
         ]
     )
 

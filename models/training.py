@@ -80,6 +80,8 @@ class TrainConfig:
     seed: int = 7
     device: str = "cpu"
     threads: int = 2
+    hidden: int | None = None
+    """Hidden size of every member; None: each kind's own default."""
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.members) - set(MEMBER_KINDS))
@@ -89,6 +91,8 @@ class TrainConfig:
             raise ConfigError(f"quantiles {list(self.quantiles)} must be ascending levels in (0, 1)")
         if min(self.epochs, self.batch_size, self.patience, self.threads) < 1 or self.learning_rate <= 0:
             raise ConfigError("epochs, batch size, patience and threads must be positive, and so the learning rate")
+        if self.hidden is not None and (self.hidden < 4 or self.hidden % 4):
+            raise ConfigError(f"hidden size {self.hidden}: a positive multiple of 4 (the attention heads)")
 
 
 class TrainingProgress(Protocol):
@@ -422,6 +426,8 @@ class RunInfo(msgspec.Struct, frozen=True):
     """The MLflow run that recorded this training, if it was tracked."""
     audit: CandleAudit | None = None
     """Rows of the data the daemon would reject, and the jumps cut out of the windows."""
+    recalibrated: bool = False
+    """Whether ``candlecast calibrate`` refitted the combination after training (``recalibrate_run``)."""
 
     def spec(self) -> WindowSpec:
         return WindowSpec.build(
@@ -437,33 +443,33 @@ class RunInfo(msgspec.Struct, frozen=True):
         return SplitSizes(**self.sizes)
 
     @property
+    def hidden(self) -> int | None:
+        value = self.config.get("hidden")
+        return value if isinstance(value, int) else None
+
+    @property
     def members(self) -> list[str]:
         return [m.kind for m in self.folds[-1].members]
 
 
-def new_ensemble(kinds: Sequence[str], horizons: Sequence[int], quantiles: int, seeds: Sequence[int]) -> Ensemble:
+def new_ensemble(
+    kinds: Sequence[str], horizons: Sequence[int], quantiles: int, seeds: Sequence[int], hidden: int | None = None
+) -> Ensemble:
     members = []
     for kind, seed in zip(kinds, seeds, strict=True):
         torch.manual_seed(seed)
-        members.append(build_member(kind, len(horizons), quantiles))
+        members.append(build_member(kind, len(horizons), quantiles, hidden))
     return Ensemble(members, len(horizons), list(horizons))
 
 
-def train_fold(
-    data: WindowSet,
-    fold: Fold,
-    config: TrainConfig,
-    progress: TrainingProgress,
-    earlier: Sequence[OutOfFold] = (),
-) -> tuple[Ensemble, FoldInfo, OutOfFold]:
-    """Train one fold's ensemble and fit its combination on its calibration slice pooled with the
-    ``earlier`` folds' test-block predictions; returns it with its own test-block predictions
-    (``FoldInfo.weights_file`` is left for the caller to fill)."""
-    started = time.perf_counter()
-    train, validation, calibration = (fold.part(data, s) for s in ("train", "validation", "calibration"))
-    horizons, levels = len(data.horizons), torch.tensor(config.quantiles)
-    seeds = [config.seed + 1000 * fold.index + m for m in range(len(config.members))]
-    ensemble = new_ensemble(config.members, data.horizons, len(config.quantiles), seeds)
+def train_members(
+    train: WindowSet, validation: WindowSet, config: TrainConfig, fold: int, progress: TrainingProgress
+) -> tuple[Ensemble, list[MemberResult]]:
+    """A fold's members, each trained on ``train`` with early stopping on ``validation``; the
+    ensemble comes back on the CPU, in eval mode, with uniform weights and no calibration."""
+    levels = torch.tensor(config.quantiles)
+    seeds = [config.seed + 1000 * fold + m for m in range(len(config.members))]
+    ensemble = new_ensemble(config.members, train.horizons, len(config.quantiles), seeds, config.hidden)
     Normalisation.fit(train, pathway_scales(ensemble)).apply(ensemble)
     ensemble.to(config.device)
     train_t, validation_t = Tensors.of(train, config.device), Tensors.of(validation, config.device)
@@ -480,7 +486,7 @@ def train_fold(
             seed=seeds[m],
             levels=levels,
             progress=progress,
-            label=f"fold {fold.index} {kind}",
+            label=f"fold {fold} {kind}",
         )
         results.append(
             MemberResult(
@@ -496,14 +502,24 @@ def train_fold(
             )
         )
     ensemble.cpu().eval()
-    train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(horizons)])
-    own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
-    calibration_logits = predict(ensemble, calibration.windows).member_logits
-    pooled = [oof.part(fold.cutoffs[2], own) for oof in earlier]
-    pooled.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
-    combination = fit_combination(pooled, train_rate, own)
-    apply_combination(ensemble, combination)
-    test = fold.part(data, "test")
+    return ensemble, results
+
+
+def train_fold(
+    data: WindowSet,
+    fold: Fold,
+    config: TrainConfig,
+    progress: TrainingProgress,
+    earlier: Sequence[OutOfFold] = (),
+) -> tuple[Ensemble, FoldInfo, OutOfFold]:
+    """Train one fold's ensemble and fit its combination on its calibration slice pooled with the
+    ``earlier`` folds' test-block predictions; returns it with its own test-block predictions
+    (``FoldInfo.weights_file`` is left for the caller to fill)."""
+    started = time.perf_counter()
+    train, validation, calibration = (fold.part(data, s) for s in ("train", "validation", "calibration"))
+    ensemble, results = train_members(train, validation, config, fold.index, progress)
+    combination, train_rate, out_of_fold = combine_fold(ensemble, data, fold, earlier)
+    test = out_of_fold.data
     info = FoldInfo(
         index=fold.index,
         train=time_range(train),
@@ -526,7 +542,60 @@ def train_fold(
         drift_centre=combination.drift_centre.tolist(),
         calibration_labels=combination.labels,
     )
-    return ensemble, info, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
+    return ensemble, info, out_of_fold
+
+
+def combine_fold(
+    ensemble: Ensemble, data: WindowSet, fold: Fold, earlier: Sequence[OutOfFold]
+) -> tuple[Combination, npt.NDArray[np.float64], OutOfFold]:
+    """Fit a trained fold's combination on its calibration slice pooled with the ``earlier`` folds'
+    test-block predictions and write it into the ensemble; returns it, the training up rate and
+    the fold's own test-block predictions."""
+    train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
+    train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(len(data.horizons))])
+    own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
+    calibration_logits = predict(ensemble, calibration.windows).member_logits
+    pooled = [oof.part(fold.cutoffs[2], own) for oof in earlier]
+    pooled.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
+    combination = fit_combination(pooled, train_rate, own, data.horizons)
+    apply_combination(ensemble, combination)
+    return combination, train_rate, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
+
+
+def recalibrate_run(run_dir: Path, data_path: Path | None = None) -> RunInfo:
+    """Fit every fold's combination again from its saved members, exactly as ``train`` fits it
+    after training them (the members' weights do not change), for runs trained before the
+    combination changed; rewrites the fold weights and ``run.json``."""
+    run = read_run(run_dir)
+    _, data = run_data(run, data_path)
+    folds = walk_forward(data, run.split_sizes())
+    earlier: list[OutOfFold] = []
+    infos: list[FoldInfo] = []
+    with deterministic(int(str(run.config["threads"])), "cpu"):
+        for fold, info in zip(folds, run.folds, strict=True):
+            ensemble = load_fold(run_dir, run, fold.index)
+            combination, train_rate, out_of_fold = combine_fold(ensemble, data, fold, earlier)
+            earlier.append(out_of_fold)
+            torch.save(ensemble.state_dict(), run_dir / info.weights_file)
+            infos.append(
+                msgspec.structs.replace(
+                    info,
+                    weights_sha256=weights_digest(ensemble),
+                    ensemble_weights=combination.weights.tolist(),
+                    calibration_scale=combination.scale.tolist(),
+                    calibration_bias=combination.bias.tolist(),
+                    member_platt=combination.member_platt.tolist(),
+                    member_log_loss=combination.member_log_loss.tolist(),
+                    train_rate=train_rate.tolist(),
+                    member_train_mean=combination.member_train_mean.tolist(),
+                    drift_coef=combination.drift_coef.tolist(),
+                    drift_centre=combination.drift_centre.tolist(),
+                    calibration_labels=combination.labels,
+                )
+            )
+    updated = msgspec.structs.replace(run, folds=infos, recalibrated=True)
+    (run_dir / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(updated)) + b"\n")
+    return updated
 
 
 def train_run(
@@ -628,6 +697,8 @@ def train_command(run: RunInfo, out: Path) -> str:
         "device": config["device"],
         "threads": config["threads"],
     }
+    if run.hidden is not None:
+        options["hidden"] = run.hidden
     return shlex.join(["candlecast", "train", *(f"--{k}={v}" for k, v in options.items())])
 
 
@@ -645,7 +716,7 @@ def load_fold(run_dir: Path, run: RunInfo, fold: int) -> Ensemble:
     """A fold's trained ensemble, its weights checked against the digest in ``run.json``."""
     info = run.folds[fold]
     ensemble = Ensemble(
-        [build_member(k, len(run.horizons), len(run.quantiles)) for k in run.members],
+        [build_member(k, len(run.horizons), len(run.quantiles), run.hidden) for k in run.members],
         len(run.horizons),
         list(run.horizons),
     )

@@ -148,7 +148,7 @@ def test_tampered_or_pickled_weights_are_refused(trained: tuple[Path, RunInfo], 
     copy.mkdir()
     (copy / "run.json").write_bytes((out / "run.json").read_bytes())
     state = torch.load(out / run.folds[0].weights_file, weights_only=True)
-    state["weights"] = state["weights"].flip(0)
+    state["calibration_bias"] = state["calibration_bias"] + 0.5
     torch.save(state, copy / run.folds[0].weights_file)
     with pytest.raises(ArtifactError, match="weights differ"):
         load_fold(copy, run, 0)
@@ -171,3 +171,15 @@ def test_bad_configurations_are_refused(candles_csv: Path, tmp_path: Path) -> No
         read_run(tmp_path)
     data = load_windows(candles_csv, tiny_spec())
     assert walk_forward(data, SplitSizes(folds=1, test=10, validation=10, calibration=10, purge=5))
+
+
+def test_overlapping_labels_need_more_evidence() -> None:
+    """A weak trailing-rate effect kept on 3000 one-candle labels is dropped when they are 20-candle labels."""
+    rng = np.random.default_rng(4)
+    rate = rng.uniform(0.4, 0.6, 3000)
+    up = rng.random(3000) < rate
+    logits = rng.normal(0, 1, (3000, 1, 1))
+    standardisation = Standardisation(np.zeros((1, 1)), np.ones((1, 1)), np.array([0.5]), np.array([0.058]))
+    parts = [_part(logits, up, (rate - 0.5) / 0.058)]
+    assert fit_combination(parts, np.array([0.5]), standardisation, [1]).drift_coef[0] > 1.0
+    assert fit_combination(parts, np.array([0.5]), standardisation, [20]).drift_coef[0] == 0.0
