@@ -289,6 +289,13 @@ class MqttSettings(_Section):
         10_000, ge=1, description="Signals held while the broker is unreachable; beyond it the oldest are dropped."
     )
     consume_candles: bool = Field(False, description="Also consume candles from MQTT (edge deployments).")
+    candles_in_flight: int = Field(
+        1000,
+        ge=1,
+        le=65535,
+        description="Candles the broker may send before the daemon takes them (MQTT 5 Receive Maximum; "
+        "each is acknowledged once queued): backpressure instead of an unbounded incoming queue.",
+    )
     candles_topic: str = Field("candlecast/candles/#", description="Topic filter the candles are consumed from.")
     session_expiry_s: int = Field(
         86_400, ge=0, description="How long the broker keeps queueing candles for this daemon while it is away."

@@ -95,8 +95,12 @@ class Connection:
         *,
         persistent: bool,
         session: Callable[[aiomqtt.Client], Awaitable[None]],
+        receive_maximum: int | None = None,
     ) -> None:
         self.settings = settings
+        self.receive_maximum = receive_maximum
+        """When set, the broker sends at most this many QoS 1/2 messages not yet acknowledged (MQTT 5
+        Receive Maximum), and the session acknowledges each itself once taken: backpressure."""
         self.metrics = metrics
         self.role = role
         self.persistent = persistent
@@ -113,7 +117,9 @@ class Connection:
         properties = mqtt5_properties(PacketTypes.CONNECT)
         if self.persistent:
             properties.SessionExpiryInterval = self.settings.session_expiry_s
-        return aiomqtt.Client(
+        if self.receive_maximum is not None:
+            properties.ReceiveMaximum = self.receive_maximum
+        client = aiomqtt.Client(
             self.settings.host,
             self.settings.port,
             username=self.settings.username,
@@ -125,6 +131,9 @@ class Connection:
             tls_context=self._tls,
             keepalive=30,
         )
+        if self.receive_maximum is not None:
+            client._client.manual_ack_set(True)  # aiomqtt has no option for it
+        return client
 
     async def start(self) -> None:
         """Connect in the background; raises ``ConfigError`` if the first attempt is refused for a

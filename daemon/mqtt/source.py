@@ -37,9 +37,25 @@ class MqttCandleSource:
         self.settings = settings
         self.metrics = metrics
         self.topic = f"mqtt:{settings.candles_topic}"
-        self._received: asyncio.Queue[SourceRecord] = asyncio.Queue(settings.buffer_limit)
+        self._received: asyncio.Queue[SourceRecord] = asyncio.Queue(settings.candles_in_flight)
         self._sequence = 0
-        self._connection = Connection(settings, metrics, "candles", persistent=True, session=self._receive)
+        self._client: aiomqtt.Client | None = None
+        # The broker sends at most candles_in_flight candles not yet acknowledged, and each is
+        # acknowledged once it is in the bounded queue: a daemon that stops polling stops the broker,
+        # which keeps the rest for the persistent session, instead of aiomqtt queueing without bound.
+        self._connection = Connection(
+            settings,
+            metrics,
+            "candles",
+            persistent=True,
+            session=self._receive,
+            receive_maximum=settings.candles_in_flight,
+        )
+
+    @property
+    def unacknowledged(self) -> int:
+        """Candles received from the broker but not yet taken into the bounded queue (nor acknowledged)."""
+        return 0 if self._client is None else self._client._queue.qsize()
 
     async def start(self) -> None:
         await self._connection.start()
@@ -69,6 +85,7 @@ class MqttCandleSource:
         return [PartitionRecords(self.topic, MQTT_PARTITION, live=records, committable=False)]
 
     async def _receive(self, client: aiomqtt.Client) -> None:
+        self._client = client
         await client.subscribe(self.settings.candles_topic, qos=self.settings.qos)
         log.info("subscribed to candles", topic=self.settings.candles_topic)
         async for message in client.messages:
@@ -84,6 +101,8 @@ class MqttCandleSource:
             self._sequence += 1
             self.metrics.candles.inc()
             await self._received.put(record)
+            if message.qos:
+                client._client.ack(message.mid, message.qos)  # manual acknowledgement
 
 
 class MergedCandleSource:
