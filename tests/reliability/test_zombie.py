@@ -95,6 +95,54 @@ async def test_an_instance_expelled_mid_backlog_publishes_nothing_its_successor_
     assert "fenced by consumer group" in log
 
 
+async def test_an_expelled_at_least_once_instance_stops_instead_of_retrying_its_commit(
+    kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference
+) -> None:
+    """at_least_once: an instance stopped past its session mid-backlog finds its offset commit refused when it
+    resumes; it exits with the fenced status instead of retrying the commit for ever, and every copy of every
+    candle's signal equals an uninterrupted run's."""
+    topics = await fresh_topics(kafka.bootstrap_servers)
+    await publish_candles(workload().messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
+    configs = [
+        write_config(
+            tmp_path / f"{instance}.toml",
+            bootstrap=kafka.bootstrap_servers,
+            topics=topics,
+            artifact=test_artifact,
+            instance_id=instance,
+            delivery="at_least_once",
+            extra="\n[batching]\nmax_batch = 8\n",
+        )
+        for instance in ("zombie", "successor")
+    ]
+    first = DaemonProcess(configs[0], tmp_path / "zombie.log").start()
+    second = DaemonProcess(configs[1], tmp_path / "successor.log")
+    try:
+        await first_signal(kafka.bootstrap_servers, topics.signals)
+        first.send(signal.SIGSTOP)
+        second.start()
+        await wait_until(lambda: owns_or_plans(second, partitions=3), timeout_s=180, interval_s=0.5)
+        first.send(signal.SIGCONT)
+        status = await asyncio.to_thread(first.wait, 120)
+        await wait_until(lambda: caught_up(second, partitions=3), timeout_s=180, interval_s=0.5)
+        records = await read_records(
+            kafka.bootstrap_servers, topics.signals, expected=sum(map(len, reference.values())), settle_s=5
+        )
+        assert second.alive, second.log_tail()
+    finally:
+        if first.alive:
+            first.send(signal.SIGCONT)
+        first.stop()
+        second.stop()
+
+    published = by_candle(records)
+    assert published.keys() == reference.keys()
+    assert all(set(copies) == set(reference[candle]) for candle, copies in published.items())
+    log = (tmp_path / "zombie.log").read_text()
+    assert status == FencedError.exit_status, log[-4000:]
+    assert "fenced by consumer group" in log
+
+
 async def test_an_assignment_that_cannot_be_planned_is_retried_then_exits(
     kafka: LocalKafka, test_artifact: Path, tmp_path: Path
 ) -> None:
