@@ -35,7 +35,7 @@ from models.contenders import (
     REWEIGHTED,
     Json,
 )
-from models.dataset import WindowSet, concat_windows, iso, load_windows, walk_forward
+from models.dataset import WindowSet, concat_windows, iso, load_audited_windows, walk_forward
 from models.metrics import (
     BUY,
     SELL,
@@ -357,6 +357,7 @@ def model_figures(run: RunInfo) -> Json:
         "device": run.config["device"],
         "config": run.config,
         "sizes": run.sizes,
+        "audit": msgspec.to_builtins(run.audit) if run.audit else None,
         "members": [{**msgspec.to_builtins(m), "weights": weights[i].tolist()} for i, m in enumerate(last.members)],
         "calibration": {
             "scale": last.calibration_scale,
@@ -436,13 +437,15 @@ def evaluate_run(
     if not goals:
         goals[f"fold {last} test block"] = goal_rows(last_test)
     for external in externals:
-        rows = load_windows(external, run.spec())
+        rows, audit = load_audited_windows(external, run.spec())
         on_external = scored(last, rows)
         goals[f"external set {external.name}"] = goal_rows(on_external)
         sets[f"external-{external.stem}"] = {
             "title": f"External test set: {external.name}",
             "short": f"external set {external.name}",
             "description": _external_description(external, rows, run, int(trained_from), int(trained_to)),
+            "audit": msgspec.to_builtins(audit),
+            "audit_file": external.name,
             **assess(on_external, settings, periods),
         }
     return {

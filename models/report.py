@@ -25,15 +25,17 @@ from models.contenders import (
     REWEIGHTED,
     Json,
 )
+from models.dataset import iso
 from models.plots import IMAGE_DIR, image_name, plot_all
 
 
-def pct(value: float, digits: int = 1) -> str:
-    return "n/a" if not math.isfinite(value) else f"{100 * value:.{digits}f}%"
+def pct(value: float | None, digits: int = 1) -> str:
+    # None: a NaN that went through the JSON file (a report rendered again from it).
+    return "n/a" if value is None or not math.isfinite(value) else f"{100 * value:.{digits}f}%"
 
 
-def num(value: float, digits: int = 4) -> str:
-    return "n/a" if not math.isfinite(value) else f"{value:.{digits}f}"
+def num(value: float | None, digits: int = 4) -> str:
+    return "n/a" if value is None or not math.isfinite(value) else f"{value:.{digits}f}"
 
 
 def ci(summary: Mapping[str, float], fmt: str = "pct") -> str:
@@ -284,6 +286,7 @@ def render_model(figures: Json) -> str:
         f"time ({model['train_cpu_seconds'] / 60:.1f} CPU minutes) for "
         f"{len(model['folds'])} walk-forward folds ({model['threads']} torch threads, device {model['device']}).",
         "",
+        *([render_audit(model["audit"], model["data"]["name"]), ""] if model.get("audit") else []),
         "Walk-forward folds (window-end dates; the exported model is the last fold's):",
         "",
         table(
@@ -432,6 +435,22 @@ def render_goals(figures: Json) -> str:
     )
 
 
+def render_audit(audit: Json, name: str) -> str:
+    """One line: what the daemon would reject in a candle file, and the jumps cut out of it."""
+    rejected = ", ".join(f"{reason} {count:,}" for reason, count in sorted(audit["rejected"].items())) or "none"
+    jumps = audit["jumps"]
+    listed = "; ".join(
+        f"{j['symbol']} {iso(j['ts'])[:10]} {j['log_return']:+.2f}"
+        + (f" (like a {j['looks_like']} split)" if j["looks_like"] else "")
+        for j in jumps
+    )
+    return (
+        f"- Data hygiene, `{name}`: {audit['rows']:,} rows; rejected as the daemon would: {rejected}; price jumps "
+        f"without a market move (|log return| > 0.25, `models.hygiene`) cut out of every window and label: "
+        f"{len(jumps)}" + (f" ({listed})." if jumps else ".")
+    )
+
+
 def render_settings(figures: Json) -> str:
     s = figures["settings"]
     return "\n".join(
@@ -469,6 +488,7 @@ def render_set(key: str, f: Json, figures: Json, stem: str) -> str:
         + ", ".join(f"{pct(f['ties'][h], 2)}" for h in horizons)
         + ".",
         "",
+        *([render_audit(f["audit"], f["audit_file"]), ""] if f.get("audit") else []),
         f"Best single member ({f.get('best_member_rule', 'lowest calibration-slice log loss, chosen per fold')}): "
         f"{', '.join(f['best_members'])}.",
     ]

@@ -567,7 +567,8 @@ def recalibrate_run(run_dir: Path, data_path: Path | None = None) -> RunInfo:
     after training them (the members' weights do not change), for runs trained before the
     combination changed; rewrites the fold weights and ``run.json``."""
     run = read_run(run_dir)
-    _, data = run_data(run, data_path)
+    path, data = run_data(run, data_path)
+    audit = run.audit or load_audited_windows(path, run.spec(), run.symbols)[1]
     folds = walk_forward(data, run.split_sizes())
     earlier: list[OutOfFold] = []
     infos: list[FoldInfo] = []
@@ -593,7 +594,7 @@ def recalibrate_run(run_dir: Path, data_path: Path | None = None) -> RunInfo:
                     calibration_labels=combination.labels,
                 )
             )
-    updated = msgspec.structs.replace(run, folds=infos, recalibrated=True)
+    updated = msgspec.structs.replace(run, folds=infos, recalibrated=True, audit=audit)
     (run_dir / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(updated)) + b"\n")
     return updated
 

@@ -51,8 +51,10 @@ def test_each_model_card_describes_its_bundled_model(ref: str, stem: str) -> Non
     assert figures["sets"]["last-fold"]["weights_sha256"] == [manifest.weights_sha256]
     card = (DOCS / f"{stem}.md").read_text()
     assert manifest.weights_sha256 in card
-    for image in (DOCS / "img").glob(f"{stem}-*.png"):
-        assert f"img/{image.name}" in card
+    for key in figures["sets"]:
+        for kind in ("calibration", "equity", "confusion", "confidence"):
+            name = f"{stem}-{key}-{kind}.png"
+            assert (DOCS / "img" / name).is_file() and f"img/{name}" in card
 
 
 def test_the_hourly_bitcoin_model_is_bundled_beside_it() -> None:
