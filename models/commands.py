@@ -7,6 +7,7 @@ Heavy imports (torch, scikit-learn, matplotlib) happen inside the commands, so `
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Mapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
@@ -19,8 +20,10 @@ from rich.table import Column, Table
 from candlecast.errors import ArtifactError, ConfigError
 
 if TYPE_CHECKING:
+    from models.dataset import SplitSizes
     from models.evaluation import EvaluationSettings
     from models.registry import Entry, Registry, TrackingRun
+    from models.tuning import SearchSpace
 
 console = Console(stderr=True)
 out = Console()
@@ -244,10 +247,14 @@ def tune(
     batch_size: Annotated[int, typer.Option(help="Windows per training batch.")] = 256,
     seed: Annotated[int, typer.Option(help="Seed of the sampler and of every member.")] = 7,
     threads: Annotated[int, typer.Option(help="torch threads.")] = 2,
+    track: TrackOption = None,
+    tracking_uri: TrackingUriOption = None,
 ) -> None:
     """Search window length, hidden size, members and learning rate with Optuna (TPE, median pruner)
     on walk-forward folds of the data before `train`'s first calibration slice: no calibration
-    slice or test block is read (models/tuning.py)."""
+    slice or test block is read (models/tuning.py). With --tracking-uri (or --track), record the
+    search in MLflow (experiment "tune": options, data digest, budget, best, the result JSON) with
+    each trial as a child run (its choices, running validation log loss per fold, state)."""
     import msgspec
 
     from candlecast.candlefile import bundled_path, infer_interval, read_candles
@@ -280,7 +287,33 @@ def tune(
     sizes = SplitSizes(folds, test_candles, validation_candles, calibration_candles, purge or max(horizon_list))
     base = TrainConfig(epochs=epochs, patience=patience, batch_size=batch_size, seed=seed, threads=threads)
     keep = list(_names(symbols)) if symbols else None
-    with console.status("searching"):
+    uri = _tracking_uri(track, tracking_uri)
+    tracked = None
+    if uri is not None:
+        from models.tracking import record_search, record_trial, start_tuning
+
+        options = {
+            "trials": trials,
+            "timeout": timeout,
+            "search_folds": search_folds,
+            "interval": named_interval,
+            "calendar": calendar,
+            "gap_policy": gap_policy,
+            "max_missing": max_missing,
+            "horizons": ",".join(map(str, horizon_list)),
+            "epochs": epochs,
+            "patience": patience,
+            "batch_size": batch_size,
+            "seed": seed,
+            "threads": threads,
+        }
+        tracked = start_tuning(
+            uri, data_name=data_path.name, params=_tuning_params(data_path, keep, space, sizes, options)
+        )
+    with ExitStack() as stack:
+        if tracked is not None:
+            stack.enter_context(tracked)
+        stack.enter_context(console.status("searching"))
         result = search(
             data_path,
             spec_of=spec_of,
@@ -291,15 +324,52 @@ def tune(
             timeout_s=timeout,
             symbols=keep,
             tuning_folds=search_folds,
+            trial_done=None if tracked is None else lambda trial: record_trial(tracked, trial),
         )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_bytes(msgspec.json.format(msgspec.json.encode(result)) + b"\n")
+        if tracked is not None:
+            record_search(tracked, result, out)
     budget = result["budget"]
     console.print(
         f"{budget['trials']} trials ({budget['complete']} complete, {budget['pruned']} pruned) in "
         f"{budget['seconds']:.0f} s; best {result['best']}; wrote {out}",
         soft_wrap=True,
     )
+    if tracked is not None:
+        console.print(f"MLflow run {tracked.ref.run_id} in {tracked.ref.uri}", soft_wrap=True)
+
+
+def _tuning_params(
+    data_path: Path, symbols: list[str] | None, space: SearchSpace, sizes: SplitSizes, options: Mapping[str, object]
+) -> dict[str, object]:
+    """What a search is, for MLflow: its data file with digest, symbols and date range, the space
+    searched, the split sizes and every other option."""
+    import numpy as np
+
+    from candlecast.candlefile import read_candles
+    from models.dataset import iso, table_digest
+    from models.training import display_path
+
+    candles = read_candles(data_path)
+    kept = np.isin(candles.symbols, symbols) if symbols else np.ones(len(candles), dtype=bool)
+    # A symbol absent from the file is the search's error to report, not this record's.
+    ts = candles.ts[kept] if kept.any() else candles.ts
+    return {
+        "data.name": data_path.name,
+        "data.path": display_path(data_path),
+        "data.sha256": table_digest(data_path),
+        "data.rows": len(candles),
+        "data.start": iso(int(ts.min())),
+        "data.end": iso(int(ts.max())),
+        "symbols": ",".join(sorted({str(s) for s in candles.symbols[kept]})),
+        "space.windows": ",".join(map(str, space.windows)),
+        "space.hidden": ",".join(map(str, space.hidden)),
+        "space.members": ";".join(space.members),
+        "space.learning_rate": ",".join(map(str, space.learning_rate)),
+        **{f"sizes.{key}": value for key, value in sizes.__dict__.items()},
+        **{f"options.{key}": value for key, value in options.items()},
+    }
 
 
 class RichProgress:

@@ -1,10 +1,11 @@
 """Recording runs in MLflow: a training's options, data and per-epoch losses; an evaluation's
-figures with their intervals and its plots; an exported artifact with its manifest.
+figures with their intervals and its plots; an exported artifact with its manifest; a search's
+settings, budget and trials.
 
 Optional (``pip install 'candlecast[tracking]'``): the model commands import this module only
 when tracking is on, and the daemon never does (a ruff rule and a test hold it to that).
-``TrackedRun.start`` is the entry point for any command that trains or scores (``tune`` and
-``retrain`` too, once they exist); the rest of this module turns candlecast's records into
+``TrackedRun.start`` is the entry point for any command that trains or scores (``retrain`` too,
+once it exists); the rest of this module turns candlecast's records into
 MLflow parameters, metrics and artifacts.
 
 Layout of a run in MLflow:
@@ -13,6 +14,11 @@ Layout of a run in MLflow:
   ``sizes.*``, ``foldK.SPLIT.start|end|windows``; metrics ``foldK/MEMBER/train_loss`` and
   ``validation_loss`` per epoch (step = epoch), ``foldK/MEMBER/best_epoch`` (early stopping);
   artifact ``run.json``; after ``candlecast export``, ``model/model.pt`` and ``model/manifest.json``.
+- search (``candlecast tune``), in experiment ``tune``: parameters ``data.*``, ``symbols``, ``space.*``,
+  ``options.*``, ``sizes.*``, then ``best.*``; metrics ``budget/trials|complete|pruned|seconds`` and
+  ``best_objective``; artifact the result JSON. Each trial a child run ``trial N``: parameters
+  ``window``, ``hidden``, ``members``, ``learning_rate``; metrics ``validation_log_loss`` (the running
+  mean after each search fold, step = fold) and ``objective``; tag ``candlecast.trial_state``.
 - evaluation, a child run of its training: ``SET/MODEL/hH/FIGURE`` with ``FIGURE_ci/low|high``,
   ``SET/trading/STRATEGY/FIGURE``, ``SET/quantiles/hH/...``; artifacts ``report/`` (JSON,
   Markdown, plots).
@@ -46,6 +52,9 @@ SKIPPED_FIGURES = frozenset({"equity"})
 COMMAND_TAG = "candlecast.command"
 KIND_TAG = "candlecast.kind"
 TRAINING_RUN_TAG = "candlecast.training_run"
+TRIAL_STATE_TAG = "candlecast.trial_state"
+TUNE_EXPERIMENT = "tune"
+BUDGET_FIGURES = ("trials", "complete", "pruned", "seconds")
 
 
 def store_uri(uri: str) -> str:
@@ -206,6 +215,45 @@ def fold_metrics(fold: FoldInfo) -> Iterator[tuple[str, float, int]]:
         yield f"{prefix}/{member.name}/epochs_run", member.epochs_run, 0
         yield f"{prefix}/{member.name}/best_validation_loss", member.validation_loss, 0
     yield f"{prefix}/seconds", fold.seconds, 0
+
+
+def start_tuning(uri: str, *, data_name: str, params: Mapping[str, object]) -> TrackedRun:
+    """The search's run in experiment ``tune``, with its settings and data recorded before any trial,
+    so a search that fails or is interrupted still shows what it was."""
+    tracked = TrackedRun.start(uri, experiment=TUNE_EXPERIMENT, name=f"tune {data_name}", tags={KIND_TAG: "tune"})
+    tracked.log_params(params)
+    return tracked
+
+
+def record_trial(search: TrackedRun, trial: Mapping[str, Any]) -> None:
+    """A finished trial (``tune``'s ``trial_done`` record) as a child run of the search."""
+    tags = {KIND_TAG: "tune-trial", TRIAL_STATE_TAG: str(trial["state"])}
+    name = f"trial {trial['number']}"
+    with TrackedRun.start(search.ref.uri, experiment=TUNE_EXPERIMENT, name=name, parent=search.ref, tags=tags) as run:
+        run.log_params({"number": trial["number"], **trial["params"]})
+        metrics = [("validation_log_loss", value, step) for step, value in enumerate(trial["fold_values"])]
+        if trial["value"] is not None:
+            metrics.append(("objective", trial["value"], 0))
+        if trial["seconds"] is not None:
+            metrics.append(("seconds", trial["seconds"], 0))
+        run.log_metrics(metrics)
+
+
+def record_search(search: TrackedRun, result: Mapping[str, Any], written: Path) -> None:
+    """The search's outcome: its budget, the best trial, where each window length stopped reading,
+    and the result file."""
+    budget = result["budget"]
+    metrics = [(f"budget/{key}", float(budget[key]), 0) for key in BUDGET_FIGURES]
+    best = result["best"]
+    params: dict[str, object] = {
+        f"untouched.window{window}": text for window, text in result["test_blocks_untouched"].items()
+    }
+    if best is not None:
+        metrics.append(("best_objective", best["value"], 0))
+        params |= {"best.number": best["number"], **{f"best.{key}": value for key, value in best["params"].items()}}
+    search.log_metrics(metrics)
+    search.log_params(params)
+    search.log_file(written)
 
 
 def record_evaluation(

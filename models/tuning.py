@@ -9,7 +9,8 @@ mean logit on the next block (log loss, mean over horizons), the objective.
 
 A trial picks a window length, a hidden size, the members and a learning rate. After each fold the
 running mean is reported, and the pruner stops a trial whose running mean is worse than the
-median of earlier trials at that fold.
+median of earlier trials at that fold. ``trial_done`` sees each finished trial's record as it ends
+(``candlecast tune`` records it in MLflow there, so this module never imports MLflow).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -26,6 +27,9 @@ import numpy.typing as npt
 from models.calibration import sigmoid
 from models.dataset import Fold, SplitSizes, WindowSet, WindowSpec, iso, load_windows, walk_forward
 from models.training import SilentProgress, TrainConfig, deterministic, predict, train_members
+
+if TYPE_CHECKING:
+    import optuna
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,21 @@ def validation_log_loss(member_logits: npt.NDArray[np.float64], data: WindowSet)
         up = data.up[v, j]
         losses.append(float(-np.mean(up * np.log(p[v, j]) + (1 - up) * np.log(1 - p[v, j]))))
     return float(np.mean(losses))
+
+
+def trial_record(trial: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    """A finished trial as the result lists it: its state, choices, objective and the running mean
+    reported after each search fold."""
+    return {
+        "number": trial.number,
+        "state": trial.state.name,
+        "params": trial.params,
+        "value": trial.value,
+        "fold_values": [trial.intermediate_values[k] for k in sorted(trial.intermediate_values)],
+        "seconds": (trial.datetime_complete - trial.datetime_start).total_seconds()
+        if trial.datetime_complete and trial.datetime_start
+        else None,
+    }
 
 
 def search_folds(data: WindowSet, sizes: SplitSizes, count: int) -> list[tuple[Fold, WindowSet]]:
@@ -68,9 +87,11 @@ def tune(
     timeout_s: float | None,
     symbols: Sequence[str] | None = None,
     tuning_folds: int = 3,
+    trial_done: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Run the search; returns every trial, the best, and the budget spent. ``spec_of(window)``
-    gives the ``WindowSpec`` for a window length."""
+    gives the ``WindowSpec`` for a window length; ``trial_done`` gets each trial's record (as in
+    ``trials``) once it is complete or pruned."""
     import optuna
 
     started = time.perf_counter()
@@ -115,20 +136,9 @@ def tune(
     sampler = optuna.samplers.TPESampler(seed=base.seed)
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=0)
     study = optuna.create_study(direction="minimize", sampler=sampler, pruner=pruner)
-    study.optimize(objective, n_trials=trials, timeout=timeout_s)
-    rows = [
-        {
-            "number": t.number,
-            "state": t.state.name,
-            "params": t.params,
-            "value": t.value,
-            "fold_values": [t.intermediate_values[k] for k in sorted(t.intermediate_values)],
-            "seconds": (t.datetime_complete - t.datetime_start).total_seconds()
-            if t.datetime_complete and t.datetime_start
-            else None,
-        }
-        for t in study.trials
-    ]
+    callbacks = [] if trial_done is None else [lambda _, trial: trial_done(trial_record(trial))]
+    study.optimize(objective, n_trials=trials, timeout=timeout_s, callbacks=callbacks)
+    rows = [trial_record(t) for t in study.trials]
     complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
     best = study.best_trial if complete else None
     return {

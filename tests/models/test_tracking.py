@@ -1,4 +1,4 @@
-"""Experiment tracking: `train`, `evaluate` and `export` recorded in MLflow, read back through its client."""
+"""Experiment tracking: `train`, `evaluate`, `export` and `tune` recorded in MLflow, read back through its client."""
 
 from __future__ import annotations
 
@@ -19,8 +19,9 @@ from typer.testing import CliRunner
 from candlecast.errors import ConfigError, DataError
 from daemon.settings import load_settings
 from models.artifact import Manifest
-from models.commands import evaluate, export, models_app, train
+from models.commands import evaluate, export, models_app, train, tune
 from models.contenders import CONSTANT, ENSEMBLE, LOGISTIC
+from models.dataset import table_digest
 from models.registry import Registry
 from models.tracking import TrackedRun
 from models.training import read_run
@@ -29,6 +30,7 @@ app = typer.Typer()
 app.command("train")(train)
 app.command("evaluate")(evaluate)
 app.command("export")(export)
+app.command("tune")(tune)
 app.add_typer(models_app, name="models")
 runner = CliRunner()
 
@@ -36,6 +38,13 @@ TINY = (
     "--window", "32", "--horizons", "1,5", "--members", "lstm,multiscale", "--folds", "2", "--test-candles", "40",
     "--validation-candles", "30", "--calibration-candles", "30", "--epochs", "3", "--patience", "3", "--threads", "1",
     "--quiet", "--name", "tracked", "--version", "0.3.0",
+)  # fmt: skip
+
+TINY_TUNE = (
+    "--windows", "32", "--hidden", "8", "--members", "lstm;multiscale", "--learning-rates", "1e-3,3e-3",
+    "--trials", "3", "--folds", "2", "--search-folds", "2", "--test-candles", "40", "--validation-candles", "20",
+    "--calibration-candles", "30", "--purge", "5", "--horizons", "1,5", "--epochs", "1", "--patience", "1",
+    "--batch-size", "64", "--seed", "3", "--threads", "1",
 )  # fmt: skip
 
 
@@ -143,6 +152,53 @@ def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path
     assert artifact_child.data.metrics[f"{set_key}/ensemble/h1/log_loss"] == pytest.approx(ensemble_h1["log_loss"])
 
 
+def test_a_search_and_each_trial_are_recorded_in_mlflow(candles_csv: Path, tmp_path: Path) -> None:
+    """A tracked `tune` leaves one run in experiment "tune" whose options, data digest, budget and best
+    equal the result JSON it wrote (stored as its artifact), and one child run per trial with the
+    trial's choices, running validation log loss per fold and state."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    out = tmp_path / "tune.json"
+    invoke("tune", "--data", str(candles_csv), "--out", str(out), "--tracking-uri", uri, *TINY_TUNE)
+    result = json.loads(out.read_text())
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tune")
+    assert experiment is not None
+    (search,) = client.search_runs([experiment.experiment_id], filter_string="tags.`candlecast.kind` = 'tune'")
+    assert search.info.status == "FINISHED"
+    params = search.data.params
+    assert (params["data.name"], params["data.sha256"]) == (candles_csv.name, table_digest(candles_csv))
+    assert params["data.start"] < params["data.end"] and params["symbols"]
+    assert params["space.members"] == ";".join(result["space"]["members"]) == "lstm;multiscale"
+    assert params["space.learning_rate"] == ",".join(map(str, result["space"]["learning_rate"]))
+    assert {key: params[f"sizes.{key}"] for key in result["sizes"]} == {k: str(v) for k, v in result["sizes"].items()}
+    assert (params["options.trials"], params["options.search_folds"], params["options.epochs"]) == ("3", "2", "1")
+    metrics = search.data.metrics
+    budget = result["budget"]
+    assert {key: metrics[f"budget/{key}"] for key in ("trials", "complete", "pruned", "seconds")} == {
+        key: budget[key] for key in ("trials", "complete", "pruned", "seconds")
+    }
+    assert metrics["best_objective"] == result["best"]["value"]
+    assert params["best.window"] == str(result["best"]["params"]["window"])
+    stored = Path(client.download_artifacts(search.info.run_id, out.name, str(tmp_path / "download")))
+    assert stored.read_bytes() == out.read_bytes()
+
+    children = client.search_runs(
+        [experiment.experiment_id], filter_string=f"tags.mlflow.parentRunId = '{search.info.run_id}'"
+    )
+    assert budget["trials"] == len(result["trials"]) == len(children) == 3
+    by_number = {int(child.data.params["number"]): child for child in children}
+    for trial in result["trials"]:
+        child = by_number[trial["number"]]
+        assert child.info.status == "FINISHED"
+        assert child.data.tags["candlecast.trial_state"] == trial["state"]
+        assert {key: child.data.params[key] for key in ("window", "hidden", "members", "learning_rate")} == {
+            key: str(value) for key, value in trial["params"].items()
+        }
+        history = client.get_metric_history(child.info.run_id, "validation_log_loss")
+        assert sorted((m.step, m.value) for m in history) == list(enumerate(trial["fold_values"]))
+        assert child.data.metrics.get("objective") == trial["value"]
+
+
 def test_a_failed_training_is_recorded_as_failed(
     candles_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -161,7 +217,7 @@ def test_a_failed_training_is_recorded_as_failed(
 
 def test_runs_interrupted_are_killed_and_children_name_their_parent(tmp_path: Path) -> None:
     """Ctrl-C marks a run KILLED; a run started with a parent in the same store is its child, and one
-    in another store only names it (the API tune and retrain are to use)."""
+    in another store only names it (the API tune's trials use, and retrain is to)."""
     uri = f"sqlite:///{tmp_path / 'a.db'}"
     with pytest.raises(KeyboardInterrupt), TrackedRun.start(uri, experiment="x", name="parent") as parent:
         raise KeyboardInterrupt
@@ -203,24 +259,43 @@ import json, sys
 from pathlib import Path
 import daemon.service, candlecast.cli
 from typer.testing import CliRunner
-out = Path(sys.argv[1]) / "run"
-result = CliRunner().invoke(candlecast.cli.app, ["train", "--data", sys.argv[2], "--out", str(out), *sys.argv[3:]])
+out, data = Path(sys.argv[1]), sys.argv[2]
+train_args, tune_args = json.loads(sys.argv[3]), json.loads(sys.argv[4])
+result = CliRunner().invoke(candlecast.cli.app, ["train", "--data", data, "--out", str(out / "run"), *train_args])
+assert result.exit_code == 0, result.output
+result = CliRunner().invoke(candlecast.cli.app, ["tune", "--data", data, "--out", str(out / "tune.json"), *tune_args])
 assert result.exit_code == 0, result.output
 loaded = "mlflow" in sys.modules
-tracking = json.loads((out / "run.json").read_text())["tracking"]
+tracking = json.loads((out / "run" / "run.json").read_text())["tracking"]
+trials = len(json.loads((out / "tune.json").read_text())["trials"])
 import models.tracking
-print(json.dumps({"loaded": loaded, "tracking": tracking, "detected": "mlflow" in sys.modules}))
+print(json.dumps({"loaded": loaded, "tracking": tracking, "trials": trials, "detected": "mlflow" in sys.modules}))
 """
 
 
-def test_the_daemon_and_untracked_training_never_import_mlflow(candles_csv: Path, tmp_path: Path) -> None:
-    """Importing the daemon and the CLI and training without tracking, as today, loads no MLflow
-    (which the same check sees once models.tracking is imported)."""
+def test_the_daemon_and_untracked_training_and_tuning_never_import_mlflow(candles_csv: Path, tmp_path: Path) -> None:
+    """Importing the daemon and the CLI, training and tuning without tracking, as today, loads no
+    MLflow (which the same check sees once models.tracking is imported)."""
+    train_args = [*TINY, "--folds", "1", "--epochs", "1"]
+    tune_args = [*TINY_TUNE, "--trials", "1"]
     result = subprocess.run(
-        [sys.executable, "-c", NO_MLFLOW, str(tmp_path), str(candles_csv), *TINY, "--folds", "1", "--epochs", "1"],
+        [
+            sys.executable,
+            "-c",
+            NO_MLFLOW,
+            str(tmp_path),
+            str(candles_csv),
+            json.dumps(train_args),
+            json.dumps(tune_args),
+        ],
         capture_output=True,
         text=True,
         check=True,
         env={k: v for k, v in os.environ.items() if k != "CANDLECAST_TRACKING__URI"},
     )
-    assert json.loads(result.stdout.splitlines()[-1]) == {"loaded": False, "tracking": None, "detected": True}
+    assert json.loads(result.stdout.splitlines()[-1]) == {
+        "loaded": False,
+        "tracking": None,
+        "trials": 1,
+        "detected": True,
+    }
