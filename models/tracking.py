@@ -232,7 +232,9 @@ def record_trial(search: TrackedRun, trial: Mapping[str, Any]) -> None:
     with TrackedRun.start(search.ref.uri, experiment=TUNE_EXPERIMENT, name=name, parent=search.ref, tags=tags) as run:
         run.log_params({"number": trial["number"], **trial["params"]})
         metrics = [("validation_log_loss", value, step) for step, value in enumerate(trial["fold_values"])]
-        if trial["value"] is not None:
+        # Optuna gives a pruned trial the running mean it was stopped at as its value; only a complete
+        # trial's is the objective.
+        if trial["state"] == "COMPLETE":
             metrics.append(("objective", trial["value"], 0))
         if trial["seconds"] is not None:
             metrics.append(("seconds", trial["seconds"], 0))

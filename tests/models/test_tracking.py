@@ -155,7 +155,7 @@ def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path
 def test_a_search_and_each_trial_are_recorded_in_mlflow(candles_csv: Path, tmp_path: Path) -> None:
     """A tracked `tune` leaves one run in experiment "tune" whose options, data digest, budget and best
     equal the result JSON it wrote (stored as its artifact), and one child run per trial with the
-    trial's choices, running validation log loss per fold and state."""
+    trial's choices, running validation log loss per fold, state and, when complete, objective."""
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     out = tmp_path / "tune.json"
     invoke("tune", "--data", str(candles_csv), "--out", str(out), "--tracking-uri", uri, *TINY_TUNE)
@@ -196,7 +196,24 @@ def test_a_search_and_each_trial_are_recorded_in_mlflow(candles_csv: Path, tmp_p
         }
         history = client.get_metric_history(child.info.run_id, "validation_log_loss")
         assert sorted((m.step, m.value) for m in history) == list(enumerate(trial["fold_values"]))
-        assert child.data.metrics.get("objective") == trial["value"]
+        assert child.data.metrics.get("objective") == (trial["value"] if trial["state"] == "COMPLETE" else None)
+    assert {trial["state"] for trial in result["trials"]} == {"COMPLETE", "PRUNED"}
+
+
+def test_a_failed_search_is_recorded_as_failed(
+    candles_csv: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A search that stops on an error, tracked through CANDLECAST_TRACKING__URI, leaves its run
+    marked FAILED with its settings and no trial."""
+    uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    monkeypatch.setenv("CANDLECAST_TRACKING__URI", uri)
+    with pytest.raises(DataError, match="no candles for NOPE"):
+        invoke("tune", "--data", str(candles_csv), "--out", str(tmp_path / "t.json"), *TINY_TUNE, "--symbols", "NOPE")
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name("tune")
+    assert experiment is not None
+    (failed,) = client.search_runs([experiment.experiment_id])
+    assert (failed.info.status, failed.data.params["options.trials"]) == ("FAILED", "3")
 
 
 def test_a_failed_training_is_recorded_as_failed(
