@@ -49,24 +49,25 @@ ScoredSince = tuple[str, int]
 
 def scored_since(metadata: str | None) -> ScoredSince | None:
     """The version that scored a partition's latest windows, and from which offset, as committed."""
-    if not metadata:
-        return None
-    try:
-        parsed = msgspec.json.decode(metadata, type=_Metadata)
-    except msgspec.DecodeError:
-        return None
-    return (parsed.model, parsed.model_from) if parsed.v == 1 and parsed.model else None
+    parsed = _ours(metadata)
+    return (parsed.model, parsed.model_from) if parsed is not None and parsed.model else None
 
 
 def rebuild_offset_from(metadata: str | None) -> int | None:
     """The rebuild offset in committed metadata; ``None`` when absent or written by someone else."""
+    parsed = _ours(metadata)
+    return parsed.rebuild_from if parsed is not None and parsed.rebuild_from >= 0 else None
+
+
+def _ours(metadata: str | None) -> _Metadata | None:
+    """Committed metadata in our format (version 1); ``None`` for anything else."""
     if not metadata:
         return None
     try:
         parsed = msgspec.json.decode(metadata, type=_Metadata)
     except msgspec.DecodeError:
         return None
-    return parsed.rebuild_from if parsed.v == 1 and parsed.rebuild_from >= 0 else None
+    return parsed if parsed.v == 1 else None
 
 
 @dataclass(frozen=True, slots=True)
