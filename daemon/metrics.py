@@ -89,6 +89,11 @@ class DaemonMetrics:
         self.window_evictions = PromCounter(
             "candlecast_window_evictions", "Windows evicted because max_windows was reached.", registry=registry
         )
+        self.window_expiries = PromCounter(
+            "candlecast_window_expiries",
+            "Windows dropped because their symbol fell idle_expiry_intervals behind its partition.",
+            registry=registry,
+        )
         self.gaps = PromCounter(
             "candlecast_window_gaps",
             "Gaps between candles of a window, by what the policy did.",
@@ -107,7 +112,15 @@ class DaemonMetrics:
             self.gaps.labels(outcome)
         self._seen_rejected: Counter[str] = Counter()
         self._seen_not_finite = 0
-        self._seen = {"consumed": 0, "replayed": 0, "evictions": 0, "reset": 0, "tolerated": 0, "filled": 0}
+        self._seen = {
+            "consumed": 0,
+            "replayed": 0,
+            "evictions": 0,
+            "expiries": 0,
+            "reset": 0,
+            "tolerated": 0,
+            "filled": 0,
+        }
 
     def expect_strategy(self, strategy: str) -> None:
         """Create the signal series of a strategy, one per action, at 0."""
@@ -121,6 +134,7 @@ class DaemonMetrics:
             "consumed": counters.consumed,
             "replayed": counters.replayed,
             "evictions": stats.evictions,
+            "expiries": stats.expired,
             "reset": stats.gaps_reset,
             "tolerated": stats.gaps_tolerated,
             "filled": stats.gaps_filled,
@@ -130,6 +144,7 @@ class DaemonMetrics:
         self.candles_consumed.inc(delta["consumed"])
         self.candles_replayed.inc(delta["replayed"])
         self.window_evictions.inc(delta["evictions"])
+        self.window_expiries.inc(delta["expiries"])
         for outcome in ("reset", "tolerated", "filled"):
             if delta[outcome]:
                 self.gaps.labels(outcome).inc(delta[outcome])

@@ -279,11 +279,13 @@ def kafka() -> list[timeseries.Panel]:
             "bytes",
         ),
         series(
-            "Window gaps and evictions",
-            "Gaps between candles of a window by what the gap policy did, and evictions at max_windows.",
+            "Window gaps, evictions and expiries",
+            "Gaps between candles of a window by what the gap policy did, evictions at max_windows, and windows "
+            "expired after idle_expiry_intervals.",
             "none",
             (f"sum by (outcome) (increase({m('candlecast_window_gaps_total')}[{RATE}]))", "gap {{outcome}}"),
             (f"sum(increase({m('candlecast_window_evictions_total')}[{RATE}]))", "evicted"),
+            (f"sum(increase({m('candlecast_window_expiries_total')}[{RATE}]))", "expired"),
         ),
     ]
 

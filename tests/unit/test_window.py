@@ -6,10 +6,13 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from prometheus_client import CollectorRegistry
 
-from daemon.candle import Candle
+from daemon.candle import Candle, CandleValidator
 from daemon.checkpoint import Checkpoint, plan_start
+from daemon.engine import CandleIngestor
 from daemon.intervals import Interval
+from daemon.metrics import DaemonMetrics
 from daemon.window import GapMode, GapPolicy, Push, WindowStore
 
 HOUR = 3_600_000
@@ -264,3 +267,22 @@ class TestReplay:
 def test_length_must_be_at_least_two() -> None:
     with pytest.raises(ValueError, match="at least 2"):
         WindowStore(1, intervals=HOURLY)
+
+
+class TestExpiryMetric:
+    def test_expired_windows_are_counted_in_prometheus(self) -> None:
+        """``candlecast_window_expiries_total`` follows the store's expiries, once each, apart from evictions."""
+        windows = store(2, idle_expiry=3)
+        ingestor = CandleIngestor(CandleValidator(HOURLY), windows, 1)
+        registry = CollectorRegistry()
+        metrics = DaemonMetrics(registry)
+        windows.push(candle("DEAD", 0), 0, 0)
+        metrics.observe_ingest(ingestor, 0)
+        assert registry.get_sample_value("candlecast_window_expiries_total") == 0
+        for hour in range(1, 6):
+            windows.push(candle("LIVE", hour), 0, hour)
+        metrics.observe_ingest(ingestor, 0)
+        metrics.observe_ingest(ingestor, 0)
+        assert windows.stats.expired == 1
+        assert registry.get_sample_value("candlecast_window_expiries_total") == 1
+        assert registry.get_sample_value("candlecast_window_evictions_total") == 0
