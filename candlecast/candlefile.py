@@ -26,7 +26,11 @@ def bundled_path(name: str) -> Path:
     """Path of a bundled candle file (see ``data/README.md`` for sources and licenses)."""
     if name not in BUNDLED:
         raise DataError(f"no bundled candle file {name!r}; bundled: {', '.join(BUNDLED)}")
-    return BUNDLED_DIR / name
+    path = BUNDLED_DIR / name
+    if not path.is_file():
+        # A wheel carries the packages and the bundled models, not the candle files.
+        raise DataError(f"bundled candles are in a source checkout's data/ folder, not found at {path}; pass --data")
+    return path
 
 
 @dataclass(frozen=True)

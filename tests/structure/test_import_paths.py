@@ -9,6 +9,10 @@ from pathlib import Path
 
 import pytest
 
+from candlecast import candlefile
+from candlecast.candlefile import bundled_path
+from candlecast.errors import DataError
+
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("candlecast", "daemon", "strategies", "models")
 SKIPPED_DIRS = {".git", ".venv", ".cache", ".mypy_cache", ".ruff_cache", ".pytest_cache", ".hypothesis", "build"}
@@ -58,3 +62,17 @@ class TestOnePath:
         owners = packages_distributions()
         for package in PACKAGES:
             assert set(owners.get(package, ["candlecast"])) == {"candlecast"}, (package, owners.get(package))
+
+
+class TestBundledCandles:
+    def test_bundled_candles_are_found_beside_the_packages(self) -> None:
+        """The demo's candles come from the checkout's data/ folder, the one the package tree sits in."""
+        assert bundled_path("us_stocks_1d.csv") == ROOT / "data" / "us_stocks_1d.csv"
+
+    def test_missing_candles_name_where_they_were_looked_for(
+        self, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    ) -> None:
+        """Without data/ (an installed wheel) the error says where the candles were expected and to pass --data."""
+        monkeypatch.setattr(candlefile, "BUNDLED_DIR", tmp_path)
+        with pytest.raises(DataError, match="pass --data"):
+            bundled_path("us_stocks_1d.csv")
