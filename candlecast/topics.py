@@ -3,6 +3,7 @@ one exists (``replay``), so a missing topic is a message that names it, not a cl
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -14,6 +15,9 @@ from daemon.settings import KafkaSettings
 
 TOPIC_ALREADY_EXISTS = 36
 CANDLE_PARTITIONS = 3
+# About 5 s for a new topic to reach the metadata of the broker answering.
+METADATA_ATTEMPTS = 10
+METADATA_PAUSE_S = 0.5
 
 
 class MissingTopicError(CandlecastError):
@@ -43,12 +47,21 @@ async def create_topics(bootstrap_servers: str, partitions: Mapping[str, int], r
     return created
 
 
-async def require_topic(bootstrap_servers: str, topic: str) -> None:
-    """Raise ``MissingTopicError`` naming ``topic`` when the broker does not have it."""
+async def require_topic(
+    bootstrap_servers: str, topic: str, *, attempts: int = METADATA_ATTEMPTS, pause_s: float = METADATA_PAUSE_S
+) -> None:
+    """Raise ``MissingTopicError`` naming ``topic`` when the broker does not have it.
+
+    A topic created a moment ago may not be in every broker's metadata yet (a cluster propagates it
+    asynchronously), so a missing topic is asked for again a few times before it counts as missing."""
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
     try:
         await admin.start()
-        exists = await topic_exists(admin, topic)
+        for attempt in range(attempts):
+            if exists := await topic_exists(admin, topic):
+                break
+            if attempt + 1 < attempts:
+                await asyncio.sleep(pause_s)
     except KafkaError as exc:
         raise TransportError(f"cannot reach Kafka at {bootstrap_servers}: {exc}") from exc
     finally:
