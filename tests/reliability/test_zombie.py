@@ -10,7 +10,7 @@ from typing import Any, cast
 
 import pytest
 import torch
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client.parser import text_string_to_metric_families
 
 from candlecast.errors import FencedError, TransportError
@@ -40,6 +40,36 @@ async def first_signal(bootstrap: str, topic: str, timeout_s: float = 120.0) -> 
         await consumer.stop()
 
 
+async def stop_past_session_while_a_successor_joins(
+    zombie_config: Path, successor_config: Path, tmp_path: Path, kafka: LocalKafka, signals: str, reference: Reference
+) -> tuple[list[ConsumerRecord[bytes, bytes]], int]:
+    """Start the zombie on the backlog, SIGSTOP it mid-backlog, start the successor, SIGCONT the zombie once
+    the successor owns every partition; returns the committed signals once the successor caught up, and the
+    zombie's exit status."""
+    first = DaemonProcess(zombie_config, tmp_path / "zombie.log").start()
+    second = DaemonProcess(successor_config, tmp_path / "successor.log")
+    try:
+        await first_signal(kafka.bootstrap_servers, signals)
+        first.send(signal.SIGSTOP)
+        second.start()
+        # Expelled after its session, the first leaves every partition to the second, which (once the
+        # first's open transaction is over) starts from the committed offsets.
+        await wait_until(lambda: owns_or_plans(second, partitions=3), timeout_s=180, interval_s=0.5)
+        first.send(signal.SIGCONT)
+        status = await asyncio.to_thread(first.wait, 120)
+        await wait_until(lambda: caught_up(second, partitions=3), timeout_s=180, interval_s=0.5)
+        records = await read_records(
+            kafka.bootstrap_servers, signals, expected=sum(map(len, reference.values())), settle_s=5
+        )
+        assert second.alive, second.log_tail()
+    finally:
+        if first.alive:
+            first.send(signal.SIGCONT)
+        first.stop()
+        second.stop()
+    return records, status
+
+
 async def test_an_instance_expelled_mid_backlog_publishes_nothing_its_successor_publishes(
     kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference
 ) -> None:
@@ -63,27 +93,9 @@ async def test_an_instance_expelled_mid_backlog_publishes_nothing_its_successor_
             extra="\n[batching]\nmax_batch = 8\n",
         )
 
-    first = DaemonProcess(config("zombie"), tmp_path / "zombie.log").start()
-    second = DaemonProcess(config("successor"), tmp_path / "successor.log")
-    try:
-        await first_signal(kafka.bootstrap_servers, topics.signals)
-        first.send(signal.SIGSTOP)
-        second.start()
-        # Expelled after its session, the first leaves every partition to the second, which (once the
-        # first's open transaction is over) starts from the committed offsets.
-        await wait_until(lambda: owns_or_plans(second, partitions=3), timeout_s=180, interval_s=0.5)
-        first.send(signal.SIGCONT)
-        status = await asyncio.to_thread(first.wait, 120)
-        await wait_until(lambda: caught_up(second, partitions=3), timeout_s=180, interval_s=0.5)
-        records = await read_records(
-            kafka.bootstrap_servers, topics.signals, expected=sum(map(len, reference.values())), settle_s=5
-        )
-        assert second.alive, second.log_tail()
-    finally:
-        if first.alive:
-            first.send(signal.SIGCONT)
-        first.stop()
-        second.stop()
+    records, status = await stop_past_session_while_a_successor_joins(
+        config("zombie"), config("successor"), tmp_path, kafka, topics.signals, reference
+    )
 
     published = by_candle(records)
     duplicates = {candle: len(copies) for candle, copies in published.items() if len(copies) > 1}
@@ -115,25 +127,9 @@ async def test_an_expelled_at_least_once_instance_stops_instead_of_retrying_its_
         )
         for instance in ("zombie", "successor")
     ]
-    first = DaemonProcess(configs[0], tmp_path / "zombie.log").start()
-    second = DaemonProcess(configs[1], tmp_path / "successor.log")
-    try:
-        await first_signal(kafka.bootstrap_servers, topics.signals)
-        first.send(signal.SIGSTOP)
-        second.start()
-        await wait_until(lambda: owns_or_plans(second, partitions=3), timeout_s=180, interval_s=0.5)
-        first.send(signal.SIGCONT)
-        status = await asyncio.to_thread(first.wait, 120)
-        await wait_until(lambda: caught_up(second, partitions=3), timeout_s=180, interval_s=0.5)
-        records = await read_records(
-            kafka.bootstrap_servers, topics.signals, expected=sum(map(len, reference.values())), settle_s=5
-        )
-        assert second.alive, second.log_tail()
-    finally:
-        if first.alive:
-            first.send(signal.SIGCONT)
-        first.stop()
-        second.stop()
+    records, status = await stop_past_session_while_a_successor_joins(
+        configs[0], configs[1], tmp_path, kafka, topics.signals, reference
+    )
 
     published = by_candle(records)
     assert published.keys() == reference.keys()
