@@ -73,6 +73,7 @@ class RejectReason(StrEnum):
     KEY_MISMATCH = "key_mismatch"
     BAD_SYMBOL = "bad_symbol"
     UNKNOWN_INTERVAL = "unknown_interval"
+    NO_ROUTE = "no_route"
     BAD_TS = "bad_ts"
     MISALIGNED_TS = "misaligned_ts"
     FUTURE_TS = "future_ts"

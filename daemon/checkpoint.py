@@ -3,7 +3,8 @@
 The rebuild offset travels in the committed offset's metadata (``{"v":1,"rebuild_from":N}``),
 so Kafka alone holds everything a restarted daemon needs: it seeks back to ``rebuild_from``,
 replays up to the committed offset into its windows without scoring, and resumes exactly where
-an uninterrupted daemon would be.
+an uninterrupted daemon would be. With several routes (models) the metadata names, per route, the
+model version that scored the partition (``"routes":{"crypto-1h":["1.0.0",M]}``).
 """
 
 from __future__ import annotations
@@ -28,8 +29,14 @@ class Checkpoint:
     model_from: int = -1
     """The first offset whose window ``model`` scored: older windows were scored by another version,
     and a rebuild does not restore them into the strategy's memory."""
+    routes: tuple[tuple[str, str, int], ...] = ()
+    """With several routes: per route that scored the partition, its name, ``model`` and ``model_from``
+    (``model`` is then unused)."""
 
     def metadata(self) -> str:
+        if self.routes:
+            routes = msgspec.json.encode({name: (version, first) for name, version, first in self.routes}).decode()
+            return f'{{"v":1,"rebuild_from":{self.rebuild_from},"routes":{routes}}}'
         if not self.model:
             return f'{{"v":1,"rebuild_from":{self.rebuild_from}}}'
         model = msgspec.json.encode(self.model).decode()
@@ -41,16 +48,27 @@ class _Metadata(msgspec.Struct):
     rebuild_from: int
     model: str = ""
     model_from: int = -1
+    routes: dict[str, tuple[str, int]] = {}
 
 
 ScoredSince = tuple[str, int]
 """A model version and the first offset of the partition whose window it scored."""
 
+Scoring = dict[str, ScoredSince]
+"""Per route name, what scored a partition (``ScoredSince``); the single-route format's is under ``SOLE_ROUTE``."""
 
-def scored_since(metadata: str | None) -> ScoredSince | None:
-    """The version that scored a partition's latest windows, and from which offset, as committed."""
+SOLE_ROUTE = ""
+"""The key of ``Scoring`` for metadata that names one model for the whole partition (one route)."""
+
+
+def scored_since(metadata: str | None) -> Scoring | None:
+    """The versions that scored a partition's latest windows, per route, and from which offset, as committed."""
     parsed = _ours(metadata)
-    return (parsed.model, parsed.model_from) if parsed is not None and parsed.model else None
+    if parsed is None:
+        return None
+    if parsed.routes:
+        return dict(parsed.routes)
+    return {SOLE_ROUTE: (parsed.model, parsed.model_from)} if parsed.model else None
 
 
 def rebuild_offset_from(metadata: str | None) -> int | None:

@@ -67,6 +67,8 @@ class ScoreRequest:
     scored_by: str | None = None
     """For re-scored history: the model version that scored this window before the restart, as the
     commit says; an output of another version does not enter the strategy's memory."""
+    route: int = 0
+    """Which of the pipeline's routes (by position) scores it: set by the pipeline at ingest."""
 
 
 class OutputBatch(Protocol):

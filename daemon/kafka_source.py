@@ -36,7 +36,7 @@ from aiokafka.helpers import create_ssl_context
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast.errors import CandlecastError, FencedError, TransportError
-from daemon.checkpoint import ScoredSince, plan_start, rebuild_offset_from, scored_since
+from daemon.checkpoint import Scoring, plan_start, rebuild_offset_from, scored_since
 from daemon.engine import SourceRecord
 from daemon.kafka_commit import GroupMembership, KafkaCommitter
 from daemon.kafka_offsets import StableOffsets
@@ -128,7 +128,7 @@ class KafkaCandleSource:
         self._offsets: StableOffsets | None = None
         self._replay_until: dict[TopicPartition, int] = {}
         self._replay_from: dict[TopicPartition, int] = {}
-        self._scored_since: dict[TopicPartition, ScoredSince | None] = {}
+        self._scored_since: dict[TopicPartition, Scoring | None] = {}
         self._replayed: dict[TopicPartition, int] = {}
         self._assigned: set[TopicPartition] = set()
         self._next_offset: dict[TopicPartition, int] = {}

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from candlecast.errors import TransportError
-from daemon.checkpoint import Checkpoint, ScoredSince, plan_start, scored_since
+from daemon.checkpoint import Checkpoint, Scoring, plan_start, scored_since
 from daemon.engine import SourceRecord
 from daemon.ports import PartitionRecords, PublishBatch, RevokeHandler, ServedSink, ServedSource
 from daemon.signal import DeadLetter, Signal
@@ -137,7 +137,7 @@ class MemoryCandleSource:
         self._assign_on_start = list(range(broker.partitions) if assign_on_start is None else assign_on_start)
         self._position: dict[int, int] = {}
         self._replay_until: dict[int, int] = {}
-        self._scored_since: dict[int, ScoredSince | None] = {}
+        self._scored_since: dict[int, Scoring | None] = {}
         self._paused: set[int] = set()
         self._wake = asyncio.Event()
         self._joined = False

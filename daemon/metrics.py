@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
+from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
@@ -17,7 +18,7 @@ from prometheus_client import Counter as PromCounter
 from candlecast import __version__
 from candlecast.client_logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
-from daemon.engine import CandleIngestor, SignalBuilder
+from daemon.engine import CandleIngestor, IngestCounters, SignalBuilder
 from daemon.ports import PublishBatch
 from strategies.base import Action
 
@@ -127,17 +128,27 @@ class DaemonMetrics:
         for action in Action:
             self.signals.labels(action.value, strategy)
 
-    def observe_ingest(self, ingestor: CandleIngestor, _dead_letters: int) -> None:
-        counters = ingestor.counters
-        stats = ingestor.store.stats
+    def observe_ingest(
+        self,
+        ingestor: CandleIngestor | Sequence[CandleIngestor],
+        _dead_letters: int,
+        unrouted: IngestCounters | None = None,
+    ) -> None:
+        """Count what the ingestors (one per route) and the records no route claimed added since the last call."""
+        ingestors = [ingestor] if isinstance(ingestor, CandleIngestor) else list(ingestor)
+        counted = [i.counters for i in ingestors] + ([unrouted] if unrouted is not None else [])
+        rejected: Counter[str] = Counter()
+        for c in counted:
+            rejected.update(c.rejected)
+        stats = [i.store.stats for i in ingestors]
         current = {
-            "consumed": counters.consumed,
-            "replayed": counters.replayed,
-            "evictions": stats.evictions,
-            "expiries": stats.expired,
-            "reset": stats.gaps_reset,
-            "tolerated": stats.gaps_tolerated,
-            "filled": stats.gaps_filled,
+            "consumed": sum(c.consumed for c in counted),
+            "replayed": sum(c.replayed for c in counted),
+            "evictions": sum(s.evictions for s in stats),
+            "expiries": sum(s.expired for s in stats),
+            "reset": sum(s.gaps_reset for s in stats),
+            "tolerated": sum(s.gaps_tolerated for s in stats),
+            "filled": sum(s.gaps_filled for s in stats),
         }
         delta = {name: current[name] - self._seen[name] for name in current}
         self._seen = current
@@ -148,20 +159,22 @@ class DaemonMetrics:
         for outcome in ("reset", "tolerated", "filled"):
             if delta[outcome]:
                 self.gaps.labels(outcome).inc(delta[outcome])
-        for reason, total in counters.rejected.items():
+        for reason, total in rejected.items():
             increment = total - self._seen_rejected[reason]
             if increment:
                 self.candles_rejected.labels(reason).inc(increment)
                 self._seen_rejected[reason] = total
-        self.windows_live.set(len(ingestor.store))
-        self.window_bytes.set(ingestor.store.nbytes)
+        self.windows_live.set(sum(len(i.store) for i in ingestors))
+        self.window_bytes.set(sum(i.store.nbytes for i in ingestors))
 
-    def observe_outputs(self, builder: SignalBuilder) -> None:
-        """Count the outputs the builder found not finite since the last call."""
-        increment = builder.not_finite - self._seen_not_finite
+    def observe_outputs(self, builder: SignalBuilder | Sequence[SignalBuilder]) -> None:
+        """Count the outputs the builders (one per route) found not finite since the last call."""
+        builders = [builder] if isinstance(builder, SignalBuilder) else builder
+        not_finite = sum(b.not_finite for b in builders)
+        increment = not_finite - self._seen_not_finite
         if increment:
             self.outputs_not_finite.inc(increment)
-            self._seen_not_finite = builder.not_finite
+            self._seen_not_finite = not_finite
 
     def observe_forward(self, rows: int, seconds: float) -> None:
         self.batch_size.observe(rows)

@@ -9,24 +9,33 @@ to the sink, which publishes and commits them together.
 Everything flows first in, first out, so per-partition order (and so per-symbol order) holds end
 to end, and a checkpoint is committed only after every record before it has been published.
 Full queues stop the ingest task: backpressure reaches the source instead of growing memory.
+
+Several routes (models) share the one ordered sequence of chunks: each record goes to the route
+that claims it (``daemon.dispatch``), a chunk holds requests of any route, and each forward pass
+scores one route's requests of the chunks taken. So a partition holding candles of two routes is
+still committed only once every earlier record of it, of either route, is published.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
 
 import numpy as np
 import structlog
 
 from daemon.batching import BatchPolicy
-from daemon.checkpoint import Checkpoint
+from daemon.checkpoint import SOLE_ROUTE, Checkpoint, ScoredSince, Scoring, TopicPartition
+from daemon.dispatch import Dispatcher, RouteClaim
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
 from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
+from daemon.signal import DeadLetter
 from daemon.timer import SystemTimer, Timer
 from models.artifact import ModelOutputs
 
@@ -39,6 +48,29 @@ class ModelHolder(Generic[ScorerT]):
 
     def __init__(self, model: ScorerT) -> None:
         self.model = model
+
+
+@dataclass(slots=True)
+class Lane(Generic[ScorerT]):
+    """One route as the pipeline runs it: the candles it claims, its windows and strategy (the
+    ingestor and builder of its core), its batch policy and its model."""
+
+    name: str
+    claim: RouteClaim
+    ingestor: CandleIngestor
+    builder: SignalBuilder
+    models: ModelHolder[ScorerT]
+    policy: BatchPolicy
+    observers: list[Callable[[ScoredChunk], None]] = field(default_factory=list)
+    """Called with the route's part of each scored chunk before it is published (drift and quality monitors)."""
+
+
+@dataclass(slots=True)
+class _Scored:
+    """A chunk and, per route with requests in it, those requests scored (in the chunk's order)."""
+
+    chunk: Chunk
+    parts: list[tuple[int, ScoredChunk]]
 
 
 def concat_outputs(parts: Sequence[ModelOutputs]) -> ModelOutputs:
@@ -61,11 +93,14 @@ class Pipeline(Generic[ScorerT]):
         *,
         source: CandleSource,
         sink: SignalSink,
-        ingestor: CandleIngestor,
-        builder: SignalBuilder,
-        models: ModelHolder[ScorerT],
-        policy: BatchPolicy,
+        ingestor: CandleIngestor | None = None,
+        builder: SignalBuilder | None = None,
+        models: ModelHolder[ScorerT] | None = None,
+        policy: BatchPolicy | None = None,
         metrics: DaemonMetrics,
+        lanes: Sequence[Lane[ScorerT]] = (),
+        describe_routes: Callable[[], str] = lambda: "",
+        max_message_bytes: int = 4096,
         clock: Timer | None = None,
         executor: Executor | None = None,
         queue_size: int = 64,
@@ -73,21 +108,30 @@ class Pipeline(Generic[ScorerT]):
         observers: Sequence[Callable[[ScoredChunk], None]] = (),
         on_published: Sequence[Callable[[PublishBatch], None]] = (),
     ) -> None:
+        if not lanes:
+            # One route taking every candle: the backtest's and the single-model tests' pipeline.
+            assert ingestor is not None and builder is not None and models is not None
+            claim = RouteClaim("*", None)
+            lanes = [Lane(SOLE_ROUTE, claim, ingestor, builder, models, policy or BatchPolicy(), list(observers))]
+        self.lanes = list(lanes)
+        """The routes, in match order: a record goes to the first that claims it."""
+        self.dispatcher = Dispatcher([lane.claim for lane in self.lanes], describe_routes, max_message_bytes)
+        first = self.lanes[0]
         self.source = source
         self.sink = sink
-        self.ingestor = ingestor
-        self.builder = builder
-        self.models = models
-        self.policy = policy
+        self.ingestor = first.ingestor
+        self.builder = first.builder
+        self.models = first.models
+        self.policy = first.policy
+        """The first route's parts (the only route's, without routing)."""
         self.metrics = metrics
         self.clock = clock or SystemTimer()
         """Stamps and durations, and the batcher's ``max_wait_s`` wait."""
-        self._observers = list(observers)
-        """Called with each scored chunk before it is published (drift and quality monitors)."""
+        self._chunk_limit = max(lane.policy.max_batch for lane in self.lanes)
         self._on_published = list(on_published)
         """Called with each batch once it is published and committed (secondary transports); must not block."""
         self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
-        self._to_publish: asyncio.Queue[ScoredChunk | None] = asyncio.Queue(queue_size)
+        self._to_publish: asyncio.Queue[_Scored | None] = asyncio.Queue(queue_size)
         self._queue_bytes = queue_bytes
         """Bound of the bytes (windows, dead letters' values) of the chunks in flight through both queues."""
         self._queued_bytes = 0
@@ -101,6 +145,13 @@ class Pipeline(Generic[ScorerT]):
         """The run has ended (drained, or failed): what is still in flight will never be committed."""
         self._stopping = asyncio.Event()
         self._model_lock = asyncio.Lock()
+        self._rebuilding = 0
+        """Rebuilt partitions whose history requests are still being made."""
+        self._history_unscored = 0
+        """History requests made but not yet scored."""
+        self._not_rescoring = asyncio.Event()
+        self._not_rescoring.set()
+        """Set while no rebuild's history is being re-scored: a model swap may land."""
 
     def add_published_hook(self, hook: Callable[[PublishBatch], None]) -> None:
         """Also call ``hook`` with each batch once it is published and committed (must not block)."""
@@ -110,6 +161,30 @@ class Pipeline(Generic[ScorerT]):
     def model_lock(self) -> asyncio.Lock:
         """Held around each forward pass; a reload takes it to swap models between batches."""
         return self._model_lock
+
+    @contextlib.asynccontextmanager
+    async def between_batches(self) -> AsyncIterator[None]:
+        """Held while a model is swapped: between two forward passes, and never while a rebuild's
+        history is being re-scored (a swap there would score that history with two versions, so the
+        strategy's memory would no longer be what an uninterrupted run's is)."""
+        while True:
+            await self._not_rescoring.wait()
+            await self._model_lock.acquire()
+            if self._not_rescoring.is_set() or self._ended:
+                break
+            self._model_lock.release()
+        try:
+            yield
+        finally:
+            self._model_lock.release()
+
+    def _note_rescoring(self, rebuilding: int = 0, history: int = 0) -> None:
+        self._rebuilding += rebuilding
+        self._history_unscored += history
+        if self._rebuilding or self._history_unscored:
+            self._not_rescoring.clear()
+        else:
+            self._not_rescoring.set()
 
     def stop(self) -> None:
         """Stop taking new records; what is in flight is still scored, published and committed."""
@@ -132,6 +207,7 @@ class Pipeline(Generic[ScorerT]):
         finally:
             self._ended = True
             self._idle.set()
+            self._not_rescoring.set()  # nothing more is scored: a waiting swap may go ahead
             self._executor.shutdown(wait=True)
 
     async def run_in_model_thread(self, work: Callable[[], T]) -> T:
@@ -195,21 +271,29 @@ class Pipeline(Generic[ScorerT]):
         now = int(self.clock.monotonic() * 1e9)
         chunk = Chunk([], [], {})
         dead_letters = 0
-        limit = self.policy.max_batch
-        ingestor = self.ingestor
+        limit = self._chunk_limit
+        lanes = self.lanes
+        dispatcher = self.dispatcher
         for part in polled:
             for record in part.replay:
-                ingestor.replay(record)
+                route = dispatcher.replayed(record)
+                if route is not None:
+                    lanes[route].ingestor.replay(record)
             if part.rebuilt:
-                self.builder.seed((part.topic, part.partition), part.scored_since)
-                for history in ingestor.history_batches(part.partition, part.topic, limit, part.scored_since):
-                    if len(chunk.requests) + len(history) > limit:
-                        yield chunk
-                        chunk = Chunk([], [], {})
-                    chunk.requests.extend(history)
+                self._note_rescoring(rebuilding=1)
+                try:
+                    for history in self._history(part, limit):
+                        if len(chunk.requests) + len(history) > limit:
+                            yield chunk
+                            chunk = Chunk([], [], {})
+                        chunk.requests.extend(history)
+                finally:
+                    self._note_rescoring(rebuilding=-1)
             for record in part.live:
-                result = ingestor.ingest(record, now)
+                routed = dispatcher.route(record)
+                result = routed if isinstance(routed, DeadLetter) else lanes[routed].ingestor.ingest(record, now)
                 if isinstance(result, ScoreRequest):
+                    result.route = routed if isinstance(routed, int) else 0
                     chunk.requests.append(result)
                     if len(chunk.requests) >= limit and record is not part.live[-1]:
                         self._checkpoint(chunk, part, record.offset + 1)
@@ -220,35 +304,57 @@ class Pipeline(Generic[ScorerT]):
                     dead_letters += 1
             if part.live:
                 self._checkpoint(chunk, part, part.live[-1].offset + 1)
-        self.metrics.observe_ingest(ingestor, dead_letters)
+        self.metrics.observe_ingest([lane.ingestor for lane in lanes], dead_letters, dispatcher.counters)
         yield chunk
+
+    def _history(self, part: PartitionRecords, limit: int) -> Iterator[list[ScoreRequest]]:
+        """A rebuilt partition's history requests, route by route, each restoring what its commit says."""
+        partition = (part.topic, part.partition)
+        for index, lane in enumerate(self.lanes):
+            scored = self._scored_by(lane, part.scored_since)
+            lane.builder.seed(partition, scored)
+            for history in lane.ingestor.history_batches(part.partition, part.topic, limit, scored):
+                for request in history:
+                    request.route = index
+                self._note_rescoring(history=len(history))
+                yield history
+
+    def _scored_by(self, lane: Lane[ScorerT], scoring: Scoring | None) -> ScoredSince | None:
+        """What the commit says scored a partition for this route (the one-model format: the only route)."""
+        if scoring is None:
+            return None
+        if len(self.lanes) == 1 and SOLE_ROUTE in scoring:
+            return scoring[SOLE_ROUTE]
+        return scoring.get(lane.name)
 
     def _checkpoint(self, chunk: Chunk, part: PartitionRecords, next_offset: int) -> None:
         """Mark a partition's records up to ``next_offset`` as completed by ``chunk`` (taken now, so
-        that the rebuild offset is the one for exactly these records)."""
+        that the rebuild offset is the one for exactly these records, over every route's windows)."""
         if part.committable:
-            rebuild = self.ingestor.store.rebuild_offset(part.partition)
+            offsets = [lane.ingestor.store.rebuild_offset(part.partition) for lane in self.lanes]
+            rebuild = min((offset for offset in offsets if offset is not None), default=None)
             chunk.checkpoint[(part.topic, part.partition)] = Checkpoint(
                 next_offset, next_offset if rebuild is None else rebuild
             )
 
     async def _take_chunks(self) -> list[Chunk] | None:
-        """Chunks for the next forward passes per the batch policy; ``None`` once ingest ended."""
+        """Chunks for the next forward passes per the routes' batch policies; ``None`` once ingest ended."""
         first = await self._to_score.get()
         if first is None:
             return None
         chunks = [first]
-        pending = len(first.requests)
+        pending = [0] * len(self.lanes)
+        self._count(first, pending)
         enqueued = self.clock.monotonic()
         while True:
-            while not self._to_score.empty() and pending < self.policy.max_batch:
+            while not self._to_score.empty() and not self._full(pending):
                 item = self._to_score.get_nowait()
                 if item is None:
                     self._to_score.put_nowait(None)
                     return chunks
                 chunks.append(item)
-                pending += len(item.requests)
-            wait = self.policy.wait_before_flush(pending, enqueued, self.clock.monotonic())
+                self._count(item, pending)
+            wait = self._wait(pending, enqueued)
             if not wait:
                 return chunks
             try:
@@ -259,7 +365,25 @@ class Pipeline(Generic[ScorerT]):
                 self._to_score.put_nowait(None)
                 return chunks
             chunks.append(item)
-            pending += len(item.requests)
+            self._count(item, pending)
+
+    @staticmethod
+    def _count(chunk: Chunk, pending: list[int]) -> None:
+        for request in chunk.requests:
+            pending[request.route] += 1
+
+    def _full(self, pending: list[int]) -> bool:
+        return any(count >= lane.policy.max_batch for count, lane in zip(pending, self.lanes, strict=True))
+
+    def _wait(self, pending: list[int], enqueued: float) -> float | None:
+        """How long to wait before scoring: until the first route that has requests wants its pass."""
+        now = self.clock.monotonic()
+        waits = [
+            lane.policy.wait_before_flush(count, enqueued, now)
+            for count, lane in zip(pending, self.lanes, strict=True)
+            if count
+        ]
+        return min((w for w in waits if w is not None), default=None)
 
     async def _get_within(self, seconds: float) -> Chunk | None:
         """The next queued item if one comes within ``seconds`` on the clock; ``TimeoutError`` otherwise."""
@@ -277,26 +401,55 @@ class Pipeline(Generic[ScorerT]):
 
     async def _score_loop(self) -> None:
         while (chunks := await self._take_chunks()) is not None:
-            requests = [r for chunk in chunks for r in chunk.requests]
-            outputs: ModelOutputs | None = None
-            async with self._model_lock:
-                model = self.models.model
-                if requests:
-                    outputs = await self.run_in_model_thread(functools.partial(self._score, model, requests))
-            start = 0
+            by_route: dict[int, list[ScoreRequest]] = {}
             for chunk in chunks:
-                stop = start + len(chunk.requests)
-                part = None if outputs is None or stop == start else slice_outputs(outputs, start, stop)
-                await self._to_publish.put(ScoredChunk(chunk, part, model.version))
-                start = stop
+                for request in chunk.requests:
+                    by_route.setdefault(request.route, []).append(request)
+            scored: dict[int, tuple[Scorer, ModelOutputs]] = {}
+            async with self._model_lock:
+                for route, requests in sorted(by_route.items()):
+                    lane = self.lanes[route]
+                    model = lane.models.model
+                    score = functools.partial(self._score, model, requests, lane.policy)
+                    scored[route] = (model, await self.run_in_model_thread(score))
+            history = sum(1 for requests in by_route.values() for r in requests if not r.publish)
+            if history:
+                self._note_rescoring(history=-history)
+            cursors = dict.fromkeys(scored, 0)
+            for chunk in chunks:
+                await self._to_publish.put(_Scored(chunk, self._parts(chunk, scored, cursors)))
         await self._to_publish.put(None)
 
-    def _score(self, model: Scorer, requests: Sequence[ScoreRequest]) -> ModelOutputs:
+    def _parts(
+        self, chunk: Chunk, scored: dict[int, tuple[Scorer, ModelOutputs]], cursors: dict[int, int]
+    ) -> list[tuple[int, ScoredChunk]]:
+        """The chunk's requests per route with their rows of that route's outputs (``cursors``: rows used)."""
+        if len(self.lanes) == 1:
+            if 0 not in scored:
+                return [(0, ScoredChunk(chunk, None, self.lanes[0].models.model.version))]
+            model, outputs = scored[0]
+            start = cursors[0]
+            stop = cursors[0] = start + len(chunk.requests)
+            rows = slice_outputs(outputs, start, stop) if stop > start else None
+            return [(0, ScoredChunk(chunk, rows, model.version))]
+        by_route: dict[int, list[ScoreRequest]] = {}
+        for request in chunk.requests:
+            by_route.setdefault(request.route, []).append(request)
+        parts = []
+        for route, requests in sorted(by_route.items()):
+            model, outputs = scored[route]
+            start = cursors[route]
+            cursors[route] = start + len(requests)
+            rows = slice_outputs(outputs, start, start + len(requests))
+            parts.append((route, ScoredChunk(Chunk(requests, [], {}), rows, model.version)))
+        return parts
+
+    def _score(self, model: Scorer, requests: Sequence[ScoreRequest], policy: BatchPolicy) -> ModelOutputs:
         started = int(self.clock.monotonic() * 1e9)
         for request in requests:
             self.metrics.queue_wait.observe((started - request.received_ns) / 1e9 if request.received_ns else 0.0)
         parts = []
-        for start, stop in self.policy.split(len(requests)):
+        for start, stop in policy.split(len(requests)):
             windows = np.stack([r.window for r in requests[start:stop]])
             began = self.clock.monotonic()
             parts.append(model.score(windows))
@@ -322,22 +475,27 @@ class Pipeline(Generic[ScorerT]):
                 self._leave()
             self._bytes_freed.set()
 
-    async def _publish(self, scored: Sequence[ScoredChunk]) -> None:
+    async def _publish(self, scored: Sequence[_Scored]) -> None:
         batch = PublishBatch([], [], {})
+        versions: list[str] = []
         for item in scored:
-            chunk = item.chunk
-            if item.outputs is not None:
-                built = self.builder.build(chunk.requests, item.outputs, item.model_version)
-                batch.signals.extend((s, r) for s, r in zip(built, chunk.requests, strict=True) if s is not None)
-            batch.dead_letters.extend(chunk.dead_letters)
-            batch.checkpoint.update(self.builder.stamped(chunk.checkpoint))
-            for observe in self._observers:
-                observe(item)
-        self.metrics.observe_outputs(self.builder)
+            for route, part in item.parts:
+                lane = self.lanes[route]
+                if part.outputs is not None:
+                    built = lane.builder.build(part.chunk.requests, part.outputs, part.model_version)
+                    batch.signals.extend(
+                        (s, r) for s, r in zip(built, part.chunk.requests, strict=True) if s is not None
+                    )
+                    versions.append(part.model_version)
+                for observe in lane.observers:
+                    observe(part)
+            batch.dead_letters.extend(item.chunk.dead_letters)
+            batch.checkpoint.update(self._stamped(item.chunk.checkpoint))
+        self.metrics.observe_outputs([lane.builder for lane in self.lanes])
         began = self.clock.monotonic()
         # What the sink logs about this batch (a failed publish, a retry) names the model and offsets.
         with structlog.contextvars.bound_contextvars(
-            model_version=scored[-1].model_version,
+            model_version=versions[-1] if versions else self.lanes[0].models.model.version,
             offsets={f"{topic}/{partition}": c.offset for (topic, partition), c in batch.checkpoint.items()},
         ):
             await self.sink.publish(batch)
@@ -345,3 +503,18 @@ class Pipeline(Generic[ScorerT]):
         self.metrics.observe_publish(batch, self.clock.monotonic() - began, acked_ms)
         for hook in self._on_published:
             hook(batch)
+
+    def _stamped(self, checkpoint: dict[TopicPartition, Checkpoint]) -> dict[TopicPartition, Checkpoint]:
+        """The checkpoint with the model versions that scored each partition: one route's in the one-model
+        format, else every route's that scored it."""
+        if len(self.lanes) == 1:
+            return self.lanes[0].builder.stamped(checkpoint)
+        stamped = {}
+        for partition, mark in checkpoint.items():
+            routes = []
+            for lane in self.lanes:
+                scored = lane.builder.stamped({partition: mark})[partition]
+                if scored.model:
+                    routes.append((lane.name, scored.model, scored.model_from))
+            stamped[partition] = replace(mark, routes=tuple(routes))
+        return stamped

@@ -15,7 +15,7 @@ from typing import Protocol
 import numpy as np
 import numpy.typing as npt
 
-from daemon.checkpoint import Checkpoint, ScoredSince, TopicPartition
+from daemon.checkpoint import Checkpoint, Scoring, TopicPartition
 from daemon.engine import ScoreRequest, SourceRecord
 from daemon.signal import DeadLetter, Signal
 from models.artifact import Manifest, ModelOutputs
@@ -34,8 +34,9 @@ class PartitionRecords:
     live: list[SourceRecord] = field(default_factory=list)
     rebuilt: bool = False
     """This poll completed the partition's rebuild: re-score strategy history before live records."""
-    scored_since: ScoredSince | None = None
-    """With ``rebuilt``: the committed model version and first offset it scored (``checkpoint.scored_since``)."""
+    scored_since: Scoring | None = None
+    """With ``rebuilt``: per route, the committed model version and first offset it scored
+    (``checkpoint.scored_since``)."""
     committable: bool = True
     """Kafka records: their offsets go into the checkpoint. False for sources without Kafka offsets (MQTT)."""
 

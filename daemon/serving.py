@@ -15,7 +15,7 @@ from candlecast.errors import ArtifactError
 from daemon.ports import Scorer
 from daemon.settings import ModelSettings
 from models.artifact import BATCH_MULTIPLE, Manifest
-from models.registry import Registry
+from models.registry import Entry, Registry
 from models.torchscript import LoadedModel, load_artifact
 
 log = structlog.get_logger("candlecast.model")
@@ -43,14 +43,41 @@ def configure_threads(threads: int) -> int:
 
 
 def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedModel:
-    """The artifact named by the settings, verified: an explicit file, else the registry's current."""
+    """The artifact named by the settings, verified: an explicit file, else the registry's version
+    (``served_entry``)."""
     if settings.artifact is not None:
         return load_artifact(settings.artifact, device)
     registry = Registry(settings.registry)
-    entry = registry.current()
-    if entry is None:
-        raise ArtifactError(f"model.registry: {settings.registry} has no current version")
-    return registry.load(entry, device)
+    return registry.load(served_entry(registry, settings), device)
+
+
+def served_entry(registry: Registry, settings: ModelSettings) -> Entry:
+    """The registry version the settings serve: ``current``, or with ``name`` that model's current
+    version when ``current`` names it, else its newest."""
+    current = registry.current()
+    if settings.name is None or (current is not None and current.name == settings.name):
+        if current is None:
+            raise ArtifactError(f"model.registry: {settings.registry} has no current version")
+        return current
+    named = [entry for entry in registry.entries() if entry.name == settings.name]
+    if not named:
+        known = sorted({entry.name for entry in registry.entries()})
+        raise ArtifactError(
+            f"model.name: no model {settings.name!r} in the registry at {settings.registry} "
+            f"(it holds: {', '.join(known) or 'nothing'})"
+        )
+    return named[-1]
+
+
+def served_ref(settings: ModelSettings) -> str | None:
+    """What a registry-served route would load now (``NAME/VERSION``), cheap enough to poll; ``None``
+    for an artifact file, or when the registry cannot say."""
+    if settings.artifact is not None:
+        return None
+    try:
+        return served_entry(Registry(settings.registry), settings).ref
+    except ArtifactError:
+        return None
 
 
 WARM_EVERY_SIZE_UP_TO = 256

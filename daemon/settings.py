@@ -144,6 +144,11 @@ class ModelSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = Field("auto", description="`auto`: CUDA when available, else CPU.")
     threads: int = Field(0, ge=0, description="torch intra-op threads; 0 = one less than the CPU count (at least 1).")
     reload_poll_s: float = Field(5.0, gt=0, description="How often the registry's current pointer is checked.")
+    name: str | None = Field(
+        None,
+        description="Serve this model of the registry: its current version when `current` names it, else its "
+        "newest; unset: whatever `current` names.",
+    )
 
 
 class BatchingSettings(_Section):
@@ -327,6 +332,54 @@ class MqttSettings(_Section):
         return self.password.get_secret_value() if self.password is not None else None
 
 
+DEFAULT_ROUTE = "default"
+"""The one route of a daemon configured without routes: every symbol of its model's interval."""
+
+ROUTE_SECTIONS = ("model", "windows", "batching", "strategy")
+"""The sections a route may set for itself; what it leaves out it inherits from the top level."""
+
+
+class RouteSettings(_Section):
+    """Which candles a model serves (docs/operations.md, "Several models"). A candle goes to the first
+    route whose `symbols` pattern and `interval` match it; a candle no route claims is dead-lettered
+    (`no_route`). Each of `model`, `windows`, `batching` and `strategy` starts from the top-level
+    section: the keys a route names replace those (a route naming `artifact` or `registry` drops both
+    top-level ones, and one naming a strategy `name` drops the top-level `params`)."""
+
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
+        description="Unique name: in logs, commit metadata and the query API.",
+    )
+    symbols: str = Field("*", min_length=1, max_length=64, description="Shell-style pattern of the symbols it claims.")
+    interval: str | None = Field(None, description="The interval it claims; unset: its model's.")
+    model: ModelSettings = Field(default_factory=ModelSettings, description="Its model (keys as in `[model]`).")
+    windows: WindowSettings = Field(default_factory=WindowSettings, description="As in `[windows]`.")
+    batching: BatchingSettings = Field(default_factory=BatchingSettings, description="As in `[batching]`.")
+    strategy: StrategySettings = Field(default_factory=StrategySettings, description="As in `[strategy]`.")
+
+    @field_validator("interval")
+    @classmethod
+    def _interval_name(cls, value: str | None) -> str | None:
+        if value is not None:
+            interval_ms(value)
+        return value
+
+
+def _section_values(value: Any) -> dict[str, Any]:
+    if isinstance(value, BaseModel):
+        return {name: getattr(value, name) for name in value.model_fields_set}
+    return dict(value) if isinstance(value, dict) else {}
+
+
+def _route_section(section: str, top: dict[str, Any], own: dict[str, Any]) -> dict[str, Any]:
+    """A route's section: the top-level one with the keys the route names replaced."""
+    if section == "model" and own.keys() & {"artifact", "registry", "name"}:
+        top = {k: v for k, v in top.items() if k not in ("artifact", "registry", "name")}
+    if section == "strategy" and "name" in own:
+        top = {}
+    return {**top, **own}
+
+
 class LogSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field("INFO", description="Lowest level logged.")
     format: Literal["auto", "json", "console"] = Field("auto", description="auto: console on a TTY, else JSON.")
@@ -347,6 +400,49 @@ class Settings(BaseSettings):
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log: LogSettings = Field(default_factory=LogSettings)
+    routes: list[RouteSettings] = Field(
+        default_factory=list,
+        description="Routes of candles to models, first match wins; none: one route, `default`, serving "
+        "`[model]` for every symbol of its interval.",
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _routes_inherit(cls, data: Any) -> Any:
+        """Each route's sections start from the top-level ones (keys it names replace theirs)."""
+        if not isinstance(data, dict) or not data.get("routes"):
+            return data
+        routes = []
+        for given in data["routes"]:
+            route = given
+            if isinstance(given, dict):
+                route = dict(given)
+                for section in ROUTE_SECTIONS:
+                    top = _section_values(data.get(section))
+                    route[section] = _route_section(section, top, _section_values(given.get(section)))
+            routes.append(route)
+        return {**data, "routes": routes}
+
+    @field_validator("routes")
+    @classmethod
+    def _unique_names(cls, routes: list[RouteSettings]) -> list[RouteSettings]:
+        seen: set[str] = set()
+        for index, route in enumerate(routes):
+            if route.name in seen:
+                raise ValueError(f"routes.{index}.name: {route.name!r} names two routes; route names must be unique")
+            seen.add(route.name)
+        return routes
+
+    def served_routes(self) -> list[RouteSettings]:
+        """The routes in match order; without any configured, ``DEFAULT_ROUTE`` with the top-level sections."""
+        if self.routes:
+            return list(self.routes)
+        sections = {section: getattr(self, section) for section in ROUTE_SECTIONS}
+        return [RouteSettings(name=DEFAULT_ROUTE, **sections)]
+
+    def for_route(self, route: RouteSettings) -> Settings:
+        """These settings as one route sees them: its sections in place of the top-level ones."""
+        return self.model_copy(update={section: getattr(route, section) for section in ROUTE_SECTIONS})
 
     @classmethod
     def settings_customise_sources(

@@ -24,14 +24,19 @@ def settings_reference() -> str:
     parts = [START]
     for section, field in Settings.model_fields.items():
         model = field.annotation
+        listed = typing.get_origin(model) is list
+        if listed:  # a list of tables, set in the environment as one JSON list
+            (model,) = typing.get_args(model)
         assert isinstance(model, type) and issubclass(model, BaseModel)
-        parts.append(f"\n### `[{section}]`\n")
+        parts.append(f"\n### `[[{section}]]`\n" if listed else f"\n### `[{section}]`\n")
         if model.__doc__:
             parts.append(" ".join(model.__doc__.split()) + "\n")
+        if listed:
+            parts.append(f"In the environment: `CANDLECAST_{section.upper()}` holds the whole list as JSON.\n")
         parts.append("| key | type | default | environment | meaning |")
         parts.append("|---|---|---|---|---|")
         for name, info in model.model_fields.items():
-            env = f"CANDLECAST_{section.upper()}__{name.upper()}"
+            env = f"CANDLECAST_{section.upper()}" if listed else f"CANDLECAST_{section.upper()}__{name.upper()}"
             default = _DYNAMIC_DEFAULTS.get((section, name)) or _default(info)
             meaning = (info.description or "").replace("|", "\\|")
             parts.append(f"| `{name}` | {_type(info.annotation)} | {default} | `{env}` | {meaning} |")
@@ -40,12 +45,16 @@ def settings_reference() -> str:
 
 
 def _default(info: FieldInfo) -> str:
+    if info.is_required():
+        return "required"
     if info.default_factory is not None:
         value: Any = info.default_factory()  # type: ignore[call-arg]
     else:
         value = info.default
     if value is None:
         return "unset"
+    if isinstance(value, BaseModel):
+        return "the top-level section"
     if isinstance(value, enum.Enum):
         value = value.value
     if isinstance(value, bool):
