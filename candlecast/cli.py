@@ -16,6 +16,7 @@ from rich.console import Console
 from candlecast import __version__
 from candlecast.errors import CandlecastError, ConfigError
 from models.commands import calibrate, evaluate, export, models_app, train, tune
+from models.retrain_command import retrain
 
 app = typer.Typer(
     name="candlecast",
@@ -32,6 +33,7 @@ app.command("calibrate")(calibrate)
 app.command("evaluate")(evaluate)
 app.command("export")(export)
 app.command("tune")(tune)
+app.command("retrain")(retrain)
 err = Console(stderr=True)
 
 DEV_BROKER_DIR = Path(".cache") / "kafka" / "dev-broker"

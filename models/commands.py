@@ -756,7 +756,8 @@ def show(
     registry: RegistryOption = None,
     golden: Annotated[bool, typer.Option(help="Include the golden input windows.")] = False,
 ) -> None:
-    """Print a version's manifest (JSON), and under "tracking" the MLflow run it came from, if any."""
+    """Print a version's manifest (JSON); under "tracking" the MLflow run it came from, and under
+    "decision" the `candlecast retrain` decision it was the challenger of, if any."""
     import msgspec
 
     from models.registry import Registry
@@ -769,6 +770,9 @@ def show(
     tracking = entry.tracking()
     if tracking is not None:
         manifest["tracking"] = msgspec.to_builtins(tracking)
+    decision = entry.decision()
+    if decision is not None:
+        manifest["decision"] = msgspec.to_builtins(decision)
     typer.echo(msgspec.json.format(msgspec.json.encode(manifest)).decode())
 
 

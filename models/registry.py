@@ -8,6 +8,8 @@ Layout::
       NAME/VERSION/model.pt.sha256 its file digest, recorded when it was added
       NAME/VERSION/manifest.json   a copy of the manifest, readable without torch
       NAME/VERSION/tracking.json   the MLflow run it came from, when its training was tracked
+      NAME/VERSION/decision.json   for a version `candlecast retrain` made: promoted or refused, why,
+                                   and both models' figures (``models.decision``)
 
 The daemon loads ``current`` and reloads when the pointer changes; every load checks the file
 digest recorded here, then the artifact's own weights digest and golden outputs.
@@ -24,6 +26,7 @@ import torch
 
 from candlecast.errors import ArtifactError
 from models.artifact import Manifest, file_digest
+from models.decision import DECISION_FILE, Decision, encode
 from models.torchscript import LoadedModel, load_artifact, read_manifest
 
 CURRENT = "current"
@@ -76,6 +79,16 @@ class Entry:
             return msgspec.json.decode(path.read_bytes(), type=TrackingRun)
         except (OSError, msgspec.DecodeError) as exc:
             raise ArtifactError(f"{self.ref}: unreadable {TRACKING_FILE} ({exc})") from exc
+
+    def decision(self) -> Decision | None:
+        """The retraining decision this version was the challenger of, if ``candlecast retrain`` made it."""
+        path = self.directory / DECISION_FILE
+        if not path.exists():
+            return None
+        try:
+            return msgspec.json.decode(path.read_bytes(), type=Decision)
+        except (OSError, msgspec.DecodeError) as exc:
+            raise ArtifactError(f"{self.ref}: unreadable {DECISION_FILE} ({exc})") from exc
 
 
 class Registry:
@@ -135,6 +148,21 @@ class Registry:
         """Record the MLflow run a version came from (``candlecast models show`` prints it)."""
         (entry.directory / TRACKING_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(run)) + b"\n")
 
+    def record_decision(self, entry: Entry, decision: Decision) -> None:
+        """Record a retraining decision beside its challenger (written whole, then renamed into place)."""
+        partial = entry.directory / f"{DECISION_FILE}.partial"
+        partial.write_bytes(encode(decision))
+        partial.replace(entry.directory / DECISION_FILE)
+
+    def champion(self, name: str) -> Entry | None:
+        """The version of ``name`` in service: the current one when ``current`` names this model, else
+        the newest version of it that no retraining refused (another model may hold the pointer)."""
+        current = self.current()
+        if current is not None and current.name == name:
+            return current
+        candidates = [e for e in self.entries() if e.name == name and _not_refused(e)]
+        return candidates[-1] if candidates else None
+
     def load(self, entry: Entry, device: str | torch.device = "cpu") -> LoadedModel:
         """Load and verify a version: recorded file digest, weights digest, golden outputs."""
         return load_artifact(entry.artifact, device, expected_sha256=entry.recorded_sha256)
@@ -161,6 +189,14 @@ class Registry:
                     shutil.rmtree(entry.directory)
                     removed.append(entry)
         return removed
+
+
+def _not_refused(entry: Entry) -> bool:
+    try:
+        decision = entry.decision()
+    except ArtifactError:
+        return False
+    return decision is None or decision.outcome == "promoted"
 
 
 def _created_at(entry: Entry) -> str:
