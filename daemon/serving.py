@@ -53,20 +53,21 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
 
 def served_entry(registry: Registry, settings: ModelSettings) -> Entry:
     """The registry version the settings serve: ``current``, or with ``name`` that model's current
-    version when ``current`` names it, else its newest."""
+    version when ``current`` names it, else its newest that ``candlecast retrain`` did not refuse
+    (``Registry.champion``)."""
     current = registry.current()
     if settings.name is None or (current is not None and current.name == settings.name):
         if current is None:
             raise ArtifactError(f"model.registry: {settings.registry} has no current version")
         return current
-    named = [entry for entry in registry.entries() if entry.name == settings.name]
-    if not named:
+    champion = registry.champion(settings.name)
+    if champion is None:
         known = sorted({entry.name for entry in registry.entries()})
         raise ArtifactError(
             f"model.name: no model {settings.name!r} in the registry at {settings.registry} "
             f"(it holds: {', '.join(known) or 'nothing'})"
         )
-    return named[-1]
+    return champion
 
 
 def served_ref(settings: ModelSettings) -> str | None:

@@ -147,7 +147,7 @@ class ModelSettings(_Section):
     name: str | None = Field(
         None,
         description="Serve this model of the registry: its current version when `current` names it, else its "
-        "newest; unset: whatever `current` names.",
+        "newest that `candlecast retrain` did not refuse; unset: whatever `current` names.",
     )
 
 
