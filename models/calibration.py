@@ -19,11 +19,15 @@ The logit of an up move at horizon ``h`` is
   exact recovery is untouched: a bull market's up rate is not baked into a bear market's signals.
 
 ``v >= 0`` and ``k`` are maximum a posteriori estimates under Gaussian priors; when the fitted
-coefficients do not improve the pooled log loss on the anchor alone by more than one independent
-label's worth per coefficient (Akaike's criterion), they are all set to 0 and the horizon predicts
-the base rate. Labels of an ``h``-candle horizon on consecutive windows overlap: ``N`` of them
-count as ``N / h`` independent outcomes, both against the priors and in that criterion (without
-it, the 20-day fits of equities-1d took drift noise for skill).
+coefficients do not improve the pooled log loss on the anchor alone by more than ``ln(n) / 2``
+independent outcomes' worth per coefficient (Schwarz's criterion, never weaker than Akaike's one
+per coefficient), they are all set to 0 and the horizon predicts the base rate. Outcomes are
+counted as independent only as far as they are: windows that end at the same time (the symbols of
+one market on one day) share that day's market move and count once, and labels of an
+``h``-candle horizon on consecutive times overlap, so ``n`` is the number of distinct window-end
+times divided by ``h``, both against the priors and in the criterion. Counting every window of six
+stocks as an outcome, with Akaike's criterion, let equities-1d keep member and trailing-rate
+coefficients fitted on noise that were worse than the base rate on two later test blocks.
 """
 
 from __future__ import annotations
@@ -79,13 +83,13 @@ def fit_logistic(
     offset: float,
     prior_sd: float | FloatArray = PRIOR_SD,
     signed: int = 0,
-    overlap: int = 1,
+    overlap: float = 1.0,
 ) -> FloatArray:
     """Maximum a posteriori ``v`` of ``p = sigmoid(inputs @ v + offset)`` under a Gaussian prior
     ``N(0, prior_sd^2)`` on each coefficient (L-BFGS-B); the first ``k - signed`` coefficients are
-    non-negative, the last ``signed`` free. Labels that overlap by ``overlap`` candles (an
-    ``h``-candle horizon on consecutive windows) weigh as ``len(up) / overlap`` independent ones
-    against the prior."""
+    non-negative, the last ``signed`` free. Labels that are not independent (an ``h``-candle
+    horizon on consecutive windows, symbols of one market at one time) weigh as ``len(up) /
+    overlap`` independent ones against the prior."""
     x = np.asarray(inputs, dtype=np.float64)
     y = up.astype(np.float64)
     k = x.shape[1]
@@ -141,6 +145,8 @@ class CalibrationPart:
     """``[N, H]`` trailing up rate, centred and scaled by the fitting fold's statistics (0 where undefined)."""
     up: npt.NDArray[np.bool_]
     valid: npt.NDArray[np.bool_]
+    end_ts: npt.NDArray[np.int64]
+    """``[N]`` window end times: windows ending together are one outcome of the market."""
 
     @classmethod
     def of(
@@ -148,7 +154,11 @@ class CalibrationPart:
     ) -> CalibrationPart:
         rates = trailing_rates(data.windows, data.horizons)
         drift = np.where(np.isnan(rates), 0.0, (rates - fitting.drift_centre) / fitting.drift_spread)
-        return cls((member_logits - own.mean) / own.spread, drift, data.up, data.valid)
+        return cls((member_logits - own.mean) / own.spread, drift, data.up, data.valid, data.end_ts)
+
+    def times(self, horizon: int) -> int:
+        """Distinct end times of the windows labelled at horizon index ``horizon``."""
+        return len(np.unique(self.end_ts[self.valid[:, horizon]]))
 
 
 @dataclass(frozen=True)
@@ -199,10 +209,11 @@ def fit_combination(
         usable = bool(np.any(d != 0.0))
         inputs = np.concatenate([x, d[:, None]], axis=1) if usable else x
         priors = np.r_[np.full(count, PRIOR_SD), [DRIFT_PRIOR_SD] * usable]
-        overlap = steps[j] if steps else 1
+        independent = sum(p.times(j) for p in parts) / (steps[j] if steps else 1)
+        overlap = len(up) / independent
         v = fit_logistic(inputs, up, offset=offset, prior_sd=priors, signed=int(usable), overlap=overlap)
         gain = mean_log_loss(np.full(len(up), offset), up) - mean_log_loss(inputs @ v + offset, up)
-        if gain <= np.count_nonzero(v) * overlap / len(up):
+        if gain <= np.count_nonzero(v) * max(np.log(independent), 2.0) / (2 * independent):
             v = np.zeros_like(v)
         coef = v[:count] / spread[:, j]
         scale[j] = coef.sum()

@@ -72,7 +72,11 @@ def test_normalisation_comes_from_training_rows_only(trained: tuple[Path, RunInf
 def _part(logits: np.ndarray, up: np.ndarray, drift: np.ndarray | None = None) -> CalibrationPart:
     n = len(up)
     return CalibrationPart(
-        logits, np.zeros((n, 1)) if drift is None else drift[:, None], up[:, None], np.ones((n, 1), dtype=bool)
+        logits,
+        np.zeros((n, 1)) if drift is None else drift[:, None],
+        up[:, None],
+        np.ones((n, 1), dtype=bool),
+        np.arange(n, dtype=np.int64),
     )
 
 
