@@ -1,10 +1,10 @@
-"""How the daemon plugs into the query API: its model served through the pipeline, its one route,
-the hook that records committed signals, and the stream's metrics."""
+"""How the daemon plugs into the query API: each route's model served through the pipeline, the
+routes, the hook that records committed signals by route, and the stream's metrics."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -18,23 +18,25 @@ from daemon.clock import Clock
 from daemon.core import build_core
 from daemon.intervals import interval_ms
 from daemon.monitoring import ModelMonitor
-from daemon.pipeline import Pipeline
+from daemon.pipeline import ModelHolder, Pipeline
 from daemon.ports import PublishBatch, Scorer
-from daemon.route import DEFAULT_ROUTE, Route
-from daemon.settings import Settings
+from daemon.route import Route
+from daemon.settings import RouteSettings, Settings
+from daemon.signal import Signal
 from daemon.signal_store import SignalStore
 from models.artifact import ModelOutputs
 
 
 class PipelineModel:
-    """The daemon's model as a route serves it: scored on the pipeline's inference thread, between batches."""
+    """A route's model as the API serves it: scored on the pipeline's inference thread, between batches."""
 
-    def __init__(self, pipeline: Pipeline[Any]) -> None:
+    def __init__(self, pipeline: Pipeline[Any], holder: ModelHolder[Any]) -> None:
         self._pipeline = pipeline
+        self._holder = holder
 
     @property
     def current(self) -> Scorer:
-        model: Scorer = self._pipeline.models.model
+        model: Scorer = self._holder.model
         return model
 
     async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
@@ -47,31 +49,40 @@ class PipelineModel:
         return model, outputs
 
 
-def daemon_routes(settings: Settings, pipeline: Pipeline[Any], monitor: ModelMonitor, clock: Clock) -> list[Route]:
-    """The daemon's one route today: every symbol of the served model's interval."""
-    manifest = pipeline.models.model.manifest
-    # A scored window is one key's whole history: its core needs one window slot.
-    one_window = settings.model_copy(update={"windows": settings.windows.model_copy(update={"max_windows": 1})})
-    return [
-        Route(
-            name=DEFAULT_ROUTE,
-            symbols="*",
-            interval=manifest.interval,
-            model=PipelineModel(pipeline),
-            new_core=lambda scorer: build_core(one_window, scorer, clock),
-            monitor=monitor,
-            registry=None if settings.model.artifact is not None else settings.model.registry,
+def daemon_routes(
+    pipeline: Pipeline[Any], served: Sequence[tuple[RouteSettings, Settings, ModelMonitor]], clock: Clock
+) -> list[Route]:
+    """The daemon's routes, in match order: each route's settings, the daemon's settings as the route
+    sees them, and its monitor, with its lane of the pipeline."""
+    routes = []
+    for lane, (route, view, monitor) in zip(pipeline.lanes, served, strict=True):
+        # A scored window is one key's whole history: its core needs one window slot.
+        one_window = view.model_copy(update={"windows": view.windows.model_copy(update={"max_windows": 1})})
+        routes.append(
+            Route(
+                name=route.name,
+                symbols=route.symbols,
+                interval=lane.models.model.manifest.interval,
+                model=PipelineModel(pipeline, lane.models),
+                new_core=functools.partial(build_core, one_window, clock=clock),
+                monitor=monitor,
+                registry=None if route.model.artifact is not None else route.model.registry,
+            )
         )
-    ]
+    return routes
 
 
-def record_published(store: SignalStore, route: str) -> Callable[[PublishBatch], None]:
-    """A pipeline hook: each published and committed batch's signals go into the store."""
+def record_published(store: SignalStore, routes: Sequence[str]) -> Callable[[PublishBatch], None]:
+    """A pipeline hook: each published and committed batch's signals go into the store, under the name
+    of the route (by the pipeline's position) that made them."""
     length = functools.lru_cache(maxsize=64)(interval_ms)
 
     def record(batch: PublishBatch) -> None:
-        if batch.signals:
-            store.record(route, ((s, request.ts, length(s.interval)) for s, request in batch.signals))
+        by_route: dict[int, list[tuple[Signal, int, int]]] = {}
+        for signal, request in batch.signals:
+            by_route.setdefault(request.route, []).append((signal, request.ts, length(signal.interval)))
+        for route, signals in by_route.items():
+            store.record(routes[route], signals)
 
     return record
 

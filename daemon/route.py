@@ -1,13 +1,13 @@
-"""A route: which candles a model serves, with what it needs to score them as the daemon does.
+"""A route as the query API sees it: which candles a model serves, with what it needs to score them
+as the daemon does.
 
-Today the daemon serves one model, so it has one route, named ``DEFAULT_ROUTE``, claiming every
-symbol of the model's interval. Routing several models by symbol pattern and interval adds routes
-here; the query API already lists, filters and scores by route.
+A daemon configured without ``[[routes]]`` has one route, named ``DEFAULT_ROUTE``, claiming every
+symbol of its model's interval. The daemon routes candles with ``daemon.dispatch`` (first claiming
+route wins); the API lists, filters and scores by route the same way.
 """
 
 from __future__ import annotations
 
-import fnmatch
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +17,7 @@ import numpy as np
 import numpy.typing as npt
 
 from daemon.core import Core
+from daemon.dispatch import RouteClaim
 from daemon.ports import Scorer
 from models.artifact import ModelOutputs
 
@@ -24,6 +25,7 @@ if TYPE_CHECKING:
     from daemon.monitoring import ModelMonitor
 
 DEFAULT_ROUTE = "default"
+"""The one route of a daemon configured without routes: every symbol of its model's interval."""
 
 
 class ServedModel(Protocol):
@@ -53,4 +55,4 @@ class Route:
     """The model registry the route's model comes from, when it is served from one."""
 
     def claims(self, symbol: str, interval: str) -> bool:
-        return interval == self.interval and fnmatch.fnmatchcase(symbol, self.symbols)
+        return RouteClaim(self.symbols, self.interval).claims(symbol, interval)

@@ -1,9 +1,10 @@
 """The daemon: assembles the pipeline from settings and runs it until told to stop.
 
 Signals: SIGTERM/SIGINT stop consumption, then everything in flight is scored, published and
-committed before the process exits 0. SIGHUP, or a change of the registry's ``current``
-pointer, loads the new artifact on a side thread, verifies and warms it up, and swaps it in
-between two batches; a bad artifact is refused and the running model stays.
+committed before the process exits 0. SIGHUP, or a change of the registry version a route serves,
+loads that route's artifact on a side thread, verifies and warms it up, and swaps it in between two
+batches (never while a rebuild re-scores history); a bad artifact is refused and the running model
+stays. Each route (``[[routes]]``; one ``default`` route without) has its own core, model and reload.
 """
 
 from __future__ import annotations
@@ -12,39 +13,40 @@ import asyncio
 import os
 import signal
 import time
+from dataclasses import dataclass
 
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Info
 
 from candlecast import __version__
-from candlecast.errors import CandlecastError, ShutdownDeadlineError, TransportError
+from candlecast.errors import CandlecastError, ConfigError, ShutdownDeadlineError, TransportError
 from daemon.api import ApiContext
 from daemon.api_wiring import daemon_routes, record_published
 from daemon.batching import BatchPolicy
-from daemon.core import build_core
+from daemon.core import Core, build_core
+from daemon.dispatch import RouteClaim
 from daemon.http import Health, HttpServer
 from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
 from daemon.metrics import DaemonMetrics
 from daemon.monitoring import ModelMonitor
 from daemon.mqtt.transport import MqttTransport
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.pipeline import Lane, ModelHolder, Pipeline
 from daemon.ports import RevokeHandler, ServedSink, ServedSource, TransportFactory
-from daemon.route import DEFAULT_ROUTE
 from daemon.serving import (
     ModelLoader,
     ServedModel,
     check_compatible,
     configure_threads,
     load_serving_model,
+    served_ref,
     warm_up,
 )
-from daemon.settings import KafkaSettings, Settings
+from daemon.settings import KafkaSettings, RouteSettings, Settings
 from daemon.signal_store import SignalStore
 from daemon.systemd import SystemdNotifier
 from daemon.timer import SystemTimer, Timer, done_within, wait_event
 from models.device import resolve_device
-from models.registry import Registry
 
 log = structlog.get_logger("candlecast.daemon")
 
@@ -68,6 +70,27 @@ def kafka_transports(settings: KafkaSettings, registry: CollectorRegistry) -> Tr
         return source, KafkaSignalSink(settings, source.committer, registry)
 
     return build
+
+
+@dataclass(slots=True)
+class ServedRoute:
+    """A route the daemon serves: its settings, the daemon's settings as it sees them, its pure core,
+    its lane of the pipeline (model, batch policy) and its monitor."""
+
+    settings: RouteSettings
+    view: Settings
+    core: Core
+    lane: Lane[ServedModel]
+    monitor: ModelMonitor
+    reload_requested: asyncio.Event
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+    @property
+    def model(self) -> ServedModel:
+        return self.lane.models.model
 
 
 def first_error(group: BaseExceptionGroup[CandlecastError]) -> CandlecastError:
@@ -119,12 +142,15 @@ class Daemon:
         )
         for outcome in ("loaded", "unchanged", "refused"):
             self.reloads.labels(outcome)
-        self.monitor = ModelMonitor(self.registry, settings.monitoring, capacity=settings.windows.max_windows)
         self.reload_timestamp = Gauge(
             "candlecast_model_loaded_timestamp_seconds", "When the model in service was loaded.", registry=self.registry
         )
+        self.route_info = Info(
+            "candlecast_route", "Each route: what it claims and the model it serves.", ["route"], registry=self.registry
+        )
+        self.routes: list[ServedRoute] = []
+        """The routes served, in match order (built by ``run``)."""
         self._stopping = asyncio.Event()
-        self._reload_requested = asyncio.Event()
         self.became_ready = asyncio.Event()
         """Set the first time every readiness check passes (when systemd is told READY=1)."""
         self.pipeline: Pipeline[ServedModel] | None = None
@@ -133,52 +159,56 @@ class Daemon:
 
     @property
     def model(self) -> ServedModel | None:
-        """The model in service, once loaded."""
-        return self.pipeline.models.model if self.pipeline is not None else None
+        """The first route's model in service, once loaded (the only one without routes)."""
+        return self.routes[0].model if self.routes else None
+
+    @property
+    def monitor(self) -> ModelMonitor | None:
+        """The first route's monitor (the only one without routes)."""
+        return self.routes[0].monitor if self.routes else None
 
     def request_stop(self) -> None:
         self._stopping.set()
         if self.pipeline is not None:
             self.pipeline.stop()
 
-    def request_reload(self) -> None:
-        self._reload_requested.set()
+    def request_reload(self, route: str | None = None) -> None:
+        """Reload a route's model (every route's by default: SIGHUP)."""
+        for served in self.routes:
+            if route is None or served.name == route:
+                served.reload_requested.set()
 
     async def run(self) -> None:
         """Run until SIGTERM/SIGINT (or ``request_stop``); raises ``CandlecastError`` on bad setup."""
         settings = self.settings
-        device = resolve_device(settings.model.device)
         threads = configure_threads(settings.model.threads)
-        model = await asyncio.to_thread(self._load_model, settings.model, device)
-        core = build_core(settings, model, self.clock)
-        self.metrics.expect_strategy(core.builder.strategy.name)
-        self.monitor.use(model.manifest, core.intervals, core.gap_policies)
-        self._describe_model(model, threads)
-        holder = ModelHolder(model)
+        configured = settings.served_routes()
+        for index, configured_route in enumerate(configured):
+            self.routes.append(await self._serve_route(configured_route, index, len(configured) > 1))
+        for served in self.routes:
+            self._describe_model(served, threads)
         source, sink = self._transports(self._on_revoke)
         mqtt = MqttTransport(settings.mqtt, self.registry)
         self.pipeline = Pipeline(
             source=mqtt.candle_source(source),
             sink=sink,
-            ingestor=core.ingestor,
-            builder=core.builder,
-            models=holder,
-            policy=BatchPolicy(settings.batching.max_batch, settings.batching.max_wait_ms / 1000),
+            lanes=[route.lane for route in self.routes],
+            describe_routes=self.describe_routes,
+            max_message_bytes=settings.validation.max_message_bytes,
             metrics=self.metrics,
             clock=self.clock,
             queue_size=settings.batching.queue_chunks,
             queue_bytes=settings.batching.queue_bytes,
-            observers=[self.monitor.observe],
             on_published=mqtt.hooks,
         )
-        self.pipeline.add_published_hook(record_published(self.signals, DEFAULT_ROUTE))
+        self.pipeline.add_published_hook(record_published(self.signals, [route.name for route in self.routes]))
         if settings.api.enabled:
-            routes = daemon_routes(settings, self.pipeline, self.monitor, self.clock)
+            routes = daemon_routes(self.pipeline, [(r.settings, r.view, r.monitor) for r in self.routes], self.clock)
             self.http.serve_api(
                 ApiContext(routes, self.signals, settings.api, self.signals.clock_ms, settings.api.token())
             )
         self.pipeline_built.set()
-        self._core = core
+        self._core = self.routes[0].core
         self.health.checks.update(
             model_loaded=lambda: True,
             candle_topic=lambda: (source.candle_topic_missing is None, source.candle_topic_missing),
@@ -191,10 +221,11 @@ class Daemon:
         self._install_signal_handlers()
         try:
             await mqtt.start()
-            await asyncio.to_thread(warm_up, model, settings.batching.max_batch)
+            for served in self.routes:
+                await asyncio.to_thread(warm_up, served.model, served.view.batching.max_batch)
             if not await self._connect(source, sink):
                 return
-            await self._serve(source, holder)
+            await self._serve(source)
         finally:
             self.notifier.stopping()
             await mqtt.close()
@@ -202,6 +233,48 @@ class Daemon:
             await source.stop()
             await self.http.stop()
             self._remove_signal_handlers()
+
+    async def _serve_route(self, route: RouteSettings, index: int, named: bool) -> ServedRoute:
+        """Load a route's model and build its core; a route whose model cannot be loaded, or serves
+        another interval than it claims, stops the start naming the route's field."""
+        where = f"routes.{index} ({route.name})" if named else ""
+        try:
+            model = await asyncio.to_thread(self._load_model, route.model, resolve_device(route.model.device))
+        except CandlecastError as exc:
+            if not where:
+                raise
+            raise type(exc)(f"{where}.model: {exc}") from exc
+        interval = model.manifest.interval
+        if route.interval is not None and route.interval != interval:
+            raise ConfigError(
+                f"{where}.interval: the route claims {route.interval} candles, but its model "
+                f"{model.manifest.name}/{model.version} serves {interval}"
+            )
+        view = self.settings.for_route(route)
+        core = build_core(view, model, self.clock)
+        self.metrics.expect_strategy(core.builder.strategy.name)
+        # Drift and quality gauges have no route label: the first route's are exported, the others'
+        # serve the query API only.
+        registry = self.registry if index == 0 else CollectorRegistry()
+        monitor = ModelMonitor(registry, self.settings.monitoring, capacity=view.windows.max_windows)
+        monitor.use(model.manifest, core.intervals, core.gap_policies)
+        lane = Lane(
+            route.name,
+            RouteClaim(route.symbols, interval),
+            core.ingestor,
+            core.builder,
+            ModelHolder(model),
+            BatchPolicy(view.batching.max_batch, view.batching.max_wait_ms / 1000),
+            [monitor.observe],
+        )
+        return ServedRoute(route, view, core, lane, monitor, asyncio.Event())
+
+    def describe_routes(self) -> str:
+        """Each route, what it claims and the model it serves now (``no_route`` dead letters name them)."""
+        return ", ".join(
+            f"{r.name} = {r.lane.claim.symbols} {r.lane.claim.interval} -> {r.model.manifest.name}/{r.model.version}"
+            for r in self.routes
+        )
 
     async def _connect(self, source: ServedSource, sink: ServedSink) -> bool:
         """Connect the source and the sink, retrying until they answer or a stop is requested."""
@@ -224,7 +297,7 @@ class Daemon:
                 return True
         return False
 
-    async def _serve(self, source: ServedSource, holder: ModelHolder[ServedModel]) -> None:
+    async def _serve(self, source: ServedSource) -> None:
         assert self.pipeline is not None
         pipeline = self.pipeline
         try:
@@ -233,8 +306,8 @@ class Daemon:
                     group.create_task(self.health.heartbeat(), name="heartbeat"),
                     group.create_task(self._watchdog(), name="watchdog"),
                     group.create_task(self._announce_ready(), name="ready"),
-                    group.create_task(self._reload_loop(holder), name="reload"),
                     group.create_task(self._probe_broker(source), name="probe"),
+                    *(group.create_task(self._reload_loop(r), name=f"reload {r.name}") for r in self.routes),
                 ]
                 await self._run_pipeline(pipeline)
                 for task in helpers:
@@ -243,7 +316,8 @@ class Daemon:
             # One error for the CLI to print and exit with, not the task group's nesting of it.
             error = first_error(failed)
             raise error from error.__cause__
-        log.info("stopped after draining", consumed=self._core.ingestor.counters.consumed)
+        consumed = sum(r.core.ingestor.counters.consumed for r in self.routes)
+        log.info("stopped after draining", consumed=consumed + self.pipeline.dispatcher.counters.consumed)
 
     async def _run_pipeline(self, pipeline: Pipeline[ServedModel]) -> None:
         """Run the pipeline until it has drained, but once a stop is requested for at most
@@ -270,28 +344,32 @@ class Daemon:
     async def _on_revoke(self, partitions: list[tuple[str, int]]) -> None:
         assert self.pipeline is not None
         await self.pipeline.drain()
-        store = self._core.store
-        for _topic, partition in partitions:
-            keys = [store.key_of(slot) for slot in store.slots_in(partition).tolist()]
-            self._core.builder.forget(keys)
-            store.drop_partition(partition)
+        for route in self.routes:
+            store = route.core.store
+            for _topic, partition in partitions:
+                keys = [store.key_of(slot) for slot in store.slots_in(partition).tolist()]
+                route.core.builder.forget(keys)
+                store.drop_partition(partition)
 
-    def _describe_model(self, model: ServedModel, threads: int) -> None:
+    def _describe_model(self, route: ServedRoute, threads: int) -> None:
+        model = route.model
         manifest = model.manifest
-        self.metrics.model_info.info(
-            {
-                "name": manifest.name,
-                "version": manifest.version,
-                "device": str(model.device),
-                "members": ",".join(m.name for m in manifest.members),
-                "window": str(manifest.window),
-                "interval": manifest.interval,
-                "threads": str(threads),
-                "candlecast": __version__,
-            }
-        )
+        described = {
+            "name": manifest.name,
+            "version": manifest.version,
+            "device": str(model.device),
+            "members": ",".join(m.name for m in manifest.members),
+            "window": str(manifest.window),
+            "interval": manifest.interval,
+        }
+        if route is self.routes[0]:
+            self.metrics.model_info.info({**described, "threads": str(threads), "candlecast": __version__})
+        claim = route.lane.claim
+        self.route_info.labels(route.name).info({**described, "symbols": claim.symbols})
         self.reload_timestamp.set(self.clock.time())
-        log.info("model in service", model=f"{manifest.name}/{manifest.version}", device=str(model.device))
+        log.info(
+            "model in service", route=route.name, model=f"{manifest.name}/{manifest.version}", device=str(model.device)
+        )
 
     async def _announce_ready(self) -> None:
         while not self.became_ready.is_set():
@@ -320,43 +398,53 @@ class Daemon:
             await source.check_reachable()
             await self.clock.sleep(PROBE_EVERY_S)
 
-    async def _reload_loop(self, holder: ModelHolder[ServedModel]) -> None:
-        settings = self.settings.model
-        registry = None if settings.artifact is not None else Registry(settings.registry)
-        seen = registry.current_ref() if registry else None
-        while True:
-            requested = await wait_event(self.clock, self._reload_requested, settings.reload_poll_s)
-            self._reload_requested.clear()
-            pointer = registry.current_ref() if registry else None
-            if not requested and pointer == seen:
-                continue
-            seen = pointer
-            await self.reload(holder)
+    def _route_settings(self, route: ServedRoute) -> RouteSettings:
+        """The route's settings as the daemon's settings give them now (a test may replace those)."""
+        return next((r for r in self.settings.served_routes() if r.name == route.name), route.settings)
 
-    async def reload(self, holder: ModelHolder[ServedModel]) -> bool:
-        """Load, verify and warm up the configured artifact, then swap it in between batches."""
+    async def _reload_loop(self, route: ServedRoute) -> None:
+        seen = served_ref(self._route_settings(route).model)
+        while True:
+            model = self._route_settings(route).model
+            requested = await wait_event(self.clock, route.reload_requested, model.reload_poll_s)
+            route.reload_requested.clear()
+            ref = await asyncio.to_thread(served_ref, model)
+            if not requested and ref == seen:
+                continue
+            seen = ref
+            await self.reload(route)
+
+    async def reload(self, route: ServedRoute) -> bool:
+        """Load, verify and warm up the route's configured artifact, then swap it in between batches,
+        once no rebuild is re-scoring history (``Pipeline.between_batches``)."""
         assert self.pipeline is not None
-        running = holder.model
+        running = route.model
+        settings = self._route_settings(route)
         refusal: str | None = None
         try:
-            candidate = await asyncio.to_thread(self._load_model, self.settings.model, running.device)
+            candidate = await asyncio.to_thread(self._load_model, settings.model, running.device)
             check_compatible(candidate.manifest, running.manifest)
-            await asyncio.to_thread(warm_up, candidate, self.settings.batching.max_batch)
+            await asyncio.to_thread(warm_up, candidate, route.view.batching.max_batch)
         except CandlecastError as exc:
             refusal = str(exc)
         if refusal is not None:
             self.reloads.labels("refused").inc()
-            log.error("model reload refused; the running model stays", error=refusal, running=running.version)
+            log.error(
+                "model reload refused; the running model stays",
+                route=route.name,
+                error=refusal,
+                running=running.version,
+            )
             return False
         if candidate.file_sha256 == running.file_sha256:
             self.reloads.labels("unchanged").inc()
             return True
-        async with self.pipeline.model_lock:
-            holder.model = candidate
-            self.monitor.use(candidate.manifest, self._core.intervals, self._core.gap_policies)
+        async with self.pipeline.between_batches():
+            route.lane.models.model = candidate
+            route.monitor.use(candidate.manifest, route.core.intervals, route.core.gap_policies)
         self.reloads.labels("loaded").inc()
-        self._describe_model(candidate, configure_threads(self.settings.model.threads))
-        log.info("model reloaded", previous=running.version, current=candidate.version)
+        self._describe_model(route, configure_threads(self.settings.model.threads))
+        log.info("model reloaded", route=route.name, previous=running.version, current=candidate.version)
         return True
 
     def _install_signal_handlers(self) -> None:

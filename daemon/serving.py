@@ -75,8 +75,11 @@ def served_ref(settings: ModelSettings) -> str | None:
     for an artifact file, or when the registry cannot say."""
     if settings.artifact is not None:
         return None
+    registry = Registry(settings.registry)
+    if settings.name is None:
+        return registry.current_ref()
     try:
-        return served_entry(Registry(settings.registry), settings).ref
+        return served_entry(registry, settings).ref
     except ArtifactError:
         return None
 

@@ -18,6 +18,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from candlecast.errors import ConfigError
 from daemon.intervals import interval_ms
+from daemon.route import DEFAULT_ROUTE
 from daemon.window import GapMode
 
 
@@ -331,9 +332,6 @@ class MqttSettings(_Section):
             return self.password_file.read_text().strip()
         return self.password.get_secret_value() if self.password is not None else None
 
-
-DEFAULT_ROUTE = "default"
-"""The one route of a daemon configured without routes: every symbol of its model's interval."""
 
 ROUTE_SECTIONS = ("model", "windows", "batching", "strategy")
 """The sections a route may set for itself; what it leaves out it inherits from the top level."""

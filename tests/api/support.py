@@ -94,7 +94,7 @@ class Harness:
         self.monitor.observe(ScoredChunk(Chunk(requests, [], {}), outputs, scorer.version))
         built = self.core.builder.build(requests, outputs, scorer.version)
         batch = PublishBatch([(s, r) for s, r in zip(built, requests, strict=True) if s is not None], [], {})
-        record_published(self.store, DEFAULT_ROUTE)(batch)
+        record_published(self.store, [DEFAULT_ROUTE])(batch)
         return [s for s, _ in batch.signals]
 
 

@@ -86,7 +86,7 @@ async def test_a_reload_swaps_the_model_between_batches(test_artifact: Path, sec
         await running.hold_with_rest_in_flight(table, warmed)
         running.daemon.settings = reloaded
         assert running.daemon.pipeline is not None
-        assert await running.daemon.reload(running.daemon.pipeline.models)
+        assert await running.daemon.reload(running.daemon.routes[0])
         running.sink.release()
         await all_committed(broker)
         await running.stopped()
