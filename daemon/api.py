@@ -46,7 +46,7 @@ from daemon.pipeline import slice_outputs
 from daemon.route import Route
 from daemon.settings import ApiSettings
 from daemon.signal_store import SignalStore, TooManyClientsError
-from daemon.stream import SignalStreamResponse
+from daemon.stream import SignalStreamResponse, StreamWake
 from models.artifact import Manifest
 from models.registry import Registry
 
@@ -378,9 +378,9 @@ async def stream(
         str | None, Header(max_length=64, description="Resume after this signal id (sent by EventSource)")
     ] = None,
 ) -> SignalStreamResponse:
-    wake = asyncio.Event()
+    wake = StreamWake()
     try:
-        subscription, resumed = ctx.store.subscribe(frozenset(symbol) if symbol else None, last_event_id, wake.set)
+        subscription, resumed = ctx.store.subscribe(frozenset(symbol) if symbol else None, last_event_id, wake)
     except TooManyClientsError as exc:
         raise ApiError(503, str(exc), None, "too_many_clients") from None
     return SignalStreamResponse(ctx.store, subscription, wake, resumed=resumed, keepalive_s=ctx.settings.keepalive_s)

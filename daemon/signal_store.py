@@ -11,6 +11,10 @@ the API shows or streams can later be rolled back. The store keeps:
   already holds ``client_buffer`` signals when another arrives is cut off (``overflowed``), and
   reconnects with its last id.
 
+The stream's cost must not grow with its clients times its signals: each signal's Server-Sent
+Events frame is encoded once, when it is recorded, and a batch's frames are joined once for all the
+clients of every symbol, so a client that keeps up costs one wake-up and one write per batch.
+
 No asyncio here: the edge (``daemon.stream``) passes a ``wake`` callback per client.
 """
 
@@ -22,6 +26,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from daemon.signal import Signal
+from daemon.sse import signal_frame
 
 WindowKey = tuple[str, str]
 
@@ -39,6 +44,8 @@ class StoredSignal:
     interval_ms: int
     committed_ms: int
     """When the store recorded it (the daemon's clock), epoch milliseconds."""
+    frame: bytes
+    """Its Server-Sent Events frame (``daemon.sse``), encoded once for every stream client."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,8 +68,9 @@ class TooManyClientsError(Exception):
 class Subscription:
     """One stream client; ``take`` hands over what it has not seen yet. Created by ``SignalStore.subscribe``.
 
-    A client of every symbol is a cursor into the store's ring (recording costs it nothing per
-    signal); a client of some symbols has its own queue, fed through the store's index by symbol.
+    A client of every symbol is a cursor into the store's ring and its joined batches (recording
+    costs it nothing per signal); a client of some symbols has its own queue of frames, fed through
+    the store's index by symbol.
     """
 
     def __init__(
@@ -77,7 +85,8 @@ class Subscription:
         self._store = store
         self._cursor = store.recorded
         """Clients of every symbol: the sequence number of the last signal handed over."""
-        self._queue: deque[StoredSignal] = deque()
+        self._queue: deque[bytes] = deque()
+        """Clients of some symbols: the frames not yet handed over."""
         self._wake = wake
 
     def __len__(self) -> int:
@@ -89,14 +98,15 @@ class Subscription:
     def wants(self, stored: StoredSignal) -> bool:
         return self.symbols is None or stored.signal.symbol in self.symbols
 
-    def take(self) -> list[StoredSignal]:
+    def take(self) -> bytes:
+        """The frames of every signal not handed over yet, oldest first, as one write."""
         if self.overflowed:
-            return []
+            return b""
         if self.symbols is None:
-            taken = self._store._newest(self._store.recorded - self._cursor)
+            taken = self._store._frames_after(self._cursor)
             self._cursor = self._store.recorded
             return taken
-        taken = list(self._queue)
+        taken = b"".join(self._queue)
         self._queue.clear()
         return taken
 
@@ -124,6 +134,9 @@ class SignalStore:
         self._clients: list[Subscription] = []
         self._every_symbol: list[Subscription] = []
         self._by_symbol: dict[str, list[Subscription]] = {}
+        self._batches: deque[tuple[int, int, bytes]] = deque()
+        """(first seq, last seq, joined frames) of the recorded batches some client of every symbol
+        has not taken yet, oldest first."""
         self.recorded = 0
         self.disconnected = 0
         """Clients cut off because their queue was full."""
@@ -135,19 +148,16 @@ class SignalStore:
     def record(self, route: str, signals: Iterable[tuple[Signal, int, int]]) -> None:
         """Committed signals of one route: ``(signal, candle open ms, interval ms)`` in publish order."""
         now = self.clock_ms()
-        ring = self._ring
-        seq_of = self._seq_of
         by_symbol = self._by_symbol
         touched: set[Subscription] = set()
+        first = self.recorded + 1
+        frames: list[bytes] = []
         for signal, ts_ms, interval_ms in signals:
             self.recorded += 1
-            stored = StoredSignal(self.recorded, route, signal, ts_ms, interval_ms, now)
-            if len(ring) == ring.maxlen:
-                evicted = ring[0]
-                if seq_of.get(evicted.signal.signal_id) == evicted.seq:
-                    del seq_of[evicted.signal.signal_id]
-            ring.append(stored)
-            seq_of[signal.signal_id] = stored.seq
+            frame = signal_frame(signal)
+            frames.append(frame)
+            stored = StoredSignal(self.recorded, route, signal, ts_ms, interval_ms, now, frame)
+            self._keep(stored)
             self._remember(stored)
             for client in by_symbol.get(signal.symbol, ()):
                 if client.overflowed:
@@ -156,8 +166,10 @@ class SignalStore:
                     client.overflowed = True
                     client._queue.clear()
                 else:
-                    client._queue.append(stored)
+                    client._queue.append(frame)
                 touched.add(client)
+        if self._every_symbol and frames:
+            self._batches.append((first, self.recorded, b"".join(frames)))
         for client in self._every_symbol:
             if self.recorded - client._cursor > client.limit:
                 client.overflowed = True
@@ -167,12 +179,40 @@ class SignalStore:
             for client in [c for c in self._clients if c.overflowed]:
                 self.disconnected += 1
                 self.unsubscribe(client)
+        self._drop_taken_batches()
 
-    def _newest(self, count: int) -> list[StoredSignal]:
-        """The ``count`` newest signals of the ring, oldest first (O(count): a deque indexes fast near its ends)."""
-        taken = list(itertools.islice(reversed(self._ring), count))
-        taken.reverse()
-        return taken
+    def _keep(self, stored: StoredSignal) -> None:
+        """Into the ring, and its id into the index of the ring's ids."""
+        ring, seq_of = self._ring, self._seq_of
+        if len(ring) == ring.maxlen:
+            evicted = ring[0]
+            if seq_of.get(evicted.signal.signal_id) == evicted.seq:
+                del seq_of[evicted.signal.signal_id]
+        ring.append(stored)
+        seq_of[stored.signal.signal_id] = stored.seq
+
+    def _drop_taken_batches(self) -> None:
+        """Forget the joined batches every client of every symbol has taken (all of them, without such clients)."""
+        batches = self._batches
+        oldest = min((c._cursor for c in self._every_symbol), default=self.recorded)
+        while batches and batches[0][1] <= oldest:
+            batches.popleft()
+
+    def _frames_after(self, cursor: int) -> bytes:
+        """The frames of the signals recorded after sequence number ``cursor``: the joined batches that
+        are wholly newer, the ring's own frames for the rest (a resumed client's first take)."""
+        parts: list[bytes] = []
+        upto = self.recorded
+        for first, last, joined in reversed(self._batches):
+            if first <= cursor or last != upto:
+                break
+            parts.append(joined)
+            upto = first - 1
+        if upto > cursor:
+            older = itertools.islice(reversed(self._ring), self.recorded - upto, self.recorded - cursor)
+            parts.extend(stored.frame for stored in older)
+        parts.reverse()
+        return b"".join(parts)
 
     def _remember(self, stored: StoredSignal) -> None:
         key = (stored.signal.symbol, stored.signal.interval)
@@ -255,7 +295,7 @@ class SignalStore:
             if symbols is None:
                 subscription._cursor = self.recorded - len(missed)
             else:
-                subscription._queue.extend(s for s in missed if subscription.wants(s))
+                subscription._queue.extend(s.frame for s in missed if subscription.wants(s))
         self._clients.append(subscription)
         if symbols is None:
             self._every_symbol.append(subscription)
@@ -277,6 +317,7 @@ class SignalStore:
         self._clients.remove(subscription)
         if subscription.symbols is None:
             self._every_symbol.remove(subscription)
+            self._drop_taken_batches()
             return
         for symbol in subscription.symbols:
             listeners = self._by_symbol[symbol]

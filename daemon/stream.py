@@ -1,14 +1,14 @@
-"""The live signal stream: one client's ``Subscription`` written out as Server-Sent Events.
+"""The live stream: one client's ``Subscription`` written out as Server-Sent Events (``daemon.sse``).
 
-Each committed signal is one event: ``id:`` its signal id (what a client sends back in
-``Last-Event-ID`` to resume), ``event: signal``, ``data:`` the signal's JSON as on the signals topic.
 A resumed client whose last id left the ring first gets an ``event: gap`` and then the whole ring.
 
 The daemon never waits for a client: the store queues signals per client (bounded) and wakes the
-writer here. A client whose queue overflows is cut off, even while a write to it is stuck behind a
-full socket: the write is abandoned and the connection closed (``SlowStreamClientError``, which the
-server closes the connection on; the server's error log of it is filtered out and a warning
-logged instead). On shutdown every stream ends cleanly (``SignalStore.close_clients``).
+client's writer here, one task per connection that writes everything pending as one chunk, so a
+client that keeps up costs one wake-up and one write per committed batch. A client whose queue
+overflows is cut off, even while a write to it is stuck behind a full socket: its wake-up cancels
+the writer and the connection is closed (``SlowStreamClientError``, which the server closes the
+connection on; the server's error log of it is filtered out and a warning logged instead). On
+shutdown every stream ends cleanly (``SignalStore.close_clients``).
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ import logging
 from collections.abc import Mapping
 from typing import Any
 
-import msgspec
 import structlog
 from starlette.background import BackgroundTask
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from daemon.signal_store import SignalStore, StoredSignal, Subscription
+from daemon.signal_store import SignalStore, Subscription
+from daemon.sse import GAP_FRAME, KEEPALIVE_FRAME
 
 log = structlog.get_logger("candlecast.api")
-_encoder = msgspec.json.Encoder()
 
 
 class SlowStreamClientError(Exception):
@@ -41,16 +40,20 @@ class SlowClientLogFilter(logging.Filter):
         return not (record.exc_info is not None and isinstance(record.exc_info[1], SlowStreamClientError))
 
 
-def encode_events(items: list[StoredSignal]) -> bytes:
-    parts = []
-    for stored in items:
-        parts.append(b"id: " + stored.signal.signal_id.encode() + b"\nevent: signal\ndata: ")
-        parts.append(_encoder.encode(stored.signal))
-        parts.append(b"\n\n")
-    return b"".join(parts)
+class StreamWake:
+    """The store's wake-up call for one client: wakes its writer, or cancels it once the client overflowed
+    (a writer stuck on a full socket would never look)."""
 
+    def __init__(self) -> None:
+        self.event = asyncio.Event()
+        self.subscription: Subscription | None = None
+        self.writer: asyncio.Future[None] | None = None
 
-GAP_EVENT = b'event: gap\ndata: {"reason": "the last event id is not among the recent signals kept"}\n\n'
+    def __call__(self) -> None:
+        if self.writer is not None and self.subscription is not None and self.subscription.overflowed:
+            self.writer.cancel()
+        else:
+            self.event.set()
 
 
 class SignalStreamResponse(Response):
@@ -60,7 +63,7 @@ class SignalStreamResponse(Response):
         self,
         store: SignalStore,
         subscription: Subscription,
-        wake: asyncio.Event,
+        wake: StreamWake,
         *,
         resumed: bool,
         keepalive_s: float,
@@ -71,6 +74,7 @@ class SignalStreamResponse(Response):
         self.store = store
         self.subscription = subscription
         self.wake = wake
+        wake.subscription = subscription
         self.resumed = resumed
         self.keepalive_s = keepalive_s
 
@@ -81,53 +85,43 @@ class SignalStreamResponse(Response):
         headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
         headers += [(b"cache-control", b"no-store"), (b"x-accel-buffering", b"no")]
         disconnected = asyncio.ensure_future(_disconnect(receive))
+        writer = asyncio.ensure_future(self._write(send, headers))
+        self.wake.writer = writer
         try:
-            await send({"type": "http.response.start", "status": 200, "headers": headers})
-            if not self.resumed:
-                await self._deliver(send, GAP_EVENT)
-            await self._pump(send, disconnected)
-        except OSError:
-            return  # the client went away mid-write
+            await asyncio.wait({writer, disconnected}, return_when=asyncio.FIRST_COMPLETED)
+            if writer.done():
+                failure = None if writer.cancelled() else writer.exception()
+                if writer.cancelled() or isinstance(failure, SlowStreamClientError):
+                    log.warning("stream client too slow; disconnected", buffer=self.subscription.limit)
+                    raise SlowStreamClientError(f"more than {self.subscription.limit} signals behind")
+                if failure is not None and not isinstance(failure, OSError):  # OSError: the client went away
+                    raise failure
         finally:
+            writer.cancel()
             disconnected.cancel()
             self.store.unsubscribe(self.subscription)
 
-    async def _pump(self, send: Send, disconnected: asyncio.Future[Any]) -> None:
-        subscription = self.subscription
-        while not disconnected.done():
-            items = subscription.take()
-            if items:
-                await self._deliver(send, encode_events(items))
+    async def _write(self, send: Send, headers: list[tuple[bytes, bytes]]) -> None:
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        if not self.resumed:
+            await send({"type": "http.response.body", "body": GAP_FRAME, "more_body": True})
+        subscription, event = self.subscription, self.wake.event
+        while True:
+            event.clear()  # before taking: a batch recorded after the take wakes the wait below
+            frames = subscription.take()
             if subscription.overflowed:
-                log.warning("stream client too slow; disconnected", buffer=subscription.limit)
-                raise SlowStreamClientError(f"more than {subscription.limit} signals behind")
+                raise SlowStreamClientError
+            if frames:
+                await send({"type": "http.response.body", "body": frames, "more_body": True})
+                continue
             if subscription.closed:
                 await send({"type": "http.response.body", "body": b"", "more_body": False})
                 return
-            if len(subscription):
-                continue
-            self.wake.clear()
-            woken: asyncio.Future[Any] = asyncio.ensure_future(self.wake.wait())
-            done, _ = await asyncio.wait(
-                {woken, disconnected}, timeout=self.keepalive_s, return_when=asyncio.FIRST_COMPLETED
-            )
-            woken.cancel()
-            if not done:
-                await self._deliver(send, b": keep-alive\n\n")
-
-    async def _deliver(self, send: Send, body: bytes) -> None:
-        """Write, unless the client overflows while the write waits for a full socket to drain."""
-        write = asyncio.ensure_future(send({"type": "http.response.body", "body": body, "more_body": True}))
-        while not write.done():
-            self.wake.clear()
-            woken = asyncio.ensure_future(self.wake.wait())
-            await asyncio.wait({write, woken}, return_when=asyncio.FIRST_COMPLETED)
-            woken.cancel()
-            if not write.done() and self.subscription.overflowed:
-                write.cancel()
-                log.warning("stream client too slow; disconnected", buffer=self.subscription.limit)
-                raise SlowStreamClientError(f"more than {self.subscription.limit} signals behind")
-        write.result()
+            try:
+                async with asyncio.timeout(self.keepalive_s):
+                    await event.wait()
+            except TimeoutError:
+                await send({"type": "http.response.body", "body": KEEPALIVE_FRAME, "more_body": True})
 
 
 async def _disconnect(receive: Receive) -> None:

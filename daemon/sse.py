@@ -1,0 +1,22 @@
+"""Server-Sent Events frames of the live stream: pure bytes, built once per committed signal.
+
+Each committed signal is one event: ``id:`` its signal id (what a client sends back in
+``Last-Event-ID`` to resume), ``event: signal``, ``data:`` the signal's JSON as on the signals topic.
+"""
+
+from __future__ import annotations
+
+import msgspec
+
+from daemon.signal import Signal
+
+_encoder = msgspec.json.Encoder()
+
+GAP_FRAME = b'event: gap\ndata: {"reason": "the last event id is not among the recent signals kept"}\n\n'
+"""Sent first to a resumed client whose last id left the ring: the whole ring follows."""
+KEEPALIVE_FRAME = b": keep-alive\n\n"
+
+
+def signal_frame(signal: Signal) -> bytes:
+    """One signal's event (JSON has no raw newline, so ``data:`` is one line)."""
+    return b"".join((b"id: ", signal.signal_id.encode(), b"\nevent: signal\ndata: ", _encoder.encode(signal), b"\n\n"))
