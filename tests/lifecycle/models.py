@@ -2,7 +2,7 @@
 and a deliberately poor trainer (shuffled labels, no shrinkage) for challengers or champions that
 must lose.
 
-Small on purpose (one LSTM member of hidden size 8, windows of 32, horizons 1 and 6, two epochs), so
+Small on purpose (one LSTM member of hidden size 8, windows of 32, horizons 1 and 6, one epoch), so
 that a retraining with its two evaluations takes seconds; the decisions they test hold for any size.
 """
 
@@ -22,15 +22,15 @@ from models.retrain import ChallengerPlan
 from models.training import TrainConfig, predict, train_run
 
 NAME = "btc-test"
-CHAMPION_CANDLES = (-4200, -2000)
-"""The champion learns from these rows of the bundled file; the retrainings get the 2,000 after."""
-RECENT_CANDLES = 2000
+CHAMPION_CANDLES = (-3500, -1500)
+"""The champion learns from these rows of the bundled file; the retrainings get the 1,500 after."""
+RECENT_CANDLES = 1500
 HOLDOUT = 300
 SPEC = WindowSpec.build(
     length=32, interval="1h", calendar="continuous", gap_policy="reset", max_missing=0, horizons=(1, 6)
 )
 SIZES = SplitSizes(folds=1, test=200, validation=200, calibration=200, purge=6)
-CONFIG = TrainConfig(members=("lstm",), hidden=8, epochs=2, patience=2, batch_size=128, seed=5, threads=1)
+CONFIG = TrainConfig(members=("lstm",), hidden=8, epochs=1, patience=1, batch_size=128, seed=5, threads=1)
 
 
 def btc_rows(start: int, stop: int | None) -> CandleTable:
@@ -39,12 +39,12 @@ def btc_rows(start: int, stop: int | None) -> CandleTable:
 
 
 def recent_csv(directory: Path) -> Path:
-    """The 2,000 newest hourly candles of the bundled file (2019-04-12 .. 2019-07-04)."""
+    """The 1,500 newest hourly candles of the bundled file (May to July 2019)."""
     return write_candles(btc_rows(-RECENT_CANDLES, None), directory / "btc-recent.csv")
 
 
 def champion_registry(directory: Path) -> Registry:
-    """A registry whose current version is ``btc-test/1.0.0``, trained on the 2,200 candles before the recent ones."""
+    """A registry whose current version is ``btc-test/1.0.0``, trained on the 2,000 candles before the recent ones."""
     candles = write_candles(btc_rows(*CHAMPION_CANDLES), directory / "btc-older.csv")
     run_dir = directory / "champion-run"
     train_run(candles, run_dir, spec=SPEC, sizes=SIZES, config=CONFIG, name=NAME, version="1.0.0")

@@ -1,25 +1,37 @@
 """``candlecast retrain`` on the bundled hourly BTC candles: a worse challenger is refused, a better one
-promoted, and the registry holds each decision with both models' figures on the same held-out rows."""
+promoted, and the registry holds each decision with both models' figures on the same held-out rows; a
+running daemon (in-memory transports, fake timer) switches to a promoted challenger once, between batches."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from typer.testing import CliRunner
 
 from candlecast.candlefile import read_candles
 from candlecast.cli import app
+from daemon.backtest import backtest, candle_records
+from daemon.batching import BatchPolicy
+from daemon.candle import CandleMessage
+from daemon.core import build_core
+from daemon.memory_transport import MemoryBroker
+from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings
 from models.decision import DECISION_FILE, Decision
 from models.evaluation import EvaluationSettings
 from models.registry import Registry
 from models.retrain import EXIT_REFUSED, RetrainOptions, retrain
+from tests.flow.harness import STRATEGY, all_committed, load_model, running_daemon
 from tests.lifecycle.models import HOLDOUT, NAME, champion_registry, recent_csv, shuffled_trainer
 
 runner = CliRunner()
 QUICK = EvaluationSettings(samples=400)
+GUARD_S = 120
+"""Only keeps a failing test from hanging on the reload (a real artifact loads on a worker thread)."""
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +142,77 @@ def test_a_challenger_not_better_by_the_margin_is_refused_with_exit_status_3(
     assert Registry(root).current_ref() == f"{NAME}/1.0.0"
     decision = Registry(root).entry(f"{NAME}/2.0.0").decision()
     assert decision is not None and "margin 1.00000" in decision.reason
+
+
+def _settings(model: ModelSettings) -> Settings:
+    return Settings(
+        model=model,
+        http=HttpSettings(port=0),
+        batching=BatchingSettings(max_batch=8, queue_chunks=1),
+        strategy=STRATEGY,
+    )
+
+
+def _feed(broker: MemoryBroker, messages: list[tuple[str, CandleMessage]]) -> None:
+    for record in candle_records(messages):
+        broker.append(0, record.key, record.value, record.timestamp_ms)
+
+
+async def _backtest(artifact: Path, messages: list[tuple[str, CandleMessage]]) -> dict[int, list[float]]:
+    """What an uninterrupted run of one model makes of the candles: probabilities by candle time."""
+    settings = _settings(ModelSettings(artifact=artifact, threads=1))
+    model = load_model(settings.model, torch.device("cpu"))
+    core = build_core(settings, model)
+    signals = await backtest(candle_records(messages), core.ingestor, core.builder, model, BatchPolicy(8))
+    return {signal.ts: signal.probabilities for signal in signals}
+
+
+async def test_after_a_promotion_the_running_daemon_switches_version_once_and_keeps_its_windows(
+    refused: tuple[Registry, Path, Decision], tmp_path: Path
+) -> None:
+    """A daemon serving the registry's poor ``current`` picks up the retrained challenger at its next
+    poll, between two batches: signals before carry the old version, after it the new one, never back,
+    and each equals its model's output on the full window, so no window was lost in the swap."""
+    registry, candles, _ = refused
+    root = Path(shutil.copytree(registry.root, tmp_path / "registry"))
+    Registry(root).promote(f"{NAME}/1.0.1")
+    messages = read_candles(candles).tail_per_symbol(150).messages("1h")
+    settings = _settings(ModelSettings(registry=root, threads=1, reload_poll_s=5.0))
+    broker = MemoryBroker(partitions=1)
+    _feed(broker, messages[:100])
+    async with running_daemon(settings, broker, loader=load_model) as running:
+        daemon = running.daemon
+        await all_committed(broker)
+        running.sink.hold()
+        _feed(broker, messages[100:125])
+        await running.sink.holding.wait()
+
+        decision = retrain(
+            Registry(root),
+            NAME,
+            read_candles(candles),
+            source={"source": "files", "files": [candles.name]},
+            work=tmp_path / "work",
+            command="test",
+            options=RetrainOptions(holdout_candles=HOLDOUT, evaluation=QUICK),
+        )
+        assert decision.outcome == "promoted"
+        asleep = len(running.clock.deadlines)
+        await running.clock.run_for(5.0)
+        async with asyncio.timeout(GUARD_S):
+            await running.clock.sleeping(asleep)  # the reload loop waits again: the load and swap are done
+        assert daemon.model is not None and daemon.model.version == "1.0.2"
+        running.sink.release()
+        _feed(broker, messages[125:])
+        await all_committed(broker)
+        await running.stopped()
+
+    published = sorted(broker.signals, key=lambda s: s.ts)
+    versions = [s.model_version for s in published]
+    assert len(published) == 150 - 32 + 1
+    assert versions == sorted(versions) and set(versions) == {"1.0.1", "1.0.2"}
+    expected = {
+        version: await _backtest(root / NAME / version / "model.pt", messages) for version in ("1.0.1", "1.0.2")
+    }
+    for signal in published:
+        assert signal.probabilities == expected[signal.model_version][signal.ts]
