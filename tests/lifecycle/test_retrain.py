@@ -158,7 +158,7 @@ def _feed(broker: MemoryBroker, messages: list[tuple[str, CandleMessage]]) -> No
         broker.append(0, record.key, record.value, record.timestamp_ms)
 
 
-async def _backtest(artifact: Path, messages: list[tuple[str, CandleMessage]]) -> dict[int, list[float]]:
+async def _backtest(artifact: Path, messages: list[tuple[str, CandleMessage]]) -> dict[str, dict[str, float]]:
     """What an uninterrupted run of one model makes of the candles: probabilities by candle time."""
     settings = _settings(ModelSettings(artifact=artifact, threads=1))
     model = load_model(settings.model, torch.device("cpu"))
