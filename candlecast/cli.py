@@ -229,6 +229,9 @@ def bench(
     stream_clients: Annotated[
         int, typer.Option(help="Run the steady phase again with this many query-API stream clients (0: skip).")
     ] = 100,
+    stream_rounds: Annotated[
+        int, typer.Option(min=1, help="Pairs of steady phases without and with the stream clients, alternated.")
+    ] = 3,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
     from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
@@ -270,6 +273,7 @@ def bench(
             steady_rate=steady_rate,
             producer=producer,
             stream_clients=stream_clients,
+            stream_rounds=stream_rounds,
         )
     )
     configure_logging("WARNING", "console")

@@ -47,9 +47,11 @@ class BenchOptions:
     ``producer_batch_bytes``, ``retry_backoff_ms``); the I/O ceiling uses them too."""
     memory_symbols: int = 100_000
     stream_clients: int = 100
+    """Stream clients of the steady phase run again with them connected (0: no such phase)."""
+    stream_rounds: int = 3
+    """Pairs of steady phases without and with stream clients, alternated (the first without is the steady phase)."""
     fencing_transactions: int = 200
     """Transactions of each commit kind in the fencing-cost phase."""
-    """Stream clients of the steady phase run again with them connected (0: no such phase)."""
     seed: int = 1
 
     def check(self) -> None:
@@ -78,5 +80,6 @@ class BenchOptions:
             ceiling_s=1.0,
             memory_symbols=10_000,
             stream_clients=10,
+            stream_rounds=1,
             fencing_transactions=20,
         )

@@ -3,12 +3,14 @@ steady rate, under a 10x burst, and when many symbols close a candle at once."""
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 
 from candlecast.bench.harness import Bench, Served, serving
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.options import Delivery
-from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages, StreamLoad
+from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages, StreamLoad, StreamPair
 from candlecast.bench.streams import stream_clients
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
@@ -39,9 +41,7 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         start, mark = len(recorder), served.totals()
         forward_mark, publish_mark = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
         count = int(steady_rate * options.steady_s)
-        await gen.paced(workload.stream(count), [i / steady_rate for i in range(count)])
-        await recorder.wait_for(start + count, bench.timeout(count, ceiling / 4))
-        steady = Latency.of(recorder.latencies(start))
+        steady, steady_cpu = await paced_steady(bench, served, workload, gen, steady_rate, count)
         steady_stages = SteadyStages(
             consume=Latency.of(recorder.consume_latencies(start)),
             forward_ms=1000 * served.mean_since(forward_mark, FORWARD_SECONDS),
@@ -50,10 +50,17 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         )
         added += count
 
-        with_streams = None
+        pairs = []
         if options.stream_clients:
-            with_streams = await steady_with_streams(bench, served, delivery, workload, gen, steady_rate, count)
-            added += count
+            without, without_cpu = steady, steady_cpu
+            for round_ in range(options.stream_rounds):
+                if round_:
+                    bench.console.print(f"  {delivery}: steady again without stream clients")
+                    without, without_cpu = await paced_steady(bench, served, workload, gen, steady_rate, count)
+                    added += count
+                with_clients = await steady_with_streams(bench, served, delivery, workload, gen, steady_rate, count)
+                pairs.append(StreamPair(without, without_cpu, with_clients))
+                added += count
 
         bench.console.print(f"  {delivery}: a burst of 10x the steady rate for {options.burst_s * 1000:.0f} ms")
         before = int(steady_rate)
@@ -103,21 +110,33 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         burst=Latency.of(phase[in_burst]),
         burst_phase=Latency.of(phase),
         close_bursts=closes,
-        with_streams=with_streams,
+        stream_pairs=pairs,
     )
     return figures, added
+
+
+async def paced_steady(
+    bench: Bench, served: Served, workload: Workload, gen: Generator, rate: float, count: int
+) -> tuple[Latency, float]:
+    """``count`` candles at ``rate``: their latencies, and the CPU seconds of this (the daemon's) process meanwhile."""
+    recorder = served.recorder
+    start, cpu = len(recorder), time.process_time()
+    await gen.paced(workload.stream(count), [i / rate for i in range(count)])
+    await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
+    return Latency.of(recorder.latencies(start)), time.process_time() - cpu
 
 
 async def steady_with_streams(
     bench: Bench, served: Served, delivery: Delivery, workload: Workload, gen: Generator, rate: float, count: int
 ) -> StreamLoad:
-    """The steady phase again, at the same rate, while stream clients of another process read every signal."""
+    """The steady phase again, at the same rate, while stream clients of another process read every signal;
+    then what each client received against what the daemon published."""
     clients = bench.options.stream_clients
     bench.console.print(f"  {delivery}: steady again with {clients} stream clients connected")
-    daemon, recorder = served.daemon, served.recorder
-    cut_off = daemon.signals.disconnected
-    async with stream_clients("127.0.0.1", daemon.http.port, clients):
-        start = len(recorder)
-        await gen.paced(workload.stream(count), [i / rate for i in range(count)])
-        await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
-        return StreamLoad(clients, Latency.of(recorder.latencies(start)), daemon.signals.disconnected - cut_off)
+    store = served.daemon.signals
+    cut_off = store.disconnected
+    async with stream_clients("127.0.0.1", served.daemon.http.port, clients) as connected:
+        published = store.recorded
+        steady, cpu = await paced_steady(bench, served, workload, gen, rate, count)
+        counts = await connected.settle(store.recorded - published)
+    return StreamLoad(clients, steady, store.disconnected - cut_off, counts, cpu)

@@ -38,8 +38,12 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
     (close,) = run.close_bursts
     assert close.latency.count == close.symbols and close.mean_batch > 1
     assert result.memory is not None and 0 < result.memory.bytes_per_symbol < 10_000
-    assert run.with_streams is not None and run.with_streams.steady.count == run.steady.count
-    assert run.with_streams.disconnected == 0, "stream clients that read everything are never cut off"
+    (pair,) = run.stream_pairs
+    assert pair.without is run.steady and pair.with_clients.steady.count == run.steady.count
+    assert pair.with_clients.disconnected == 0, "stream clients that read everything are never cut off"
+    counts = pair.with_clients.counts
+    assert counts.published == run.steady.count
+    assert counts.received == [counts.published] * pair.with_clients.clients, "every client gets every signal"
     assert result.fencing is not None
     assert result.fencing.fenced.count == result.fencing.unfenced.count == result.fencing.transactions
 
