@@ -1,0 +1,355 @@
+"""The daemon's latency while ``candlecast retrain`` runs beside it, side by side in one run.
+
+One daemon (the bundled model, exactly-once, a throwaway local Kafka) serves a steady candle rate;
+each round measures a steady phase without a retraining, then one with a retraining started beside it
+under the limits of systemd/candlecast-retrain.service as far as this host allows, then (unless
+``--no-unlimited``) one with a retraining without any limit. The retraining is the real command in a
+process of its own (the bundled crypto-1h champion, its own configuration, on the bundled hourly
+BTC candles), started before the phase (which waits until it trains, at most ``--warmup-s``) and stopped after it;
+it never finishes, and does not need to.
+
+The limits, applied without systemd: ``nice -n 19``, ``ionice -c 3`` (idle I/O) and ``chrt -b 0``
+(the batch scheduler) on the command line, and, where the cgroup v1 ``cpu`` and ``memory``
+hierarchies are writable, a group of its own with ``cpu.cfs_quota_us`` = one period (``CPUQuota=100%``),
+``cpu.shares`` = 10 (``CPUWeight=1``) and ``memory.limit_in_bytes`` = 4 GiB (``MemoryMax=4G``), joined
+before the command starts. The report says which were applied.
+
+``python -m candlecast.bench.retraining --out FILE.json`` (``--help`` lists the options).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rich.console import Console
+
+from candlecast.bench.ceilings import model_ceiling
+from candlecast.bench.harness import Bench, serving
+from candlecast.bench.load import Generator, Workload, prefill
+from candlecast.bench.machine import machine
+from candlecast.bench.options import BenchOptions
+from candlecast.bench.phases import paced_steady
+from candlecast.bench.report import Latency
+from candlecast.candlefile import bundled_path
+
+CGROUP_V1 = Path("/sys/fs/cgroup")
+GROUP = "candlecast-retrain-bench"
+CPU_PERIOD_US = 100_000
+CPU_SHARES = 10
+"""systemd maps ``CPUWeight=1`` to about 10 shares (weight x 1024 / 100)."""
+MEMORY_MAX = 4 << 30
+LIMITED = ("nice", "-n", "19", "ionice", "-c", "3", "chrt", "-b", "0")
+CHAMPION = "crypto-1h"
+
+
+@dataclass(frozen=True)
+class RetrainingOptions:
+    symbols: int = 500
+    rate: float = 100.0
+    """Candles per second of every steady phase."""
+    steady_s: float = 20.0
+    rounds: int = 3
+    warmup_s: float = 120.0
+    """Longest wait from starting a retraining to the phase beside it; the phase starts earlier, as soon
+    as the retraining trains (after imports, reading the candles, loading the champion)."""
+    unlimited: bool = True
+    """Also measure beside a retraining without limits."""
+    batch: int = 512
+    threads: int = 0
+    partitions: int = 3
+
+
+@dataclass(frozen=True)
+class Limits:
+    applied: list[str]
+    prefix: list[str]
+    """What the retraining's command line starts with to run under them."""
+
+
+@dataclass(frozen=True)
+class Beside:
+    """One steady phase with a retraining running, and what the retraining used meanwhile."""
+
+    limits: list[str]
+    steady: Latency
+    daemon_cpu_s: float
+    retraining_cpu_s: float
+    """CPU seconds of the retraining process (all threads) during the phase."""
+    retraining_rss_mib: float
+    training: bool
+    """Whether the retraining had reached its training loop when the phase started."""
+    waited_s: float
+
+
+@dataclass
+class Round:
+    without: Latency
+    without_cpu_s: float
+    limited: Beside
+    unlimited: Beside | None = None
+
+
+@dataclass
+class RetrainingResult:
+    machine: dict[str, str]
+    options: dict[str, object]
+    model: str
+    retraining_command: list[str]
+    phase_s: float
+    rounds: list[Round] = field(default_factory=list)
+
+    def summary(self) -> dict[str, float]:
+        """Median over rounds of the p99 with a retraining over the p99 without, per variant."""
+        ratios: dict[str, list[float]] = {"limited": [], "unlimited": []}
+        for r in self.rounds:
+            ratios["limited"].append(r.limited.steady.p99_ms / r.without.p99_ms)
+            if r.unlimited is not None:
+                ratios["unlimited"].append(r.unlimited.steady.p99_ms / r.without.p99_ms)
+        return {f"p99_ratio_{k}": sorted(v)[len(v) // 2] for k, v in ratios.items() if v}
+
+
+def _cgroups_writable() -> bool:
+    return all(os.access(CGROUP_V1 / c, os.W_OK) for c in ("cpu", "memory"))
+
+
+@contextlib.contextmanager
+def limits_group() -> Iterator[Limits]:
+    """The unit's limits as far as this host allows: the command-line ones always, and cgroup v1 groups
+    standing in for CPUQuota, CPUWeight and MemoryMax where this process may make them (a shell joins
+    them, then becomes the limited command)."""
+    applied = ["Nice=19 (nice -n 19)", "IOSchedulingClass=idle (ionice -c 3)", "CPUSchedulingPolicy=batch (chrt -b 0)"]
+    if not _cgroups_writable():
+        yield Limits(applied, list(LIMITED))
+        return
+    cpu, memory = CGROUP_V1 / "cpu" / GROUP, _memory_root() / GROUP
+    for group in (cpu, memory):
+        group.mkdir(exist_ok=True)
+    (cpu / "cpu.cfs_period_us").write_text(f"{CPU_PERIOD_US}\n")
+    (cpu / "cpu.cfs_quota_us").write_text(f"{CPU_PERIOD_US}\n")
+    (cpu / "cpu.shares").write_text(f"{CPU_SHARES}\n")
+    (memory / "memory.limit_in_bytes").write_text(f"{MEMORY_MAX}\n")
+    applied += [
+        "CPUQuota=100% (cgroup v1 cpu.cfs_quota_us = cpu.cfs_period_us)",
+        f"CPUWeight=1 (cgroup v1 cpu.shares = {CPU_SHARES})",
+        "MemoryMax=4G (cgroup v1 memory.limit_in_bytes)",
+        "OOMScoreAdjust=1000 (/proc/self/oom_score_adj)",
+    ]
+    join = (
+        f"echo $$ > {cpu}/cgroup.procs && echo $$ > {memory}/cgroup.procs && "
+        'echo 1000 > /proc/self/oom_score_adj && exec "$@"'
+    )
+    try:
+        yield Limits(applied, ["sh", "-c", join, "sh", *LIMITED])
+    finally:
+        for group in (cpu, memory):
+            with contextlib.suppress(OSError):
+                group.rmdir()
+
+
+def _memory_root() -> Path:
+    """This process's own memory cgroup (a container may place it below the root)."""
+    for line in Path("/proc/self/cgroup").read_text().splitlines():
+        _, controllers, path = line.split(":", 2)
+        if "memory" in controllers.split(","):
+            return CGROUP_V1 / "memory" / path.lstrip("/")
+    return CGROUP_V1 / "memory"
+
+
+def _cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _rss_mib(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def retraining_command(registry: Path, work: Path) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "candlecast",
+        "retrain",
+        f"--registry={registry}",
+        f"--model={CHAMPION}",
+        f"--data={bundled_path('btcusd_1h.csv')}",
+        f"--work-dir={work}",
+    ]
+
+
+def _await_training(training: Path, pid: int, warmup_s: float) -> bool:
+    """Block until the retraining trains (its run directory exists), ends, or ``warmup_s`` pass."""
+    deadline = time.monotonic() + warmup_s
+    while not training.exists() and time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+        time.sleep(0.5)
+    return training.exists()
+
+
+async def beside_retraining(
+    steady: Callable[[], Awaitable[tuple[Latency, float]]],
+    *,
+    command: list[str],
+    training: Path,
+    limits: Limits | None,
+    warmup_s: float,
+) -> Beside:
+    """A steady phase while the retraining runs in a child process (``limits``: None for none), started
+    once it trains (``training``, its run directory, exists) or after ``warmup_s``, whichever is first."""
+    prefix = limits.prefix if limits is not None else []
+    child = await asyncio.create_subprocess_exec(
+        *prefix, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
+    )
+    started = time.monotonic()
+    try:
+        trains = await asyncio.to_thread(_await_training, training, child.pid, warmup_s)
+        if child.returncode is not None:
+            raise RuntimeError(f"the retraining ended (status {child.returncode}) before the phase")
+        waited, cpu = time.monotonic() - started, _cpu_s(child.pid)
+        latency, daemon_cpu = await steady()
+        used, rss = _cpu_s(child.pid) - cpu, _rss_mib(child.pid)
+    finally:
+        if child.returncode is None:
+            child.terminate()
+        await child.wait()
+    return Beside(limits.applied if limits is not None else ["none"], latency, daemon_cpu, used, rss, trains, waited)
+
+
+async def measure(options: RetrainingOptions, console: Console) -> RetrainingResult:
+    from candlecast.bench.run import resolve_model
+    from candlecast.localkafka import LocalKafka
+    from daemon.serving import configure_threads, warm_up
+    from models.torchscript import load_artifact
+
+    with tempfile.TemporaryDirectory(prefix="candlecast-retrain-bench-") as scratch_dir:
+        scratch = Path(scratch_dir)
+        model_path, _ = resolve_model(None)
+        threads = configure_threads(options.threads)
+        loaded = load_artifact(model_path)
+        warm_up(loaded, options.batch)
+        ceiling = model_ceiling(loaded, options.batch, 1.0, threads)
+        configure_threads(options.threads)
+        console.print("starting a local Kafka broker ...")
+        kafka = await asyncio.to_thread(LocalKafka(scratch / "kafka", heap="1g").start)
+        try:
+            bench_options = BenchOptions(
+                symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
+            )
+            bench = Bench(kafka.bootstrap_servers, bench_options, model_path, loaded, ceiling, console)
+            result = RetrainingResult(
+                machine=machine(),
+                options=asdict(options),
+                model=f"{loaded.manifest.name}/{loaded.version}",
+                retraining_command=retraining_command(scratch / "registry", scratch / "work"),
+                phase_s=options.steady_s,
+            )
+            await _rounds(bench, options, result, scratch, console)
+        finally:
+            await asyncio.to_thread(kafka.stop)
+    return result
+
+
+async def _rounds(
+    bench: Bench, options: RetrainingOptions, result: RetrainingResult, scratch: Path, console: Console
+) -> None:
+    workload: Workload = bench.workload("R", options.symbols)
+    candles, signals = await bench.topics("retrain", options.partitions)
+    await prefill(bench.bootstrap, candles, workload.rounds(bench.model.manifest.window))
+    settings = bench.settings(
+        candles=candles, signals=signals, group=signals, delivery="exactly_once", max_batch=options.batch
+    )
+    count = int(options.rate * options.steady_s)
+    async with Generator(bench.bootstrap, candles) as gen, serving(settings) as served:
+        await served.recorder.wait_for(options.symbols, bench.timeout(options.symbols, 10.0))
+
+        async def steady() -> tuple[Latency, float]:
+            return await paced_steady(bench, served, workload, gen, options.rate, count)
+
+        with limits_group() as limits:
+            for number in range(options.rounds):
+                console.print(f"round {number + 1}: steady {options.rate:g} candles/s without a retraining")
+                without, without_cpu = await steady()
+                runs: dict[str, Beside] = {}
+                for variant in ("limited", "unlimited") if options.unlimited else ("limited",):
+                    work = scratch / f"work-{number}-{variant}"
+                    registry = scratch / f"registry-{number}-{variant}"
+                    shutil.rmtree(registry, ignore_errors=True)
+                    console.print(f"round {number + 1}: the same beside a retraining, {variant}")
+                    runs[variant] = await beside_retraining(
+                        steady,
+                        command=retraining_command(registry, work),
+                        training=work / "run",
+                        limits=limits if variant == "limited" else None,
+                        warmup_s=options.warmup_s,
+                    )
+                result.rounds.append(Round(without, without_cpu, runs["limited"], runs.get("unlimited")))
+
+
+def render(result: RetrainingResult) -> str:
+    """A Markdown table of the rounds and the median ratios."""
+    lines = [
+        f"model {result.model}; {result.options['rate']:g} candles/s for {result.phase_s:g} s per phase",
+        "",
+        "| round | p99 without | p99 beside the limited retraining | p99 beside the unlimited one |",
+        "|---|---|---|---|",
+    ]
+
+    def cell(beside: Beside | None) -> str:
+        if beside is None:
+            return "-"
+        trains = "training" if beside.training else "not yet training"
+        return f"{beside.steady.p99_ms:.0f} ms ({trains}, {beside.retraining_cpu_s:.1f} CPU s in the phase)"
+
+    for number, r in enumerate(result.rounds, start=1):
+        lines.append(f"| {number} | {r.without.p99_ms:.0f} ms | {cell(r.limited)} | {cell(r.unlimited)} |")
+    lines += ["", json.dumps(result.summary())]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    defaults = RetrainingOptions()
+    parser.add_argument("--symbols", type=int, default=defaults.symbols)
+    parser.add_argument("--rate", type=float, default=defaults.rate, help="candles per second of each phase")
+    parser.add_argument("--steady-s", type=float, default=defaults.steady_s, help="seconds of each phase")
+    parser.add_argument("--rounds", type=int, default=defaults.rounds)
+    parser.add_argument(
+        "--warmup-s", type=float, default=defaults.warmup_s, help="longest wait for the retraining to train"
+    )
+    parser.add_argument("--no-unlimited", action="store_true", help="skip the phase beside an unlimited retraining")
+    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    args = parser.parse_args()
+    options = RetrainingOptions(
+        symbols=args.symbols,
+        rate=args.rate,
+        steady_s=args.steady_s,
+        rounds=args.rounds,
+        warmup_s=args.warmup_s,
+        unlimited=not args.no_unlimited,
+    )
+    console = Console(stderr=True)
+    started = time.perf_counter()
+    result = asyncio.run(measure(options, console))
+    console.print(f"done in {time.perf_counter() - started:.0f} s")
+    sys.stdout.write(render(result) + "\n")
+    if args.out is not None:
+        document = asdict(result) | {"summary": result.summary()}
+        args.out.write_text(json.dumps(document, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
