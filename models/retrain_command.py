@@ -108,11 +108,11 @@ def retrain(
     """Retrain the model in service on recent candles and promote the challenger only if it is better.
 
     The challenger gets the champion's configuration (window, horizons, members, training settings,
-    from its manifest; the options above override some) and learns from the recent candles before
+    from its manifest; the options below override some) and learns from the recent candles before
     the held-out period; both models are then scored on the held-out windows. The challenger
     becomes `current` only if its log loss at the primary horizon is lower by at least --margin and
-    the paired bootstrap interval of the difference excludes zero. Either way it stays in the
-    registry with decision.json (`candlecast models show NAME/VERSION`). Exit status: 0 promoted,
+    the paired 95% bootstrap interval of the difference lies below zero. Either way it stays in
+    the registry with decision.json (`candlecast models show NAME/VERSION`). Exit status: 0 promoted,
     3 refused, 1 failed, 2 bad options or settings.
     """
     from daemon.settings import bundled_registry, load_settings
