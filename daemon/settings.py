@@ -299,8 +299,8 @@ class MqttSettings(_Section):
         1000,
         ge=1,
         le=65535,
-        description="Candles the broker may send before the daemon takes them (MQTT 5 Receive Maximum; "
-        "each is acknowledged once queued): backpressure instead of an unbounded incoming queue.",
+        description="Candles the daemon holds before its pipeline takes them: it then reads no more from the "
+        "broker (also asked for as the MQTT 5 Receive Maximum); each is acknowledged once taken.",
     )
     candles_topic: str = Field("candlecast/candles/#", description="Topic filter the candles are consumed from.")
     session_expiry_s: int = Field(

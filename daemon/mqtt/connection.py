@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import ssl
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 import aiomqtt
 import structlog
@@ -17,6 +18,7 @@ from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
 from candlecast.errors import CandlecastError, ConfigError, TransportError
+from daemon.mqtt.bounded_client import BoundedClient
 from daemon.mqtt.metrics import MqttMetrics
 from daemon.settings import MqttSettings
 
@@ -96,11 +98,15 @@ class Connection:
         persistent: bool,
         session: Callable[[aiomqtt.Client], Awaitable[None]],
         receive_maximum: int | None = None,
+        read_limit: int | None = None,
     ) -> None:
         self.settings = settings
         self.receive_maximum = receive_maximum
-        """When set, the broker sends at most this many QoS 1/2 messages not yet acknowledged (MQTT 5
-        Receive Maximum), and the session acknowledges each itself once taken: backpressure."""
+        """When set, the broker should send at most this many QoS 1/2 messages not yet acknowledged (MQTT 5
+        Receive Maximum), and the session acknowledges each itself once taken."""
+        self.read_limit = read_limit
+        """When set, the client reads nothing more from the broker while its session holds this many messages
+        (``BoundedClient``)."""
         self.metrics = metrics
         self.role = role
         self.persistent = persistent
@@ -119,18 +125,21 @@ class Connection:
             properties.SessionExpiryInterval = self.settings.session_expiry_s
         if self.receive_maximum is not None:
             properties.ReceiveMaximum = self.receive_maximum
-        client = aiomqtt.Client(
-            self.settings.host,
-            self.settings.port,
-            username=self.settings.username,
-            password=self._password,
-            identifier=f"{self.settings.client_id}-{self.role}",
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=not self.persistent,
-            properties=properties,
-            tls_context=self._tls,
-            keepalive=30,
-        )
+        options: dict[str, Any] = {
+            "username": self.settings.username,
+            "password": self._password,
+            "identifier": f"{self.settings.client_id}-{self.role}",
+            "protocol": aiomqtt.ProtocolVersion.V5,
+            "clean_start": not self.persistent,
+            "properties": properties,
+            "tls_context": self._tls,
+            "keepalive": 30,
+        }
+        host, port = self.settings.host, self.settings.port
+        if self.read_limit is None:
+            client = aiomqtt.Client(host, port, **options)
+        else:
+            client = BoundedClient(host, port, limit=self.read_limit, **options)
         if self.receive_maximum is not None:
             client._client.manual_ack_set(True)  # aiomqtt has no option for it
         return client
