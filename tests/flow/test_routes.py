@@ -10,15 +10,18 @@ import functools
 from pathlib import Path
 
 import msgspec
+import pytest
 import torch
 
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
+from candlecast.errors import ArtifactError, ConfigError
 from daemon.backtest import backtest, candle_records
 from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
 from daemon.core import build_core
-from daemon.memory_transport import MemoryBroker
-from daemon.serving import ServedModel
+from daemon.memory_transport import MemoryBroker, MemoryTransports
+from daemon.service import Daemon
+from daemon.serving import ServedModel, load_serving_model
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings
 from daemon.signal import Signal
 from tests.flow.harness import (
@@ -62,7 +65,10 @@ def load_fake(settings: ModelSettings, _device: torch.device) -> ServedModel:
     return FakeServedModel("0.0.1", 0.0)
 
 
-def two_routes(hourly: Path = HOURLY_V1) -> Settings:
+STOCKS: dict[str, object] = {"name": "stocks-1d", "symbols": "*", "interval": "1d", "model": {"artifact": DAILY}}
+
+
+def two_routes(hourly: Path = HOURLY_V1, stocks: dict[str, object] = STOCKS) -> Settings:
     """``crypto-1h`` (``*USD`` hourly) first, then ``stocks-1d`` (every daily candle); small batches and
     one-poll queues, so that a few records of both routes are in flight at any time."""
     return Settings(
@@ -72,7 +78,7 @@ def two_routes(hourly: Path = HOURLY_V1) -> Settings:
         strategy=STRATEGY,
         routes=[
             {"name": "crypto-1h", "symbols": "*USD", "interval": "1h", "model": {"artifact": hourly}},
-            {"name": "stocks-1d", "symbols": "*", "interval": "1d", "model": {"artifact": DAILY}},
+            stocks,
         ],
     )
 
@@ -214,3 +220,35 @@ async def test_a_reload_of_one_route_switches_its_signals_once_and_leaves_the_ot
     daily = [s for s in published if s.interval == "1d"]
     expected_daily = [s for s in await uninterrupted(settings) if s.interval == "1d"]
     assert without_produce_time(daily) == without_produce_time(expected_daily)
+
+
+def load_fake_or_named(settings: ModelSettings, device: torch.device) -> ServedModel:
+    """Fakes by artifact name; a model named in the registry as the daemon loads it."""
+    return load_serving_model(settings, device) if settings.name is not None else load_fake(settings, device)
+
+
+@pytest.mark.parametrize(
+    ("route", "error", "message"),
+    [
+        (
+            {"name": "stocks-1d", "model": {"name": "nope"}},
+            ArtifactError,
+            r"routes\.1 \(stocks-1d\)\.model: model\.name: no model 'nope' in the registry",
+        ),
+        (
+            {"name": "stocks-1d", "interval": "1h", "model": {"artifact": DAILY}},
+            ConfigError,
+            r"routes\.1 \(stocks-1d\)\.interval: the route claims 1h candles, but its model fake/0.0.1 serves 1d",
+        ),
+    ],
+)
+async def test_a_route_whose_model_cannot_serve_it_stops_start_up_naming_the_route(
+    route: dict[str, object], error: type[Exception], message: str
+) -> None:
+    """A route naming a model the registry does not hold, or claiming another interval than its model
+    serves, stops the daemon before it connects, the message naming the route's field."""
+    transports = MemoryTransports(MemoryBroker())
+    daemon = Daemon(two_routes(stocks=route), transports=transports, load_model=load_fake_or_named)
+    with pytest.raises(error, match=message):
+        await daemon.run()
+    assert not daemon.pipeline_built.is_set()

@@ -66,7 +66,7 @@ def bad_messages(table: CandleTable, rng: random.Random) -> list[tuple[bytes | N
         "negative_volume": lambda r: json.dumps(candle(r, volume=-10.0)).encode(),
         "misaligned_ts": lambda r: json.dumps(candle(r, ts=r[1] + 3_600_000)).encode(),
         "future_ts": lambda r: json.dumps(candle(r, ts=FUTURE_MONDAY)).encode(),
-        "unknown_interval": lambda r: json.dumps(candle(r, interval="5m")).encode(),
+        "no_route": lambda r: json.dumps(candle(r, interval="5m")).encode(),
         "oversize": lambda r: json.dumps(candle(r, padding="x" * 8000)).encode(),
         "bad_ts": lambda r: json.dumps(candle(r, ts="yesterday")).encode(),
     }
