@@ -168,17 +168,24 @@ def backtest(
 
 @app.command()
 def demo(
-    data: Annotated[Path | None, typer.Option(help="Candle CSV; default the bundled daily US stocks.")] = None,
-    last: Annotated[int, typer.Option(help="Replay the last N candles of each symbol.")] = 120,
+    data: Annotated[
+        Path | None, typer.Option(help="Daily candle CSV for the equities-1d route; default the bundled US stocks.")
+    ] = None,
+    crypto_data: Annotated[
+        Path | None, typer.Option(help="Hourly *USD candle CSV for the crypto-1h route; default the bundled BTCUSD.")
+    ] = None,
+    last: Annotated[int, typer.Option(help="Replay the last N daily candles of each symbol.")] = 120,
+    crypto_last: Annotated[int, typer.Option(help="Replay the last N hourly candles of each symbol.")] = 160,
     rate: Annotated[float, typer.Option(help="Candles per second (0: as fast as possible).")] = 40.0,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
     buy_above: Annotated[float, typer.Option(help="Threshold strategy: BUY when p exceeds this.")] = 0.6,
     sell_below: Annotated[float, typer.Option(help="Threshold strategy: SELL when p is below this.")] = 0.4,
 ) -> None:
-    """Real bundled candles through a local Kafka and the bundled ensemble: signals and metrics.
+    """Real bundled candles through a local Kafka and the two bundled models: signals and metrics.
 
-    Starts a throwaway Kafka broker (KRaft), runs the daemon with the bundled trained ensemble,
-    replays the candles and prints each signal as it arrives; stops everything at the end or on Ctrl-C.
+    Starts a throwaway Kafka broker (KRaft), runs the daemon with two routes (hourly *USD candles to
+    crypto-1h, daily candles to equities-1d), replays both files' candles interleaved and prints each
+    signal as it arrives, with its route; stops everything at the end or on Ctrl-C.
     """
     from candlecast.candlefile import bundled_path
     from candlecast.demo import run_demo
@@ -187,7 +194,9 @@ def demo(
     configure_logging("WARNING", "console")
     run_demo(
         data or bundled_path("us_stocks_1d.csv"),
+        crypto=crypto_data or bundled_path("btcusd_1h.csv"),
         last=last,
+        crypto_last=crypto_last,
         rate=rate,
         symbols=[s.strip() for s in symbols.split(",")] if symbols else None,
         buy_above=buy_above,
