@@ -36,6 +36,7 @@ from aiokafka.helpers import create_ssl_context
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from candlecast.errors import CandlecastError, FencedError, TransportError
+from daemon.assignment_retries import paused_reason, plan_with_retries
 from daemon.checkpoint import Scoring, plan_start, rebuild_offset_from, scored_since
 from daemon.engine import SourceRecord
 from daemon.kafka_commit import GroupMembership, KafkaCommitter
@@ -45,9 +46,6 @@ from daemon.ports import PartitionRecords, RevokeHandler
 from daemon.settings import KafkaSettings
 
 log = structlog.get_logger("candlecast.kafka")
-
-PLAN_BACKOFF_S = (1.0, 2.0, 4.0)
-"""Waits between attempts to plan an assignment (fetch committed and beginning offsets)."""
 
 
 class HideSaslExchanges(logging.Filter):
@@ -162,6 +160,11 @@ class KafkaCandleSource:
             and self._failure is None
             and not (self._consumer is not None and self._consumer.paused())
         )
+
+    @property
+    def paused_reason(self) -> str | None:
+        paused = [] if self._consumer is None else [tp.partition for tp in self._consumer.paused()]
+        return paused_reason(paused, self._failure)
 
     @property
     def candle_topic_missing(self) -> str | None:
@@ -356,23 +359,15 @@ class KafkaCandleSource:
 
     async def _plan_with_retries(self, tps: list[TopicPartition]) -> bool:
         """Plan, retrying with backoff; ``False`` (partitions left paused, failure set) if it never succeeds."""
-        for attempt, backoff_s in enumerate((*PLAN_BACKOFF_S, None), start=1):
-            try:
-                await self._plan_rebuild(tps)
-            except (KafkaError, TransportError, TimeoutError, OSError) as exc:
-                error = exc
-            else:
-                return True
-            if backoff_s is not None:
-                log.warning("assignment failed; retrying", error=repr(error), attempt=attempt, retry_in_s=backoff_s)
-                await asyncio.sleep(backoff_s)
-        message = (
-            f"could not plan assigned partitions {[tp.partition for tp in tps]} after {len(PLAN_BACKOFF_S) + 1} "
-            f"attempts (committed and beginning offsets): {error!r}; they stay paused and the daemon "
-            f"exits, for a restart or another member to take them"
+        failure = await plan_with_retries(
+            lambda: self._plan_rebuild(tps),
+            [tp.partition for tp in tps],
+            (KafkaError, TransportError, TimeoutError, OSError),
+            asyncio.sleep,
         )
-        log.error("assignment failed; exiting", error=message)
-        self._failure = TransportError(message)
+        if failure is None:
+            return True
+        self._failure = failure
         return False
 
     async def _plan_rebuild(self, tps: list[TopicPartition]) -> None:

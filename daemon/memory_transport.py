@@ -3,9 +3,10 @@ as a consumer-group member, and a sink that publishes into it in transactions.
 
 They run the real ``Pipeline`` and the real ``Daemon`` without a broker: ``candlecast backtest``
 feeds a candle file through them, and the flow tests drive assignment, revocation, backpressure,
-stop, reload and failing transactions deterministically, with no sleeps. Rebuild planning is
-Kafka's own (``daemon.checkpoint.plan_start``), so a reassigned partition replays exactly what a
-Kafka-backed daemon would.
+stop, reload, failing transactions and failing assignments deterministically, with no sleeps. Rebuild
+planning is Kafka's own (``daemon.checkpoint.plan_start``), retried as Kafka's is
+(``daemon.assignment_retries``), so a reassigned partition replays exactly what a Kafka-backed daemon
+would.
 """
 
 from __future__ import annotations
@@ -15,11 +16,15 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from prometheus_client import CollectorRegistry, Gauge
+
 from candlecast.errors import TransportError
+from daemon.assignment_retries import paused_reason, plan_with_retries
 from daemon.checkpoint import Checkpoint, Scoring, plan_start, scored_since
 from daemon.engine import SourceRecord
 from daemon.ports import PartitionRecords, PublishBatch, RevokeHandler, ServedSink, ServedSource
 from daemon.signal import DeadLetter, Signal
+from daemon.timer import SystemTimer, Timer
 
 
 @dataclass(slots=True)
@@ -52,6 +57,9 @@ class MemoryBroker:
         self.transactions: list[Transaction] = []
         self.appends = 0
         """Records produced so far: a reader that saw this many waits for the next with ``appended``."""
+        self.plan_failures = 0
+        """The next assignment plans that fail, as a committed-offset fetch that gives up or
+        ``beginning_offsets`` timing out during a failover (``fail_plans``)."""
         self._appended = asyncio.Event()
         self._committed = asyncio.Event()
 
@@ -63,6 +71,19 @@ class MemoryBroker:
         """Create the candle topic: sources see it at their next ``check_reachable``, as a Kafka consumer
         sees a new topic at its next metadata refresh."""
         self.created = True
+
+    def fail_plans(self, count: int) -> None:
+        """Make the next ``count`` attempts to plan an assignment fail."""
+        self.plan_failures += count
+
+    def offsets_for_plan(self, partition: int) -> tuple[int, str, int]:
+        """The committed offset (-1 if none), its metadata and the log start of a partition, as a source
+        reads them to plan an assignment; ``TransportError`` while ``fail_plans`` says so."""
+        if self.plan_failures:
+            self.plan_failures -= 1
+            raise TransportError(f"fetching the committed offsets of {self.topic!r} timed out")
+        committed, metadata = self.committed.get(partition, (-1, ""))
+        return committed, metadata, self.log_start[partition]
 
     def append(self, partition: int, key: bytes | None, value: bytes, timestamp_ms: int) -> int:
         """Produce a candle record; returns its offset."""
@@ -129,8 +150,13 @@ class MemoryCandleSource:
         max_records: int = 500,
         reset: Literal["earliest", "latest"] = "earliest",
         assign_on_start: Iterable[int] | None = None,
+        timer: Timer | None = None,
+        paused_gauge: Gauge | None = None,
     ) -> None:
         self.broker = broker
+        self.timer = timer or SystemTimer()
+        """What an assignment's retries wait on."""
+        self.paused_gauge = paused_gauge
         self.max_records = max_records
         self.reset = reset
         self._on_revoke = on_revoke
@@ -139,6 +165,7 @@ class MemoryCandleSource:
         self._replay_until: dict[int, int] = {}
         self._scored_since: dict[int, Scoring | None] = {}
         self._paused: set[int] = set()
+        self._failure: TransportError | None = None
         self._wake = asyncio.Event()
         self._joined = False
         self.polls = 0
@@ -147,7 +174,15 @@ class MemoryCandleSource:
 
     @property
     def warm(self) -> bool:
-        return self._joined and not self._replay_until
+        return self._joined and not self._replay_until and not self._paused and self._failure is None
+
+    @property
+    def paused_reason(self) -> str | None:
+        return paused_reason(self._paused, self._failure)
+
+    @property
+    def paused(self) -> list[int]:
+        return sorted(self._paused)
 
     @property
     def candle_topic_missing(self) -> str | None:
@@ -174,22 +209,39 @@ class MemoryCandleSource:
         return self.reachable
 
     async def assign(self, partitions: Iterable[int]) -> None:
-        """Take partitions: each resumes from its committed offset, replaying from its rebuild offset."""
-        for partition in partitions:
-            committed, metadata = self.broker.committed.get(partition, (-1, ""))
-            plan = plan_start(committed, metadata, self.broker.log_start[partition])
+        """Take partitions: each resumes from its committed offset, replaying from its rebuild offset.
+        They stay paused while the plan is retried (``MemoryBroker.fail_plans``); if it never succeeds, they
+        stay paused and the next poll raises the failure."""
+        assigned = list(partitions)
+        self._pause_assigned(assigned)
+        failure = await plan_with_retries(lambda: self._plan(assigned), assigned, (TransportError,), self.timer.sleep)
+        if failure is not None:
+            self._failure = failure
+        else:
+            self.resume(*assigned)
+            self._joined = True
+        self._wake.set()
+
+    def _pause_assigned(self, partitions: list[int]) -> None:
+        self._paused.update(partitions)
+        self._show_paused()
+
+    async def _plan(self, partitions: list[int]) -> None:
+        """Seek each partition, all or none: the offsets of every partition are read before any moves."""
+        offsets = {partition: self.broker.offsets_for_plan(partition) for partition in partitions}
+        for partition, (committed, metadata, log_start) in offsets.items():
+            plan = plan_start(committed, metadata, log_start)
             if plan is None:
-                start = (
-                    self.broker.log_start[partition] if self.reset == "earliest" else len(self.broker.logs[partition])
-                )
-                self._position[partition] = start
+                self._position[partition] = log_start if self.reset == "earliest" else len(self.broker.logs[partition])
                 continue
             self._position[partition] = plan.seek
             if plan.replay_until is not None:
                 self._replay_until[partition] = plan.replay_until
                 self._scored_since[partition] = scored_since(metadata)
-        self._joined = True
-        self._wake.set()
+
+    def _show_paused(self) -> None:
+        if self.paused_gauge is not None:
+            self.paused_gauge.set(len(self._paused))
 
     @property
     def positions(self) -> dict[int, int]:
@@ -201,20 +253,22 @@ class MemoryCandleSource:
         how far each was taken."""
         revoked = [p for p in partitions if p in self._position]
         taken = {p: self._position[p] for p in revoked}
-        self._paused.update(revoked)
+        self._pause_assigned(revoked)
         if self._on_revoke is not None:
             await self._on_revoke([(self.broker.topic, p) for p in revoked])
         for partition in revoked:
             self._position.pop(partition, None)
             self._replay_until.pop(partition, None)
             self._paused.discard(partition)
+        self._show_paused()
         return taken
 
     def pause(self, *partitions: int) -> None:
-        self._paused.update(partitions)
+        self._pause_assigned(list(partitions))
 
     def resume(self, *partitions: int) -> None:
         self._paused.difference_update(partitions)
+        self._show_paused()
         self._wake.set()
 
     def backlog(self) -> int:
@@ -224,8 +278,11 @@ class MemoryCandleSource:
         )
 
     async def poll(self) -> list[PartitionRecords]:
-        """The next records of the assigned, unpaused partitions; waits until there are some."""
+        """The next records of the assigned, unpaused partitions; waits until there are some. Raises the
+        failure of an assignment that could not be planned."""
         while True:
+            if self._failure is not None:
+                raise self._failure
             seen = self.broker.appends
             polled = self._take()
             if polled:
@@ -322,15 +379,40 @@ class MemorySignalSink:
 
 
 class MemoryTransports:
-    """A ``TransportFactory`` for ``Daemon``: builds a source and a sink on one broker and keeps them."""
+    """A ``TransportFactory`` for ``Daemon``: builds a source and a sink on one broker and keeps them.
+    With a ``registry``, the source shows its paused partitions in ``candlecast_paused_partitions``, as
+    the Kafka source does; with a ``timer``, assignment retries wait on it."""
 
-    def __init__(self, broker: MemoryBroker, *, max_records: int = 500) -> None:
+    def __init__(
+        self,
+        broker: MemoryBroker,
+        *,
+        max_records: int = 500,
+        timer: Timer | None = None,
+        registry: CollectorRegistry | None = None,
+    ) -> None:
         self.broker = broker
         self.max_records = max_records
+        self.timer = timer
+        self.paused_gauge = (
+            None
+            if registry is None
+            else Gauge(
+                "candlecast_paused_partitions",
+                "Assigned partitions paused: draining, planning a rebuild, or stuck after a failed assignment.",
+                registry=registry,
+            )
+        )
         self.source: MemoryCandleSource | None = None
         self.sink: MemorySignalSink | None = None
 
     def __call__(self, on_revoke: RevokeHandler) -> tuple[ServedSource, ServedSink]:
-        self.source = MemoryCandleSource(self.broker, on_revoke=on_revoke, max_records=self.max_records)
+        self.source = MemoryCandleSource(
+            self.broker,
+            on_revoke=on_revoke,
+            max_records=self.max_records,
+            timer=self.timer,
+            paused_gauge=self.paused_gauge,
+        )
         self.sink = MemorySignalSink(self.broker)
         return self.source, self.sink

@@ -212,7 +212,7 @@ class Daemon:
         self.health.checks.update(
             model_loaded=lambda: True,
             candle_topic=lambda: (source.candle_topic_missing is None, source.candle_topic_missing),
-            partitions_assigned=lambda: source.warm,
+            partitions_assigned=lambda: (source.warm, source.paused_reason),
             broker_reachable=lambda: source.reachable and sink.healthy,
             not_draining=lambda: not self._stopping.is_set(),
         )
