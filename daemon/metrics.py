@@ -2,7 +2,7 @@
 
 The hot path never touches a metric per candle: the ingestor and the window store count in
 plain ints, and this module turns their increments into metric updates once per poll.
-Labels stay bounded: rejection reasons, actions, partitions, outcomes; never symbols.
+Labels stay bounded: rejection reasons, actions, partitions, outcomes, routes; never symbols.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from candlecast.client_logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
 from daemon.engine import CandleIngestor, IngestCounters, SignalBuilder
 from daemon.ports import PublishBatch
+from daemon.route import DEFAULT_ROUTE
 from strategies.base import Action
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)
@@ -54,25 +55,28 @@ class DaemonMetrics:
         )
         self.signals = PromCounter(
             "candlecast_signals_published",
-            "Signals published, by action and strategy.",
-            ["action", "strategy"],
+            "Signals published, by action, strategy and route.",
+            ["action", "strategy", "route"],
             registry=registry,
         )
         self.end_to_end = Histogram(
             "candlecast_end_to_end_latency_seconds",
-            "From the candle record's timestamp to the signal acknowledged by the broker.",
+            "From the candle record's timestamp to the signal acknowledged by the broker, by route.",
+            ["route"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.queue_wait = Histogram(
             "candlecast_queue_wait_seconds",
-            "From taking a record off the source to the start of its forward pass.",
+            "From taking a record off the source to the start of its forward pass, by route.",
+            ["route"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
         self.inference = Histogram(
             "candlecast_inference_seconds",
-            "Duration of one forward pass (one batch).",
+            "Duration of one forward pass (one batch of one route's model).",
+            ["route"],
             buckets=LATENCY_BUCKETS,
             registry=registry,
         )
@@ -83,7 +87,11 @@ class DaemonMetrics:
             registry=registry,
         )
         self.batch_size = Histogram(
-            "candlecast_batch_size", "Windows per forward pass.", buckets=BATCH_BUCKETS, registry=registry
+            "candlecast_batch_size",
+            "Windows per forward pass, by route.",
+            ["route"],
+            buckets=BATCH_BUCKETS,
+            registry=registry,
         )
         self.windows_live = Gauge("candlecast_windows_live", "Windows held in memory.", registry=registry)
         self.window_bytes = Gauge("candlecast_window_bytes", "Bytes allocated for windows.", registry=registry)
@@ -111,6 +119,9 @@ class DaemonMetrics:
             self.candles_rejected.labels(reason.value)
         for outcome in ("reset", "tolerated", "filled"):
             self.gaps.labels(outcome)
+        self.routes: list[str] = []
+        """Route names by the pipeline's position (``use_routes``)."""
+        self.use_routes([DEFAULT_ROUTE])
         self._seen_rejected: Counter[str] = Counter()
         self._seen_not_finite = 0
         self._seen = {
@@ -123,10 +134,18 @@ class DaemonMetrics:
             "filled": 0,
         }
 
-    def expect_strategy(self, strategy: str) -> None:
-        """Create the signal series of a strategy, one per action, at 0."""
+    def use_routes(self, names: Sequence[str]) -> None:
+        """Label what each route (by the pipeline's position) scores and publishes with its name; its
+        latency and batch series exist from now on."""
+        self.routes = list(names)
+        for name in names:
+            for histogram in (self.end_to_end, self.queue_wait, self.inference, self.batch_size):
+                histogram.labels(name)
+
+    def expect_strategy(self, strategy: str, route: str = DEFAULT_ROUTE) -> None:
+        """Create the signal series of a route's strategy, one per action, at 0."""
         for action in Action:
-            self.signals.labels(action.value, strategy)
+            self.signals.labels(action.value, strategy, route)
 
     def observe_ingest(
         self,
@@ -176,20 +195,25 @@ class DaemonMetrics:
             self.outputs_not_finite.inc(increment)
             self._seen_not_finite = not_finite
 
-    def observe_forward(self, rows: int, seconds: float) -> None:
-        self.batch_size.observe(rows)
-        self.inference.observe(seconds)
+    def observe_forward(self, rows: int, seconds: float, route: int = 0) -> None:
+        name = self.routes[route]
+        self.batch_size.labels(name).observe(rows)
+        self.inference.labels(name).observe(seconds)
+
+    def observe_queue_wait(self, seconds: float, route: int = 0) -> None:
+        self.queue_wait.labels(self.routes[route]).observe(seconds)
 
     def observe_publish(self, batch: PublishBatch, seconds: float, acked_ms: float) -> None:
         self.publish.observe(seconds)
         if batch.dead_letters:
             self.dead_letters.inc(len(batch.dead_letters))
-        actions: Counter[tuple[str, str]] = Counter()
+        actions: Counter[tuple[str, str, str]] = Counter()
         for signal, request in batch.signals:
-            actions[(signal.action, signal.strategy.partition("(")[0])] += 1
-            self.end_to_end.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
-        for (action, strategy), count in actions.items():
-            self.signals.labels(action, strategy).inc(count)
+            route = self.routes[request.route]
+            actions[(signal.action, signal.strategy.partition("(")[0], route)] += 1
+            self.end_to_end.labels(route).observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
+        for (action, strategy, route), count in actions.items():
+            self.signals.labels(action, strategy, route).inc(count)
 
 
 def build_versions() -> dict[str, str]:

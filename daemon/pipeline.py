@@ -35,6 +35,7 @@ from daemon.dispatch import Dispatcher, RouteClaim
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
 from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
+from daemon.route import DEFAULT_ROUTE
 from daemon.signal import DeadLetter
 from daemon.timer import SystemTimer, Timer
 from models.artifact import ModelOutputs
@@ -112,7 +113,7 @@ class Pipeline(Generic[ScorerT]):
             # One route taking every candle: the backtest's and the single-model tests' pipeline.
             assert ingestor is not None and builder is not None and models is not None
             claim = RouteClaim("*", None)
-            lanes = [Lane(SOLE_ROUTE, claim, ingestor, builder, models, policy or BatchPolicy(), list(observers))]
+            lanes = [Lane(DEFAULT_ROUTE, claim, ingestor, builder, models, policy or BatchPolicy(), list(observers))]
         self.lanes = list(lanes)
         """The routes, in match order: a record goes to the first that claims it."""
         self.dispatcher = Dispatcher([lane.claim for lane in self.lanes], describe_routes, max_message_bytes)
@@ -125,6 +126,7 @@ class Pipeline(Generic[ScorerT]):
         self.policy = first.policy
         """The first route's parts (the only route's, without routing)."""
         self.metrics = metrics
+        metrics.use_routes([lane.name for lane in self.lanes])
         self.clock = clock or SystemTimer()
         """Stamps and durations, and the batcher's ``max_wait_s`` wait."""
         self._chunk_limit = max(lane.policy.max_batch for lane in self.lanes)
@@ -410,7 +412,7 @@ class Pipeline(Generic[ScorerT]):
                 for route, requests in sorted(by_route.items()):
                     lane = self.lanes[route]
                     model = lane.models.model
-                    score = functools.partial(self._score, model, requests, lane.policy)
+                    score = functools.partial(self._score, route, model, requests)
                     scored[route] = (model, await self.run_in_model_thread(score))
             history = sum(1 for requests in by_route.values() for r in requests if not r.publish)
             if history:
@@ -444,16 +446,19 @@ class Pipeline(Generic[ScorerT]):
             parts.append((route, ScoredChunk(Chunk(requests, [], {}), rows, model.version)))
         return parts
 
-    def _score(self, model: Scorer, requests: Sequence[ScoreRequest], policy: BatchPolicy) -> ModelOutputs:
+    def _score(self, route: int, model: Scorer, requests: Sequence[ScoreRequest]) -> ModelOutputs:
+        """One route's requests through its model, in forward passes of at most its ``max_batch``."""
         started = int(self.clock.monotonic() * 1e9)
         for request in requests:
-            self.metrics.queue_wait.observe((started - request.received_ns) / 1e9 if request.received_ns else 0.0)
+            self.metrics.observe_queue_wait(
+                (started - request.received_ns) / 1e9 if request.received_ns else 0.0, route
+            )
         parts = []
-        for start, stop in policy.split(len(requests)):
+        for start, stop in self.lanes[route].policy.split(len(requests)):
             windows = np.stack([r.window for r in requests[start:stop]])
             began = self.clock.monotonic()
             parts.append(model.score(windows))
-            self.metrics.observe_forward(stop - start, self.clock.monotonic() - began)
+            self.metrics.observe_forward(stop - start, self.clock.monotonic() - began, route)
         return concat_outputs(parts)
 
     async def _publish_loop(self) -> None:

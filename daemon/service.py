@@ -252,7 +252,7 @@ class Daemon:
             )
         view = self.settings.for_route(route)
         core = build_core(view, model, self.clock)
-        self.metrics.expect_strategy(core.builder.strategy.name)
+        self.metrics.expect_strategy(core.builder.strategy.name, route.name)
         # Drift and quality gauges have no route label: the first route's are exported, the others'
         # serve the query API only.
         registry = self.registry if index == 0 else CollectorRegistry()

@@ -89,11 +89,12 @@ class Served:
     recorder: Recorder
 
     def totals(self, histogram: str = "candlecast_batch_size") -> tuple[float, float]:
-        """Sum and count of one of the daemon's histograms so far (by default: rows and forward passes)."""
-        registry = self.daemon.registry
+        """Sum and count of one of the daemon's histograms so far, over every route (by default: rows and
+        forward passes)."""
+        samples = [s for metric in self.daemon.registry.collect() if metric.name == histogram for s in metric.samples]
         return (
-            registry.get_sample_value(f"{histogram}_sum") or 0.0,
-            registry.get_sample_value(f"{histogram}_count") or 0.0,
+            sum(s.value for s in samples if s.name == f"{histogram}_sum"),
+            sum(s.value for s in samples if s.name == f"{histogram}_count"),
         )
 
     def mean_since(self, mark: tuple[float, float], histogram: str = "candlecast_batch_size") -> float:

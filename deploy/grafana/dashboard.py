@@ -106,10 +106,11 @@ def unit_of(panel: timeseries.Panel, legend: str, unit: str) -> timeseries.Panel
     return panel.override_by_name(legend, [DynamicConfigValue(id_val="unit", value=unit)])
 
 
-def quantiles(histogram: str) -> list[tuple[str, str]]:
+def quantiles(histogram: str, *, by_route: bool = False) -> list[tuple[str, str]]:
     bucket = m(f"{histogram}_bucket")
+    by, legend = ("le, route", " {{route}}") if by_route else ("le", "")
     return [
-        (f"histogram_quantile({q}, sum by (le) (rate({bucket}[{RATE}])))", f"p{round(q * 100)}")
+        (f"histogram_quantile({q}, sum by ({by}) (rate({bucket}[{RATE}])))", f"p{round(q * 100)}{legend}")
         for q in (0.5, 0.9, 0.99)
     ]
 
@@ -174,9 +175,9 @@ def traffic() -> list[timeseries.Panel]:
         ),
         series(
             "Signals by action",
-            "Signals published per second, by action and strategy.",
+            "Signals published per second, by action, route and strategy.",
             "reqps",
-            (f"sum by (action, strategy) (rate({signals}[{RATE}]))", "{{action}} ({{strategy}})"),
+            (f"sum by (action, route, strategy) (rate({signals}[{RATE}]))", "{{action}} {{route}} ({{strategy}})"),
         ),
         series(
             "Share of BUY / SELL / HOLD",
@@ -211,7 +212,10 @@ def latency() -> list[timeseries.Panel]:
             span=12,
         ),
         series(
-            "Inference per batch", "One forward pass of the ensemble.", "s", *quantiles("candlecast_inference_seconds")
+            "Inference per batch",
+            "One forward pass of a route's ensemble, by route.",
+            "s",
+            *quantiles("candlecast_inference_seconds", by_route=True),
         ),
         series(
             "Publish",

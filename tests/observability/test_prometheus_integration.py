@@ -88,7 +88,13 @@ async def observed(
             await wait_for(
                 lambda: (
                     sum(
-                        sample(daemon, "candlecast_signals_published_total", action=a, strategy="threshold")
+                        sample(
+                            daemon,
+                            "candlecast_signals_published_total",
+                            action=a,
+                            strategy="threshold",
+                            route="default",
+                        )
                         for a in ("BUY", "SELL", "HOLD")
                     )
                     == expected_signals
