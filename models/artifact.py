@@ -40,6 +40,20 @@ class Member(msgspec.Struct, frozen=True):
     parameters: int
     weights: list[float]
     """Ensemble weight of this member, per horizon."""
+    streams: bool = False
+    """The member scores a candle with one step from per-symbol state (``Manifest.streaming``)."""
+
+
+class Streaming(msgspec.Struct, frozen=True):
+    """How the artifact scores a candle from per-symbol state (``models.streaming``): TorchScript
+    methods ``advance(state [B, state_size], lookback [B, lookback + 1, 5]) -> state`` and
+    ``emit(state, window [B, window, 5])`` (``forward``'s five outputs), beside the windowed
+    ``forward``. Two copies of the state per symbol restart every ``span`` candle slots, staggered by
+    half (``daemon.recurrent_state``)."""
+
+    span: int
+    lookback: int
+    state_size: int
 
 
 class Calibration(msgspec.Struct, frozen=True):
@@ -133,6 +147,8 @@ class Manifest(msgspec.Struct, frozen=True):
     """Members trained but left out of the graph because their weight was 0 at every horizon."""
     members_note: str = ""
     """Why members without weight in the probabilities at some horizon stay in the graph."""
+    streaming: Streaming | None = None
+    """Set when every member streams: the artifact can score a candle from per-symbol state."""
 
 
 @dataclass(frozen=True, slots=True)

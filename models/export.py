@@ -20,11 +20,13 @@ from models.artifact import (
     Manifest,
     Member,
     Reference,
+    Streaming,
     Training,
     pad_rows,
 )
 from models.features import FEATURE_NAMES
 from models.networks import Ensemble
+from models.streaming import StreamingEnsemble, StreamingLstmMember
 from models.torchscript import LoadedModel, framework_versions, load_artifact, save_artifact, weights_digest
 
 GOLDEN_TOLERANCE = 1e-5
@@ -102,6 +104,7 @@ def export_ensemble(
             kind=kind,
             parameters=sum(p.numel() for p in module.parameters()),
             weights=weights[i].tolist(),
+            streams=isinstance(module, StreamingLstmMember),
         )
         for i, (member_name, kind, module) in enumerate(zip(member_names, member_kinds, ensemble.members, strict=True))
     ]
@@ -139,6 +142,11 @@ def export_ensemble(
         ),
         dropped_members=list(dropped_members),
         members_note=members_note,
+        streaming=(
+            Streaming(span=ensemble.span, lookback=ensemble.lookback, state_size=ensemble.state_size)
+            if isinstance(ensemble, StreamingEnsemble)
+            else None
+        ),
     )
     save_artifact(scripted, manifest, path)
     return load_artifact(path)

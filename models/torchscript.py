@@ -24,7 +24,15 @@ import numpy.typing as npt
 import torch
 
 from candlecast.errors import ArtifactError
-from models.artifact import MANIFEST_FILE, Manifest, ModelOutputs, decode_manifest, file_digest, pad_rows
+from models.artifact import (
+    MANIFEST_FILE,
+    Manifest,
+    ModelOutputs,
+    Streaming,
+    decode_manifest,
+    file_digest,
+    pad_rows,
+)
 
 # torch deprecates torch.jit in favour of torch.export; TorchScript is still this project's artifact
 # format, and the warning would only alarm operators reading the daemon's log.
@@ -160,6 +168,8 @@ def load_artifact(path: Path, device: str | torch.device = "cpu", *, expected_sh
     staging = HostStaging(target) if target.type == "cuda" else None
     model = LoadedModel(module, manifest, path, file_sha, target, staging)
     check_golden(model)
+    if manifest.streaming is not None:
+        check_golden_steps(model, manifest.streaming)
     return model
 
 
@@ -178,6 +188,30 @@ def check_golden(model: LoadedModel) -> None:
     if not math.isfinite(error) or error > golden.tolerance:
         raise ArtifactError(
             f"{model.path}: golden outputs differ from the manifest by {error:.3g} (tolerance {golden.tolerance:g})"
+        )
+
+
+def check_golden_steps(model: LoadedModel, streaming: Streaming) -> None:
+    """Step the golden windows from a zero state through the longest history they allow and compare
+    the step path's probabilities with the recorded (windowed) ones."""
+    golden = model.manifest.golden
+    windows = torch.from_numpy(pad_rows(np.asarray(golden.input, dtype=np.float32))).to(model.device)
+    expected = np.asarray(golden.probabilities, dtype=np.float64)
+    length = windows.shape[1]
+    history = min(streaming.span, length - streaming.lookback)
+    try:
+        with torch.inference_mode():
+            state = torch.zeros(windows.shape[0], streaming.state_size, device=model.device)
+            for position in range(length - history, length):
+                state = model.module.advance(state, windows[:, position - streaming.lookback : position + 1])
+            got = model.module.emit(state, windows)[0][: len(expected)].double().cpu().numpy()
+    except RuntimeError as exc:
+        raise ArtifactError(f"{model.path}: the step path failed on the golden input ({exc})") from exc
+    error = float(np.max(np.abs(got - expected)))
+    if got.shape != expected.shape or not math.isfinite(error) or error > golden.tolerance:
+        raise ArtifactError(
+            f"{model.path}: stepped golden outputs differ from the manifest by {error:.3g} "
+            f"(tolerance {golden.tolerance:g})"
         )
 
 
