@@ -3,6 +3,7 @@ steady rate, under a 10x burst, and when many symbols close a candle at once."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 
 import numpy as np
@@ -15,6 +16,8 @@ from candlecast.bench.streams import stream_clients
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
 PUBLISH_SECONDS = "candlecast_publish_seconds"
+QUIET_S = 1.0
+"""Idle time before each steady phase, so that none starts while the last one's clients still connect or close."""
 
 
 async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
@@ -120,6 +123,7 @@ async def paced_steady(
 ) -> tuple[Latency, float]:
     """``count`` candles at ``rate``: their latencies, and the CPU seconds of this (the daemon's) process meanwhile."""
     recorder = served.recorder
+    await asyncio.sleep(QUIET_S)
     start, cpu = len(recorder), time.process_time()
     await gen.paced(workload.stream(count), [i / rate for i in range(count)])
     await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
