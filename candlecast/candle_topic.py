@@ -13,18 +13,21 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import msgspec
 import numpy as np
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 from aiokafka.structs import OffsetAndTimestamp
 
 from candlecast.candlefile import CandleTable
 from candlecast.errors import TransportError
-from candlecast.topics import MissingTopicError, require_topic
+from candlecast.topics import MissingTopicError
 from daemon.candle import CandleMessage, parse_ts
 from daemon.kafka_source import client_options
+from daemon.kafka_topics import topic_exists
 from daemon.settings import KafkaSettings
 
 POLL_MS = 500
@@ -73,11 +76,23 @@ def _ranges(
     return ranges
 
 
+async def _partition_ids(settings: KafkaSettings, topic: str) -> list[int]:
+    """The topic's partitions, from the broker's metadata (with the settings' security options)."""
+    admin = AIOKafkaAdminClient(**client_options(settings))
+    await admin.start()
+    try:
+        if not await topic_exists(admin, topic):
+            raise MissingTopicError(f"topic {topic!r} does not exist on {settings.bootstrap_servers}")
+        described: list[dict[str, Any]] = await admin.describe_topics([topic])
+    finally:
+        await admin.close()
+    return sorted(p["partition"] for e in described if e["topic"] == topic for p in e["partitions"])
+
+
 async def read_topic_candles(
     settings: KafkaSettings, topic: str, *, since_ms: int, until_ms: int, interval: str
 ) -> TopicRead:
     """The ``interval`` candles published to ``topic`` with record timestamps in ``[since_ms, until_ms)``."""
-    await require_topic(settings.bootstrap_servers, topic)
     consumer = AIOKafkaConsumer(
         **client_options(settings), group_id=None, enable_auto_commit=False, isolation_level="read_committed"
     )
@@ -85,11 +100,8 @@ async def read_topic_candles(
     skipped: Counter[str] = Counter()
     records = 0
     try:
+        assigned = [TopicPartition(topic, p) for p in await _partition_ids(settings, topic)]
         await consumer.start()
-        partitions = consumer.partitions_for_topic(topic)
-        if not partitions:
-            raise MissingTopicError(f"topic {topic!r} has no partitions on {settings.bootstrap_servers}")
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
         consumer.assign(assigned)
         ends = await consumer.end_offsets(assigned)
         starts = await consumer.offsets_for_times(dict.fromkeys(assigned, since_ms))
