@@ -162,11 +162,6 @@ class Daemon:
         """The first route's model in service, once loaded (the only one without routes)."""
         return self.routes[0].model if self.routes else None
 
-    @property
-    def monitor(self) -> ModelMonitor | None:
-        """The first route's monitor (the only one without routes)."""
-        return self.routes[0].monitor if self.routes else None
-
     def request_stop(self) -> None:
         self._stopping.set()
         if self.pipeline is not None:

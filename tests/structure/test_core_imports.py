@@ -24,6 +24,7 @@ CORE = (
     "daemon.clock",
     "daemon.core",
     "daemon.dead_letters",
+    "daemon.dispatch",
     "daemon.drift",
     "daemon.engine",
     "daemon.intervals",
