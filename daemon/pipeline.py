@@ -161,7 +161,8 @@ class Pipeline(Generic[ScorerT]):
 
     @property
     def model_lock(self) -> asyncio.Lock:
-        """Held around each forward pass; a reload takes it to swap models between batches."""
+        """Held around each forward pass (the query API's scoring takes it too); a model swap goes
+        through ``between_batches``."""
         return self._model_lock
 
     @contextlib.asynccontextmanager
