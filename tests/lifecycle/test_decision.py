@@ -3,17 +3,19 @@ training anything."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from candlecast.candlefile import CandleTable, read_candles
-from candlecast.errors import DataError
+from candlecast.errors import ConfigError, DataError
 from models.decision import DECISION_FILE, Decision, Gap, ModelFigures, decide, encode
 from models.recent_candles import before, holdout_start, merge, write_candles
 from models.registry import Registry
 from models.retrain import next_version
+from models.retrain_command import parse_moment
 
 
 @pytest.mark.parametrize(
@@ -96,3 +98,14 @@ def test_merged_files_keep_the_first_candle_and_round_trip_through_csv(tmp_path:
     assert before(merged, cut).ts.tolist() == [0, 0]
     with pytest.raises(DataError, match="too few"):
         holdout_start(merged, 3)
+
+
+def test_since_and_until_take_iso_times_or_durations_before_until() -> None:
+    """``--since 90d`` is 90 days before ``--until``; an ISO time without an offset is UTC; anything else is refused."""
+    until = parse_moment("2026-12-01T00:00:00Z", "--until")
+    assert until == datetime(2026, 12, 1, tzinfo=UTC)
+    assert parse_moment("90d", "--since", anchor=until) == until - timedelta(days=90)
+    assert parse_moment("36h", "--since", anchor=until) == until - timedelta(hours=36)
+    assert parse_moment("2026-11-01T12:00", "--since", anchor=until) == datetime(2026, 11, 1, 12, tzinfo=UTC)
+    with pytest.raises(ConfigError, match="--since: '90 days'"):
+        parse_moment("90 days", "--since", anchor=until)
