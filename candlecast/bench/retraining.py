@@ -1,9 +1,10 @@
 """The daemon's latency while ``candlecast retrain`` runs beside it, side by side in one run.
 
 One daemon (the bundled model, exactly-once, a throwaway local Kafka) serves a steady candle rate;
-each round measures a steady phase without a retraining, then one with a retraining started beside it
-under the limits of systemd/candlecast-retrain.service as far as this host allows, then (unless
-``--no-unlimited``) one with a retraining without any limit. The retraining is the real command in a
+each round measures a steady phase without a retraining, then one beside a retraining for each of
+``--variants``: ``limited`` (the limits of systemd/candlecast-retrain.service as far as this host
+allows), ``quota`` (the same without ``CPUWeight=1``: its CPU quota, nice and idle I/O only) and
+``unlimited`` (none). The retraining is the real command in a
 process of its own (the bundled crypto-1h champion, its own configuration, on the bundled hourly
 BTC candles), started before the phase (which waits until it trains, at most ``--warmup-s``) and stopped after it;
 it never finishes, and does not need to.
@@ -51,6 +52,7 @@ CPU_SHARES = 10
 MEMORY_MAX = 4 << 30
 LIMITED = ("nice", "-n", "19", "ionice", "-c", "3", "chrt", "-b", "0")
 CHAMPION = "crypto-1h"
+VARIANTS = ("limited", "quota", "unlimited")
 
 
 @dataclass(frozen=True)
@@ -63,8 +65,8 @@ class RetrainingOptions:
     warmup_s: float = 120.0
     """Longest wait from starting a retraining to the phase beside it; the phase starts earlier, as soon
     as the retraining trains (after imports, reading the candles, loading the champion)."""
-    unlimited: bool = True
-    """Also measure beside a retraining without limits."""
+    variants: tuple[str, ...] = ("limited", "unlimited")
+    """Which retraining phases each round measures (``VARIANTS``), in this order."""
     batch: int = 512
     threads: int = 0
     partitions: int = 3
@@ -96,8 +98,8 @@ class Beside:
 class Round:
     without: Latency
     without_cpu_s: float
-    limited: Beside
-    unlimited: Beside | None = None
+    beside: dict[str, Beside]
+    """Per variant."""
 
 
 @dataclass
@@ -107,15 +109,15 @@ class RetrainingResult:
     model: str
     retraining_command: list[str]
     phase_s: float
+    variants: list[str]
     rounds: list[Round] = field(default_factory=list)
 
     def summary(self) -> dict[str, float]:
         """Median over rounds of the p99 with a retraining over the p99 without, per variant."""
-        ratios: dict[str, list[float]] = {"limited": [], "unlimited": []}
+        ratios: dict[str, list[float]] = {}
         for r in self.rounds:
-            ratios["limited"].append(r.limited.steady.p99_ms / r.without.p99_ms)
-            if r.unlimited is not None:
-                ratios["unlimited"].append(r.unlimited.steady.p99_ms / r.without.p99_ms)
+            for variant, beside in r.beside.items():
+                ratios.setdefault(variant, []).append(beside.steady.p99_ms / r.without.p99_ms)
         return {f"p99_ratio_{k}": sorted(v)[len(v) // 2] for k, v in ratios.items() if v}
 
 
@@ -124,35 +126,41 @@ def _cgroups_writable() -> bool:
 
 
 @contextlib.contextmanager
-def limits_group() -> Iterator[Limits]:
-    """The unit's limits as far as this host allows: the command-line ones always, and cgroup v1 groups
-    standing in for CPUQuota, CPUWeight and MemoryMax where this process may make them (a shell joins
-    them, then becomes the limited command)."""
+def limits_group() -> Iterator[dict[str, Limits]]:
+    """The unit's limits as far as this host allows (``limited``), and the same without its CPU
+    weight (``quota``): the command-line ones always, and cgroup v1 groups standing in for CPUQuota,
+    CPUWeight and MemoryMax where this process may make them (a shell joins them, then becomes the
+    limited command)."""
     applied = ["Nice=19 (nice -n 19)", "IOSchedulingClass=idle (ionice -c 3)", "CPUSchedulingPolicy=batch (chrt -b 0)"]
     if not _cgroups_writable():
-        yield Limits(applied, list(LIMITED))
+        yield {"limited": Limits(applied, list(LIMITED)), "quota": Limits(applied, list(LIMITED))}
         return
-    cpu, memory = CGROUP_V1 / "cpu" / GROUP, _memory_root() / GROUP
-    for group in (cpu, memory):
+    memory = _memory_root() / GROUP
+    groups = {"limited": CGROUP_V1 / "cpu" / GROUP, "quota": CGROUP_V1 / "cpu" / f"{GROUP}-quota"}
+    for group in (memory, *groups.values()):
         group.mkdir(exist_ok=True)
-    (cpu / "cpu.cfs_period_us").write_text(f"{CPU_PERIOD_US}\n")
-    (cpu / "cpu.cfs_quota_us").write_text(f"{CPU_PERIOD_US}\n")
-    (cpu / "cpu.shares").write_text(f"{CPU_SHARES}\n")
+    for variant, cpu in groups.items():
+        (cpu / "cpu.cfs_period_us").write_text(f"{CPU_PERIOD_US}\n")
+        (cpu / "cpu.cfs_quota_us").write_text(f"{CPU_PERIOD_US}\n")
+        (cpu / "cpu.shares").write_text(f"{CPU_SHARES if variant == 'limited' else 1024}\n")
     (memory / "memory.limit_in_bytes").write_text(f"{MEMORY_MAX}\n")
-    applied += [
+    common = [
         "CPUQuota=100% (cgroup v1 cpu.cfs_quota_us = cpu.cfs_period_us)",
-        f"CPUWeight=1 (cgroup v1 cpu.shares = {CPU_SHARES})",
         "MemoryMax=4G (cgroup v1 memory.limit_in_bytes)",
         "OOMScoreAdjust=1000 (/proc/self/oom_score_adj)",
     ]
-    join = (
-        f"echo $$ > {cpu}/cgroup.procs && echo $$ > {memory}/cgroup.procs && "
-        'echo 1000 > /proc/self/oom_score_adj && exec "$@"'
-    )
+    limits = {}
+    for variant, cpu in groups.items():
+        weight = [f"CPUWeight=1 (cgroup v1 cpu.shares = {CPU_SHARES})"] if variant == "limited" else []
+        join = (
+            f"echo $$ > {cpu}/cgroup.procs && echo $$ > {memory}/cgroup.procs && "
+            'echo 1000 > /proc/self/oom_score_adj && exec "$@"'
+        )
+        limits[variant] = Limits([*applied, *common, *weight], ["sh", "-c", join, "sh", *LIMITED])
     try:
-        yield Limits(applied, ["sh", "-c", join, "sh", *LIMITED])
+        yield limits
     finally:
-        for group in (cpu, memory):
+        for group in (*groups.values(), memory):
             with contextlib.suppress(OSError):
                 group.rmdir()
 
@@ -256,6 +264,7 @@ async def measure(options: RetrainingOptions, console: Console) -> RetrainingRes
                 model=f"{loaded.manifest.name}/{loaded.version}",
                 retraining_command=retraining_command(scratch / "registry", scratch / "work"),
                 phase_s=options.steady_s,
+                variants=list(options.variants),
             )
             await _rounds(bench, options, result, scratch, console)
         finally:
@@ -284,7 +293,7 @@ async def _rounds(
                 console.print(f"round {number + 1}: steady {options.rate:g} candles/s without a retraining")
                 without, without_cpu = await steady()
                 runs: dict[str, Beside] = {}
-                for variant in ("limited", "unlimited") if options.unlimited else ("limited",):
+                for variant in options.variants:
                     work = scratch / f"work-{number}-{variant}"
                     registry = scratch / f"registry-{number}-{variant}"
                     shutil.rmtree(registry, ignore_errors=True)
@@ -293,19 +302,20 @@ async def _rounds(
                         steady,
                         command=retraining_command(registry, work),
                         training=work / "run",
-                        limits=limits if variant == "limited" else None,
+                        limits=limits.get(variant),
                         warmup_s=options.warmup_s,
                     )
-                result.rounds.append(Round(without, without_cpu, runs["limited"], runs.get("unlimited")))
+                result.rounds.append(Round(without, without_cpu, runs))
 
 
 def render(result: RetrainingResult) -> str:
     """A Markdown table of the rounds and the median ratios."""
+    variants = result.variants
     lines = [
         f"model {result.model}; {result.options['rate']:g} candles/s for {result.phase_s:g} s per phase",
         "",
-        "| round | p99 without | p99 beside the limited retraining | p99 beside the unlimited one |",
-        "|---|---|---|---|",
+        "| round | p99 without | " + " | ".join(f"p99 beside the {v} retraining" for v in variants) + " |",
+        "|---|---|" + "---|" * len(variants),
     ]
 
     def cell(beside: Beside | None) -> str:
@@ -315,7 +325,8 @@ def render(result: RetrainingResult) -> str:
         return f"{beside.steady.p99_ms:.0f} ms ({trains}, {beside.retraining_cpu_s:.1f} CPU s in the phase)"
 
     for number, r in enumerate(result.rounds, start=1):
-        lines.append(f"| {number} | {r.without.p99_ms:.0f} ms | {cell(r.limited)} | {cell(r.unlimited)} |")
+        cells = " | ".join(cell(r.beside.get(v)) for v in variants)
+        lines.append(f"| {number} | {r.without.p99_ms:.0f} ms | {cells} |")
     lines += ["", json.dumps(result.summary())]
     return "\n".join(lines)
 
@@ -330,16 +341,21 @@ def main() -> None:
     parser.add_argument(
         "--warmup-s", type=float, default=defaults.warmup_s, help="longest wait for the retraining to train"
     )
-    parser.add_argument("--no-unlimited", action="store_true", help="skip the phase beside an unlimited retraining")
+    parser.add_argument(
+        "--variants", default=",".join(defaults.variants), help=f"comma-separated, of {', '.join(VARIANTS)}"
+    )
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
+    variants = tuple(v.strip() for v in args.variants.split(",") if v.strip())
+    if not variants or set(variants) - set(VARIANTS):
+        parser.error(f"--variants {args.variants!r}: a comma-separated choice of {', '.join(VARIANTS)}")
     options = RetrainingOptions(
         symbols=args.symbols,
         rate=args.rate,
         steady_s=args.steady_s,
         rounds=args.rounds,
         warmup_s=args.warmup_s,
-        unlimited=not args.no_unlimited,
+        variants=variants,
     )
     console = Console(stderr=True)
     started = time.perf_counter()
