@@ -21,9 +21,10 @@ from daemon.candle import CandleMessage
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryTransports
 from daemon.service import Daemon
-from daemon.serving import ServedModel, load_serving_model
+from daemon.serving import ServedModel, load_serving_model, served_entry
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings
 from daemon.signal import Signal
+from models.registry import Registry
 from tests.flow.harness import (
     STRATEGY,
     FakeServedModel,
@@ -68,7 +69,7 @@ def load_fake(settings: ModelSettings, _device: torch.device) -> ServedModel:
 STOCKS: dict[str, object] = {"name": "stocks-1d", "symbols": "*", "interval": "1d", "model": {"artifact": DAILY}}
 
 
-def two_routes(hourly: Path = HOURLY_V1, stocks: dict[str, object] = STOCKS) -> Settings:
+def two_routes(hourly: Path | dict[str, object] = HOURLY_V1, stocks: dict[str, object] = STOCKS) -> Settings:
     """``crypto-1h`` (``*USD`` hourly) first, then ``stocks-1d`` (every daily candle); small batches and
     one-poll queues, so that a few records of both routes are in flight at any time."""
     return Settings(
@@ -77,7 +78,12 @@ def two_routes(hourly: Path = HOURLY_V1, stocks: dict[str, object] = STOCKS) -> 
         batching=BatchingSettings(max_batch=8, queue_chunks=1),
         strategy=STRATEGY,
         routes=[
-            {"name": "crypto-1h", "symbols": "*USD", "interval": "1h", "model": {"artifact": hourly}},
+            {
+                "name": "crypto-1h",
+                "symbols": "*USD",
+                "interval": "1h",
+                "model": hourly if isinstance(hourly, dict) else {"artifact": hourly},
+            },
             stocks,
         ],
     )
@@ -252,3 +258,35 @@ async def test_a_route_whose_model_cannot_serve_it_stops_start_up_naming_the_rou
     with pytest.raises(error, match=message):
         await daemon.run()
     assert not daemon.pipeline_built.is_set()
+
+
+async def test_a_new_registry_version_of_one_routes_model_reloads_that_route_alone(tmp_path: Path) -> None:
+    """Two routes served from one registry by model name: a new version of the crypto model appearing in
+    the registry is served by the crypto route after one ``reload_poll_s`` look, and the stocks route
+    keeps its model (one reload counted)."""
+    for ref in ("crypto/1.0.0", "stocks/0.0.1"):
+        (tmp_path / ref).mkdir(parents=True)
+        (tmp_path / ref / "model.pt").write_bytes(b"")
+    (tmp_path / "current").write_text("stocks/0.0.1\n")
+    fakes = {
+        "crypto/1.0.0": lambda: HourlyModel("1.0.0", 0.0),
+        "crypto/2.0.0": lambda: HourlyModel("2.0.0", 0.003),
+        "stocks/0.0.1": lambda: FakeServedModel("0.0.1", 0.0),
+    }
+
+    def load_from_registry(settings: ModelSettings, _device: torch.device) -> ServedModel:
+        return fakes[served_entry(Registry(settings.registry), settings).ref]()
+
+    crypto = {"registry": tmp_path, "name": "crypto", "reload_poll_s": 5.0}
+    stocks = {"registry": tmp_path, "name": "stocks", "reload_poll_s": 5.0}
+    settings = two_routes(crypto, stocks={**STOCKS, "model": stocks})
+    async with running_daemon(settings, MemoryBroker(partitions=PARTITIONS), loader=load_from_registry) as running:
+        daemon = running.daemon
+        await running.clock.sleeping(5)  # heartbeat, readiness, broker probe and both routes' reload loops
+        (tmp_path / "crypto/2.0.0").mkdir()
+        (tmp_path / "crypto/2.0.0/model.pt").write_bytes(b"")
+        await running.clock.run_for(5.0)
+        await running.clock.sleeping(5)  # both reload loops wait again: the look and the load are done
+        assert [r.model.version for r in daemon.routes] == ["2.0.0", "0.0.1"]
+        assert daemon.registry.get_sample_value("candlecast_model_reloads_total", {"outcome": "loaded"}) == 1
+        await running.stopped()
