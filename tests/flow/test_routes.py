@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+from collections.abc import Callable
 from pathlib import Path
 
 import msgspec
@@ -268,7 +269,7 @@ async def test_a_new_registry_version_of_one_routes_model_reloads_that_route_alo
         (tmp_path / ref).mkdir(parents=True)
         (tmp_path / ref / "model.pt").write_bytes(b"")
     (tmp_path / "current").write_text("stocks/0.0.1\n")
-    fakes = {
+    fakes: dict[str, Callable[[], ServedModel]] = {
         "crypto/1.0.0": lambda: HourlyModel("1.0.0", 0.0),
         "crypto/2.0.0": lambda: HourlyModel("2.0.0", 0.003),
         "stocks/0.0.1": lambda: FakeServedModel("0.0.1", 0.0),
