@@ -547,7 +547,9 @@ def evaluate(
         "evaluate": shlex.join(arguments),
     }
     if info.recalibrated:
-        figures["commands"]["calibrate"] = shlex.join(["candlecast", "calibrate", f"--run={display_path(run)}"])
+        figures["commands"]["calibrate"] = shlex.join(
+            ["candlecast", "calibrate", f"--run={display_path(run)}", f"--version={info.version}"]
+        )
     written = write_report(figures, directory, stem, card=card)
     for path in written:
         typer.echo(path)
@@ -647,13 +649,16 @@ def calibrate(
     training_data: Annotated[
         Path | None, typer.Option(help="The run's training CSV, if it moved (checked against its sha256).")
     ] = None,
+    version: Annotated[
+        str | None, typer.Option(help="Record the refitted run under this version (exported under it by default).")
+    ] = None,
 ) -> None:
     """Refit every fold's ensemble weights and calibration from its saved members, as `train` now
     fits them (pooled out-of-fold predictions, trailing up-rate term); the members do not change."""
     from models.training import recalibrate_run
 
     with console.status("scoring the folds' members, fitting the combinations"):
-        info = recalibrate_run(run, training_data)
+        info = recalibrate_run(run, training_data, version)
     for fold in info.folds:
         console.print(
             f"fold {fold.index}: scale {', '.join(f'{v:.3f}' for v in fold.calibration_scale)}, trailing "

@@ -262,8 +262,10 @@ def render_limitations(figures: Json) -> str:
             "noise; return quantiles in units of the window's volatility, after quantiles in fixed units lost to "
             "the training returns' own quantiles; for equities-1d 1.1.0, the pooled out-of-fold fit, the trailing "
             "up-rate intercept and the shrinkage to the base rate, after 1.0.0 was worse than the constant "
-            "probability on the walk-forward test blocks). No hyper-parameter was tuned on the test blocks, but "
-            "they are not perfectly untouched; the external set was never used to choose anything.",
+            "probability on the walk-forward test blocks; for equities-1d 1.2.0, counting same-time windows once "
+            "and Schwarz's criterion, after 1.1.0 was worse than the constant on two of its test blocks and "
+            "crypto-1h's fit of the same kind on one). No hyper-parameter was tuned on the test blocks, but they "
+            "are not perfectly untouched; the external sets were never used to choose anything.",
             "- Not investment advice: the figures above show how little a price-only model knows.",
         ]
     )
@@ -324,8 +326,9 @@ def render_model(figures: Json) -> str:
         "",
         "Calibration (`models.calibration.fit_combination`: Platt scaling per horizon with its intercept "
         "anchored at the training up rate plus a term in the window's own trailing up rate, coefficients shrunk "
-        "by Gaussian priors and set to 0 unless they improve the pooled out-of-fold log loss by more than one "
-        "label per coefficient, fitted jointly with the weights on "
+        "by Gaussian priors and set to 0 unless they improve the pooled out-of-fold log loss by more than "
+        "ln(n)/2 independent outcomes per coefficient (windows ending together count once, an h-candle "
+        "horizon's labels once per h times), fitted jointly with the weights on "
         f"{', '.join(f'{n:,}' for n in model['calibration'].get('labels') or []) or 'the calibration slice'} "
         "pooled out-of-fold labels per horizon): scale "
         f"{', '.join(f'{v:.3f}' for v in model['calibration']['scale'])}, bias "

@@ -562,10 +562,11 @@ def combine_fold(
     return combination, train_rate, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
 
 
-def recalibrate_run(run_dir: Path, data_path: Path | None = None) -> RunInfo:
+def recalibrate_run(run_dir: Path, data_path: Path | None = None, version: str | None = None) -> RunInfo:
     """Fit every fold's combination again from its saved members, exactly as ``train`` fits it
     after training them (the members' weights do not change), for runs trained before the
-    combination changed; rewrites the fold weights and ``run.json``."""
+    combination changed; rewrites the fold weights and ``run.json`` (under ``version`` if given:
+    a changed combination is a new model)."""
     run = read_run(run_dir)
     path, data = run_data(run, data_path)
     audit = run.audit or load_audited_windows(path, run.spec(), run.symbols)[1]
@@ -594,7 +595,7 @@ def recalibrate_run(run_dir: Path, data_path: Path | None = None) -> RunInfo:
                     calibration_labels=combination.labels,
                 )
             )
-    updated = msgspec.structs.replace(run, folds=infos, recalibrated=True, audit=audit)
+    updated = msgspec.structs.replace(run, folds=infos, recalibrated=True, audit=audit, version=version or run.version)
     (run_dir / RUN_FILE).write_bytes(msgspec.json.format(msgspec.json.encode(updated)) + b"\n")
     return updated
 
