@@ -294,6 +294,41 @@ def bench(
         err.print(f"figures written to {json_path}")
 
 
+@app.command("bench-streaming")
+def bench_streaming(
+    model: Annotated[Path | None, typer.Option(help="Windowed artifact; default the bundled current.")] = None,
+    streaming_model: Annotated[
+        Path | None, typer.Option(help="Streaming artifact; default an untrained one (a step's cost is the same).")
+    ] = None,
+    batch: Annotated[int, typer.Option(min=1, help="Rows per forward pass or step, for both.")] = 512,
+    seconds: Annotated[float, typer.Option(min=0.1, help="Seconds of each ceiling, alternated in 3 slices.")] = 6.0,
+    threads: Annotated[int, typer.Option(help="model.threads (0: one less than the CPU count).")] = 0,
+    close_symbols: Annotated[int, typer.Option(min=1, help="Symbols closing a candle at once.")] = 10_000,
+    memory_symbols: Annotated[int, typer.Option(min=1, help="Symbols of the window-memory figure.")] = 100_000,
+    json_path: Annotated[Path | None, typer.Option("--json", help="Also write the figures as JSON here.")] = None,
+) -> None:
+    """Streaming scoring (one step per candle from per-symbol state) beside the windowed ensemble, on the
+    model alone, without a broker (docs/benchmarks.md)."""
+    import dataclasses
+    import json
+
+    from candlecast.bench.streaming import render_streaming, run_streaming_bench
+
+    figures = run_streaming_bench(
+        model,
+        streaming_model=streaming_model,
+        batch=batch,
+        seconds=seconds,
+        threads=threads,
+        close_symbols=close_symbols,
+        memory_symbols=memory_symbols,
+    )
+    Console().print(render_streaming(figures))
+    if json_path is not None:
+        json_path.write_text(json.dumps(dataclasses.asdict(figures), indent=2) + "\n")
+        err.print(f"figures written to {json_path}")
+
+
 @app.command()
 def schemas(
     out: Annotated[Path, typer.Option(help="Directory to write the JSON Schemas to.")] = Path("docs/schemas"),

@@ -21,7 +21,7 @@ Pure numpy: the scorer (``models.stepping``) runs the steps and writes the state
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -32,37 +32,38 @@ NOT_STEPPED = np.iinfo(np.int64).min
 """The last stepped slot of a copy that holds no state."""
 
 
-def restart_slot(slot: int, copy: int, span: int) -> int:
-    """The slot at which ``copy`` last restarted, at or before ``slot``."""
-    offset = copy * (span // 2)
-    return (slot - offset) // span * span + offset
+def restart_slots(newest: npt.NDArray[np.int64], span: int) -> npt.NDArray[np.int64]:
+    """``[B, 2]`` the slot at which each copy last restarted, at or before each ``newest`` slot."""
+    offsets = np.arange(COPIES, dtype=np.int64) * (span // 2)
+    restarts: npt.NDArray[np.int64] = (newest[:, None] - offsets) // span * span + offsets
+    return restarts
 
 
-def reader_copy(slot: int, span: int) -> int:
-    """The copy a signal at ``slot`` reads: the one that restarted earlier (the longer history)."""
-    return 0 if restart_slot(slot, 0, span) < restart_slot(slot, 1, span) else 1
+def reader_copies(restarts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``[B]`` the copy a signal reads: the one that restarted earlier (the longer history)."""
+    return (restarts[:, 1] < restarts[:, 0]).astype(np.int64)
 
 
 @dataclass(frozen=True, slots=True)
-class StepPlan:
-    """How to bring one key's two state copies to its window's newest candle."""
+class StepPlans:
+    """How to bring the two state copies of a batch of keys (each row once) to their windows' newest candles."""
 
-    row: int
-    starts: tuple[int, int]
-    """Per copy, the position in the window of the first candle to step (the window's length: none)."""
-    fresh: tuple[bool, bool]
-    """Per copy, whether stepping starts from a zero state (else from the cached one)."""
-    reader: int
-    """The copy the signal reads."""
-    newest: int
-    """Slot of the window's newest candle."""
+    rows: npt.NDArray[np.int64]
+    starts: npt.NDArray[np.int64]
+    """``[B, 2]`` per copy, the position in the window of the first candle to step (the window's length: none)."""
+    fresh: npt.NDArray[np.bool_]
+    """``[B, 2]`` per copy, whether stepping starts from a zero state (else from the cached one)."""
+    readers: npt.NDArray[np.int64]
+    """``[B]`` the copy each signal reads."""
+    newest: npt.NDArray[np.int64]
+    """``[B]`` slot of each window's newest candle."""
     length: int
-    """Candles in the window."""
+    """Candles in each window."""
 
     @property
     def steps(self) -> int:
-        """Candle steps the plan takes, both copies together."""
-        return sum(self.length - start for start in self.starts)
+        """Candle steps the plans take, both copies together."""
+        return int((self.length - self.starts).sum())
 
 
 class RecurrentStates:
@@ -87,60 +88,57 @@ class RecurrentStates:
     def bytes_per_row(self) -> int:
         return COPIES * (self.state_size * 4 + 8)
 
-    def _ensure(self, row: int) -> None:
-        rows = len(self._keys)
-        if row < rows:
+    def _ensure(self, rows: int) -> None:
+        held = len(self._keys)
+        if rows <= held:
             return
-        grown = max(row + 1, 2 * rows)
+        grown = max(rows, 2 * held)
         states = np.zeros((grown, COPIES, self.state_size), dtype=np.float32)
-        states[:rows] = self.states
+        states[:held] = self.states
         last = np.full((grown, COPIES), NOT_STEPPED, dtype=np.int64)
-        last[:rows] = self._last
+        last[:held] = self._last
         self.states, self._last = states, last
-        self._keys.extend([None] * (grown - rows))
+        self._keys.extend([None] * (grown - held))
 
-    def plan(self, row: int, key: Hashable, slots: npt.NDArray[np.int64]) -> StepPlan:
-        """The steps that bring ``row``'s copies to the newest of the window's candle ``slots``
-        (ascending, oldest first); raises ``ValueError`` when the window is too short for them."""
-        length = len(slots)
-        newest = int(slots[-1])
-        self._ensure(row)
-        ours = self._keys[row] == key
-        starts: list[int] = []
-        fresh: list[bool] = []
-        for copy in range(COPIES):
-            restart = restart_slot(newest, copy, self.span)
-            last = int(self._last[row, copy])
-            if ours and restart <= last <= newest:
-                held = int(np.searchsorted(slots, last))
-                if held < length and slots[held] == last:
-                    starts.append(held + 1)
-                    fresh.append(False)
-                    continue
-            first = int(np.searchsorted(slots, restart))
-            if first < self.lookback:
-                raise ValueError(
-                    f"the window holds {first} candles before slot {restart}; the features need {self.lookback}"
-                )
-            starts.append(first)
-            fresh.append(True)
-        return StepPlan(
-            row, (starts[0], starts[1]), (fresh[0], fresh[1]), reader_copy(newest, self.span), newest, length
-        )
+    def plan(self, rows: Sequence[int], keys: Sequence[Hashable], slots: npt.NDArray[np.int64]) -> StepPlans:
+        """The steps that bring each row's copies to the newest of its window's candle ``slots``
+        (``[B, T]``, ascending, oldest first; no row twice); raises ``ValueError`` when a window is
+        too short for them."""
+        index = np.asarray(rows, dtype=np.int64)
+        if len(np.unique(index)) != len(index):
+            raise ValueError("a row appears twice in one plan")
+        self._ensure(int(index.max()) + 1)
+        length = slots.shape[1]
+        newest = slots[:, -1]
+        restarts = restart_slots(newest, self.span)
+        last = self._last[index]
+        ours = np.fromiter((self._keys[row] == key for row, key in zip(rows, keys, strict=True)), bool, len(index))
+        held = np.stack([(slots <= last[:, copy, None]).sum(axis=1) - 1 for copy in range(COPIES)], axis=1)
+        found = np.take_along_axis(slots, np.clip(held, 0, length - 1), axis=1) == last
+        resume = ours[:, None] & (restarts <= last) & (last <= newest[:, None]) & (held >= 0) & found
+        first = np.stack([(slots < restarts[:, copy, None]).sum(axis=1) for copy in range(COPIES)], axis=1)
+        short = ~resume & (first < self.lookback)
+        if short.any():
+            b, copy = (int(i) for i in np.argwhere(short)[0])
+            raise ValueError(
+                f"the window holds {first[b, copy]} candles before slot {restarts[b, copy]}; "
+                f"the features need {self.lookback}"
+            )
+        starts = np.where(resume, held + 1, first)
+        return StepPlans(index, starts, ~resume, reader_copies(restarts), newest.copy(), length)
 
-    def cached(self, plan: StepPlan) -> npt.NDArray[np.float32]:
-        """``[2, state_size]`` the states the plan starts from (zeros for fresh copies)."""
-        out: npt.NDArray[np.float32] = self.states[plan.row].copy()
-        for copy in range(COPIES):
-            if plan.fresh[copy]:
-                out[copy] = 0.0
+    def cached(self, plans: StepPlans) -> npt.NDArray[np.float32]:
+        """``[B, 2, state_size]`` the states the plans start from (zeros for fresh copies)."""
+        out: npt.NDArray[np.float32] = self.states[plans.rows]
+        out[plans.fresh] = 0.0
         return out
 
-    def commit(self, plan: StepPlan, key: Hashable, states: npt.NDArray[np.float32]) -> None:
-        """Store ``[2, state_size]`` states that have stepped the plan's newest candle."""
-        self.states[plan.row] = states
-        self._last[plan.row] = plan.newest
-        self._keys[plan.row] = key
+    def commit(self, plans: StepPlans, keys: Sequence[Hashable], states: npt.NDArray[np.float32]) -> None:
+        """Store ``[B, 2, state_size]`` states that have stepped the plans' newest candles."""
+        self.states[plans.rows] = states
+        self._last[plans.rows] = plans.newest[:, None]
+        for row, key in zip(plans.rows.tolist(), keys, strict=True):
+            self._keys[row] = key
 
     def forget(self, row: int) -> None:
         """Drop a row's states (its window went); the next plan for it steps from zero."""

@@ -39,6 +39,14 @@ def _padded(rows: torch.Tensor) -> torch.Tensor:
     return torch.cat([rows, rows[:1].expand(missing, *rows.shape[1:])])
 
 
+def _padded_pairs(state: torch.Tensor) -> torch.Tensor:
+    """States of ``COPIES`` rows per window, padded as ``_padded`` pads the windows."""
+    missing = -(state.shape[0] // COPIES) % BATCH_MULTIPLE
+    if missing == 0:
+        return state
+    return torch.cat([state, state[:COPIES].repeat(missing, 1)])
+
+
 def waves(rows: Sequence[int]) -> list[list[int]]:
     """Positions of ``rows`` split, in order, into runs in which no row appears twice: a key's later
     window in the same batch steps from the state its earlier one left."""
@@ -89,32 +97,30 @@ class StreamingScorer:
         windows: npt.NDArray[np.float32],
         slots: npt.NDArray[np.int64],
     ) -> ModelOutputs:
-        plans = [self.states.plan(rows[i], keys[i], slots[i]) for i in wave]
-        count = len(plans)
+        wave_keys = [keys[i] for i in wave]
+        plans = self.states.plan([rows[i] for i in wave], wave_keys, slots[wave])
+        count = len(wave)
         length = windows.shape[1]
         lookback = self.states.lookback
-        starts = np.asarray([plan.starts for plan in plans], dtype=np.int64).reshape(-1)
+        starts = plans.starts.reshape(-1)
         pair_window = np.repeat(np.arange(count), COPIES)
         with torch.inference_mode():
-            state = torch.from_numpy(np.stack([self.states.cached(plan) for plan in plans])).reshape(count * COPIES, -1)
-            state = state.to(self.device)
+            state = torch.from_numpy(self.states.cached(plans)).reshape(count * COPIES, -1).to(self.device)
             window = torch.from_numpy(np.ascontiguousarray(windows[wave])).to(self.device)
             for position in range(int(starts.min()), length):
                 active = np.flatnonzero(starts <= position)
                 recent = window[:, position - lookback : position + 1]
                 if len(active) == len(starts):
-                    lookbacks = recent.repeat_interleave(COPIES, dim=0)
-                    state = self.module.advance(_padded(state), _padded(lookbacks))[: len(active)]
+                    state = self.module.advance(_padded_pairs(state), _padded(recent))[: len(active)]
                 else:
                     index = torch.from_numpy(active).to(self.device)
                     lookbacks = recent[torch.from_numpy(pair_window[active]).to(self.device)]
                     stepped = self.module.advance(_padded(state[index]), _padded(lookbacks))[: len(active)]
                     state = state.index_copy(0, index, stepped)
                 self.steps += len(active)
-            readers = torch.tensor([COPIES * i + plan.reader for i, plan in enumerate(plans)], device=self.device)
+            readers = torch.from_numpy(COPIES * np.arange(count) + plans.readers).to(self.device)
             outputs = self.module.emit(_padded(state[readers]), _padded(window))
             host = state.cpu().numpy().reshape(count, COPIES, -1)
             p, q, d, m, f = (t[:count].float().cpu().numpy() for t in outputs)
-        for j, (i, plan) in enumerate(zip(wave, plans, strict=True)):
-            self.states.commit(plan, keys[i], host[j])
+        self.states.commit(plans, wave_keys, host)
         return ModelOutputs(p, q, d, m, f)

@@ -3,7 +3,8 @@
 The definition (the windowed reference): a streaming member's output at candle ``t`` with a history
 of ``n`` candles is its LSTM run from a zero state over the feature rows of candles ``t-n+1 .. t``,
 then its head. The feature row of candle ``u`` is the newest row of
-``models.features.window_features`` over the ``lookback + 1`` candles ending at ``u``: scale-free by
+``models.features.window_features`` over the ``lookback + 1`` candles ending at ``u``
+(``newest_features``): scale-free by
 that lookback's own volatility, so a row depends on a bounded past and never on where the window
 starts. ``reference`` computes this from a window; ``advance`` carries ``(h, c)`` one candle
 forward and ``emit`` reads the outputs from a state, which is what the daemon runs per candle. Both
@@ -39,6 +40,40 @@ def lookbacks(x: Tensor, lookback: int) -> Tensor:
     ``lookback`` on, the ``lookback + 1`` candles ending at it."""
     b, t = x.shape[0], x.shape[1]
     return x.unfold(1, lookback + 1, 1).permute(0, 1, 3, 2).reshape(b * (t - lookback), lookback + 1, 5)
+
+
+def newest_features(x: Tensor, sigma_floor: float, volume_floor: float, position_floor: float, rolling: int) -> Tensor:
+    """Raw features ``[B, F]`` of the newest candle of ``[B, lookback + 1, 5]`` candles: the newest
+    row of ``models.features.window_features`` over them, computed for that row only."""
+    o, h, lo, c, v = x[..., 0], x[..., 1], x[..., 2], x[..., 3], x[..., 4]
+    prev_close = torch.cat([o[:, :1], c[:, :-1]], dim=1)
+    ret = torch.log(c / prev_close)
+    sigma = ret.std(dim=1, unbiased=False) + sigma_floor
+    log_volume = torch.log1p(v)
+    volume_z = (log_volume[:, -1] - log_volume.mean(dim=1)) / (log_volume.std(dim=1, unbiased=False) + volume_floor)
+    log_close = torch.log(c)
+    low_close = log_close.min(dim=1).values
+    high_close = log_close.max(dim=1).values
+    o1, h1, l1, c1, p1 = o[:, -1], h[:, -1], lo[:, -1], c[:, -1], prev_close[:, -1]
+    columns = [
+        ret[:, -1] / sigma,
+        torch.log(o1 / p1) / sigma,
+        torch.log(c1 / o1) / sigma,
+        torch.log(h1 / l1) / sigma,
+        torch.log(h1 / torch.maximum(o1, c1)) / sigma,
+        torch.log(torch.minimum(o1, c1) / l1) / sigma,
+        log_volume[:, -1] - log_volume[:, -2],
+        volume_z,
+        ret[:, ret.shape[1] - rolling :].std(dim=1, unbiased=False) / sigma,
+        (log_close[:, -1] - low_close) / (high_close - low_close + position_floor),
+        torch.log(sigma),
+    ]
+    return torch.stack(columns, dim=-1)
+
+
+def raw_features(features: WindowFeatures, x: Tensor) -> Tensor:
+    """``newest_features`` with the floors and rolling length of ``features``."""
+    return newest_features(x, features.sigma_floor, features.volume_floor, features.position_floor, features.rolling)
 
 
 class StreamingLstmMember(Member):
@@ -88,7 +123,7 @@ class StreamingLstmMember(Member):
         candles (``x`` holds at least ``history + lookback`` candles)."""
         t = x.shape[1]
         recent = x[:, t - history - self.lookback :]
-        raw = self.features.raw(lookbacks(recent, self.lookback))[:, -1]
+        raw = raw_features(self.features, lookbacks(recent, self.lookback))
         rows = self.standardise(raw.reshape(x.shape[0], history, raw.shape[1]))
         return self.run(rows, window_volatility(x[:, t - self.lookback - 1 :], self.features.sigma_floor))
 
@@ -152,8 +187,12 @@ class StreamingEnsemble(Ensemble):
 
     @torch.jit.export
     def advance(self, state: Tensor, lookback: Tensor) -> Tensor:
-        """States ``[B, state_size]`` after the newest candle of each ``lookback [B, lookback + 1, 5]``."""
-        raw = self.features.raw(lookback)[:, -1]
+        """States ``[C * B, state_size]`` after the newest candle of each ``lookback [B, lookback + 1, 5]``,
+        rows ``C * i .. C * i + C - 1`` of the state (``C`` copies) reading lookback ``i``."""
+        raw = raw_features(self.features, lookback)
+        copies = state.shape[0] // lookback.shape[0]
+        if copies > 1:
+            raw = raw.repeat_interleave(copies, dim=0)
         parts: list[Tensor] = []
         start = 0
         for i, member in enumerate(self.members):
@@ -194,7 +233,7 @@ class StreamingEnsemble(Ensemble):
         self, logits: Tensor, quantiles: Tensor, window: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         probabilities, q, disagreement = self.combine(logits, quantiles, self.trailing_rates(window))
-        last = self.features(self._lookback(window))[:, -1]
+        last = (raw_features(self.features, self._lookback(window)) - self.features.mean) / self.features.std
         return probabilities, q, disagreement, lane_sigmoid(logits), last
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -215,7 +254,7 @@ def streaming_ensemble(
 def lookback_features(windows: Tensor, lookback: int) -> Tensor:
     """Raw feature rows ``[N, F]`` of every candle of ``[B, T, 5]`` windows that has ``lookback``
     candles before it (what the streaming members standardise)."""
-    return WindowFeatures().raw(lookbacks(windows, lookback))[:, -1]
+    return raw_features(WindowFeatures(), lookbacks(windows, lookback))
 
 
 def fit_standardisation(ensemble: StreamingEnsemble, windows: Tensor, floor: float = 1e-6) -> None:

@@ -10,6 +10,8 @@ import numpy as np
 import numpy.typing as npt
 from rich.table import Table
 
+from candlecast.bench.streaming import StreamingCeiling, streaming_rows
+
 
 @dataclass(frozen=True)
 class Latency:
@@ -177,6 +179,8 @@ class BenchResult:
     produce_retries: int = 0
     """Produce requests refused with NOT_ENOUGH_REPLICAS and retried, over the whole run."""
     fencing: CommitFencing | None = None
+    streaming: StreamingCeiling | None = None
+    """Streaming scoring beside the windowed ensemble (``candlecast.bench.streaming``)."""
 
     def ratios(self) -> dict[str, float]:
         if not self.runs:
@@ -338,4 +342,8 @@ def render(result: BenchResult) -> Table:
             f"{memory.traced_bytes / 2**20:.0f} MiB in all ({memory.array_bytes / 2**20:.0f} MiB arrays, "
             f"span {memory.window_span}); strategy state {memory.strategy_state_bytes / memory.symbols:.0f} B/symbol",
         )
+    if result.streaming is not None:
+        table.add_row("[bold]streaming scoring (issue 14)[/]", "", "")
+        for row in streaming_rows(result.streaming):
+            table.add_row(*row)
     return table

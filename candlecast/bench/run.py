@@ -20,6 +20,7 @@ from candlecast.bench.memory import window_memory
 from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import delivery_run
 from candlecast.bench.report import BenchResult, ModelCeiling
+from candlecast.bench.streaming import streaming_ceiling
 from candlecast.errors import ConfigError
 from daemon.settings import bundled_registry
 
@@ -126,4 +127,13 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
             backlog += added
     console.print(f"memory: {options.memory_symbols} symbols")
     result.memory = window_memory(bench.model, options.memory_symbols)
+    console.print("streaming scoring beside the windowed ensemble (model only)")
+    result.streaming = streaming_ceiling(
+        bench.model,
+        result.memory,
+        batch=options.batch,
+        seconds=2 * options.ceiling_s,
+        threads=bench.ceiling.threads,
+        close_symbols=max(options.close_bursts, default=options.symbols),
+    )
     return result

@@ -10,7 +10,7 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.recurrent_state import RecurrentStates, restart_slot
+from daemon.recurrent_state import RecurrentStates, reader_copies, restart_slots
 from models.artifact import BATCH_MULTIPLE, ModelOutputs, TimeRange, Training
 from models.export import export_ensemble, reference_from
 from models.stepping import StreamingScorer
@@ -43,7 +43,8 @@ def series(symbols: int, candles: int, seed: int = 1) -> np.ndarray:
 
 def history(newest: int, slots: np.ndarray) -> int:
     """Candles of a window (its ``slots``) that the signal at its newest candle reads."""
-    start = min(restart_slot(newest, copy, SPAN) for copy in (0, 1))
+    restarts = restart_slots(np.asarray([newest], dtype=np.int64), SPAN)
+    start = int(restarts[0, reader_copies(restarts)[0]])
     return int(np.count_nonzero(slots >= start))
 
 

@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from daemon.recurrent_state import RecurrentStates, reader_copy, restart_slot
+from daemon.recurrent_state import RecurrentStates, StepPlans, reader_copies, restart_slots
 
 SPAN = 8
 LOOKBACK = 4
@@ -15,78 +15,94 @@ WINDOW = SPAN + LOOKBACK
 
 
 def window_slots(newest: int, gaps: list[int] | None = None) -> np.ndarray:
-    """Slots of a window of ``WINDOW`` candles ending at ``newest`` (``gaps``: slot steps, oldest first)."""
+    """Slots ``[1, WINDOW]`` of a window ending at ``newest`` (``gaps``: slot steps, oldest first)."""
     steps = np.asarray(gaps if gaps is not None else [1] * (WINDOW - 1), dtype=np.int64)
-    return (newest - np.concatenate([np.cumsum(steps[::-1])[::-1], [0]])).astype(np.int64)
+    return (newest - np.concatenate([np.cumsum(steps[::-1])[::-1], [0]])).astype(np.int64)[None]
 
 
-@given(st.integers(-10_000, 10_000), st.sampled_from([2, 8, 48, 64]))
-def test_the_copy_a_signal_reads_has_between_half_a_span_and_a_span_of_history(slot: int, span: int) -> None:
+def plan_one(store: RecurrentStates, row: int, key: str, slots: np.ndarray) -> StepPlans:
+    return store.plan([row], [key], slots)
+
+
+def step_one(store: RecurrentStates, row: int, key: str, slots: np.ndarray, value: float = 1.0) -> StepPlans:
+    plans = plan_one(store, row, key, slots)
+    store.commit(plans, [key], np.full((1, 2, store.state_size), value, dtype=np.float32))
+    return plans
+
+
+@given(st.lists(st.integers(-10_000, 10_000), min_size=1, max_size=20), st.sampled_from([2, 8, 48, 64]))
+def test_the_copy_a_signal_reads_has_between_half_a_span_and_a_span_of_history(slots: list[int], span: int) -> None:
     """Copy 0 restarts at multiples of the span and copy 1 half a span later; the signal reads the
     one that restarted earlier, so its history covers ``span/2 + 1 .. span`` slots."""
-    reader = reader_copy(slot, span)
-    history = slot - restart_slot(slot, reader, span) + 1
-    assert span // 2 + 1 <= history <= span
-    assert restart_slot(slot, 0, span) % span == 0
-    assert (restart_slot(slot, 1, span) - span // 2) % span == 0
-    assert all(slot - span < restart_slot(slot, copy, span) <= slot for copy in (0, 1))
+    newest = np.asarray(slots, dtype=np.int64)
+    restarts = restart_slots(newest, span)
+    readers = reader_copies(restarts)
+    history = newest - restarts[np.arange(len(newest)), readers] + 1
+    assert np.all((span // 2 + 1 <= history) & (history <= span))
+    assert np.all(restarts[:, 0] % span == 0)
+    assert np.all((restarts[:, 1] - span // 2) % span == 0)
+    assert np.all((newest[:, None] - span < restarts) & (restarts <= newest[:, None]))
 
 
 def test_a_state_resumes_after_the_candle_it_last_stepped() -> None:
     """After a commit at the previous candle, each copy steps only the newest candle from its cache."""
     store = RecurrentStates(3, SPAN, LOOKBACK)
-    first = store.plan(0, "A", window_slots(20))
-    assert first.fresh == (True, True)
-    store.commit(first, "A", np.ones((2, 3), dtype=np.float32))
-    second = store.plan(0, "A", window_slots(21))
-    assert second.fresh == (False, False)
-    assert second.starts == (WINDOW - 1, WINDOW - 1)
+    first = step_one(store, 0, "A", window_slots(20))
+    assert first.fresh.tolist() == [[True, True]]
+    second = plan_one(store, 0, "A", window_slots(21))
+    assert second.fresh.tolist() == [[False, False]]
+    assert second.starts.tolist() == [[WINDOW - 1, WINDOW - 1]]
     assert second.steps == 2
-    assert np.array_equal(store.cached(second), np.ones((2, 3), dtype=np.float32))
+    assert np.array_equal(store.cached(second), np.ones((1, 2, 3), dtype=np.float32))
 
 
 def test_a_copy_restarts_from_zero_at_its_restart_slot() -> None:
     """At a copy's restart slot its cache is not used: it steps from zero from that candle."""
     store = RecurrentStates(3, SPAN, LOOKBACK)
-    store.commit(store.plan(0, "A", window_slots(23)), "A", np.ones((2, 3), dtype=np.float32))
-    plan = store.plan(0, "A", window_slots(24))
-    assert plan.fresh == (True, False)
-    assert plan.starts == (WINDOW - 1, WINDOW - 1)
-    assert np.array_equal(store.cached(plan)[0], np.zeros(3, dtype=np.float32))
+    step_one(store, 0, "A", window_slots(23))
+    plans = plan_one(store, 0, "A", window_slots(24))
+    assert plans.fresh.tolist() == [[True, False]]
+    assert plans.starts.tolist() == [[WINDOW - 1, WINDOW - 1]]
+    assert np.array_equal(store.cached(plans)[0, 0], np.zeros(3, dtype=np.float32))
+    assert np.array_equal(store.cached(plans)[0, 1], np.ones(3, dtype=np.float32))
 
 
 @pytest.mark.parametrize(
     ("row", "key", "newest"),
-    [(0, "B", 21), (1, "A", 21), (0, "A", 20), (0, "A", 40)],
+    [(0, "B", 22), (1, "A", 22), (0, "A", 20), (0, "A", 40)],
     ids=["another key in the row", "another row", "an older window", "a window past the cache"],
 )
 def test_a_cache_not_matching_the_window_is_rebuilt_from_the_restart(row: int, key: str, newest: int) -> None:
     """A state of another key, of a later candle, or whose candle left the window steps from zero,
     from each copy's restart: at most a span of candles."""
     store = RecurrentStates(3, SPAN, LOOKBACK)
-    store.commit(store.plan(0, "A", window_slots(20)), "A", np.ones((2, 3), dtype=np.float32))
-    store.commit(store.plan(0, "A", window_slots(21)), "A", np.ones((2, 3), dtype=np.float32))
+    step_one(store, 0, "A", window_slots(20))
+    step_one(store, 0, "A", window_slots(21))
     slots = window_slots(newest)
-    plan = store.plan(row, key, slots)
-    assert plan.fresh == (True, True)
+    plans = plan_one(store, row, key, slots)
+    assert plans.fresh.tolist() == [[True, True]]
+    restarts = restart_slots(slots[:, -1], SPAN)
     for copy in (0, 1):
-        assert slots[plan.starts[copy]] == restart_slot(newest, copy, SPAN)
-        assert WINDOW - plan.starts[copy] <= SPAN
+        assert slots[0, plans.starts[0, copy]] == restarts[0, copy]
+        assert WINDOW - plans.starts[0, copy] <= SPAN
 
 
 def test_a_forgotten_row_is_rebuilt() -> None:
     """``forget`` (the window went) makes the next plan step from zero."""
     store = RecurrentStates(3, SPAN, LOOKBACK)
-    store.commit(store.plan(5, "A", window_slots(20)), "A", np.ones((2, 3), dtype=np.float32))
+    step_one(store, 5, "A", window_slots(20))
     store.forget(5)
-    assert store.plan(5, "A", window_slots(21)).fresh == (True, True)
+    assert plan_one(store, 5, "A", window_slots(21)).fresh.tolist() == [[True, True]]
 
 
-def test_a_window_too_short_for_the_lookback_is_refused() -> None:
-    """A window that lacks the lookback before a copy's restart cannot be scored exactly: ValueError."""
+def test_a_window_too_short_for_the_lookback_and_a_row_twice_are_refused() -> None:
+    """A window that lacks the lookback before a copy's restart cannot be scored exactly, and one
+    plan cannot step a row twice: ValueError."""
     store = RecurrentStates(3, SPAN, LOOKBACK)
     with pytest.raises(ValueError, match="features need 4"):
-        store.plan(0, "A", window_slots(23)[-SPAN:])
+        plan_one(store, 0, "A", window_slots(23)[:, -SPAN:])
+    with pytest.raises(ValueError, match="twice"):
+        store.plan([0, 0], ["A", "A"], np.concatenate([window_slots(20), window_slots(21)]))
 
 
 @given(
@@ -100,16 +116,15 @@ def test_resuming_and_rebuilding_cover_the_same_candles(gaps: list[int], first: 
     on; either way the copy's state covers the window's candles since its restart and at most a span
     of slots."""
     store = RecurrentStates(1, SPAN, LOOKBACK)
-    slots = window_slots(first + WINDOW * 3, gaps)
+    slots = window_slots(first + WINDOW * 3, gaps)[0]
     covered: dict[int, list[int]] = {0: [], 1: []}
     for advance in advances:
         newest = int(slots[-1]) + advance
         slots = np.concatenate([slots[1:], [newest]])
-        plan = store.plan(0, "A", slots)
+        plans = step_one(store, 0, "A", slots[None], 0.0)
+        restarts = restart_slots(slots[None, -1], SPAN)
         for copy in (0, 1):
-            stepped = slots[plan.starts[copy] :].tolist()
-            covered[copy] = stepped if plan.fresh[copy] else covered[copy] + stepped
-            restart = restart_slot(newest, copy, SPAN)
-            assert covered[copy] == [s for s in slots.tolist() if s >= restart]
+            stepped = slots[plans.starts[0, copy] :].tolist()
+            covered[copy] = stepped if plans.fresh[0, copy] else covered[copy] + stepped
+            assert covered[copy] == [s for s in slots.tolist() if s >= restarts[0, copy]]
             assert covered[copy][-1] - covered[copy][0] < SPAN
-        store.commit(plan, "A", np.zeros((2, 1), dtype=np.float32))
