@@ -18,9 +18,11 @@ import cProfile
 import pstats
 import sys
 import time
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry
 
+from candlecast.bench.report import ClientCounts
 from candlecast.bench.streams import stream_clients
 from daemon.api import ApiContext
 from daemon.http import Health, HttpServer
@@ -52,6 +54,16 @@ def synthetic_signal(n: int, symbols: int) -> Signal:
     )
 
 
+@dataclass(frozen=True)
+class Fanout:
+    alone_us: float
+    """This process's CPU per signal with no client."""
+    fanned_us: float
+    """The same with the clients connected."""
+    cut_off: int
+    counts: ClientCounts
+
+
 async def cpu_per_signal(store: SignalStore, rate: float, batch: int, seconds: float, first: int) -> float:
     """Feed ``seconds`` of paced batches; this process's CPU microseconds per signal, settling included."""
     batches = int(seconds * rate / batch)
@@ -66,7 +78,7 @@ async def cpu_per_signal(store: SignalStore, rate: float, batch: int, seconds: f
     return (time.process_time() - cpu) / (batches * batch) * 1e6
 
 
-async def measure(clients: int, rate: float, batch: int, seconds: float, profile: bool) -> None:
+async def measure(clients: int, rate: float, batch: int, seconds: float, profile: bool) -> Fanout:
     store = SignalStore(ring=10_000, client_buffer=1_000, max_clients=clients, keys=100_000, clock_ms=lambda: 0)
     registry = CollectorRegistry()
     server = HttpServer(registry, Health(registry), "127.0.0.1", 0)
@@ -85,15 +97,9 @@ async def measure(clients: int, rate: float, batch: int, seconds: float, profile
             counts = await connected.settle(store.recorded - published)
     finally:
         await server.stop()
-    sys.stdout.write(
-        f"{rate:g} signals/s in batches of {batch}, {seconds:g} s each:\n"
-        f"  no client:   {alone:7.1f} us of CPU per signal\n"
-        f"  {clients} clients: {fanned:7.1f} us of CPU per signal; {store.disconnected} cut off; "
-        f"events per client {min(counts.received)}-{max(counts.received)} of {counts.published}; "
-        f"clients' process {counts.cpu_s:.2f} s of CPU\n"
-    )
     if profiler is not None:
         pstats.Stats(profiler).sort_stats("tottime").print_stats(15)
+    return Fanout(alone, fanned, store.disconnected, counts)
 
 
 def main() -> None:
@@ -104,7 +110,15 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--profile", action="store_true")
     options = parser.parse_args()
-    asyncio.run(measure(options.clients, options.rate, options.batch, options.seconds, options.profile))
+    figures = asyncio.run(measure(options.clients, options.rate, options.batch, options.seconds, options.profile))
+    counts = figures.counts
+    sys.stdout.write(
+        f"{options.rate:g} signals/s in batches of {options.batch}, {options.seconds:g} s each:\n"
+        f"  no client:   {figures.alone_us:7.1f} us of CPU per signal\n"
+        f"  {options.clients} clients: {figures.fanned_us:7.1f} us of CPU per signal; {figures.cut_off} cut off; "
+        f"events per client {min(counts.received)}-{max(counts.received)} of {counts.published}; "
+        f"clients' process {counts.cpu_s:.2f} s of CPU\n"
+    )
 
 
 if __name__ == "__main__":
