@@ -241,6 +241,9 @@ def bench(
     stream_rounds: Annotated[
         int, typer.Option(min=1, help="Pairs of steady phases without and with the stream clients, alternated.")
     ] = 3,
+    stream_clients_nice: Annotated[
+        int, typer.Option(min=0, max=19, help="Added to the stream clients' process's nice value.")
+    ] = 0,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
     from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
@@ -283,6 +286,7 @@ def bench(
             producer=producer,
             stream_clients=stream_clients,
             stream_rounds=stream_rounds,
+            stream_clients_nice=stream_clients_nice,
         )
     )
     configure_logging("WARNING", "console")

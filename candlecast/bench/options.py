@@ -49,6 +49,8 @@ class BenchOptions:
     stream_clients: int = 100
     """Stream clients of the steady phase run again with them connected (0: no such phase)."""
     stream_rounds: int = 3
+    stream_clients_nice: int = 0
+    """Added to the stream clients' process's nice value: 19 stands for clients on another machine."""
     """Pairs of steady phases without and with stream clients, alternated (the first without is the steady phase)."""
     fencing_transactions: int = 200
     """Transactions of each commit kind in the fencing-cost phase."""

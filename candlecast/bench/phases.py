@@ -139,7 +139,8 @@ async def steady_with_streams(
     bench.console.print(f"  {delivery}: steady again with {clients} stream clients connected")
     store = served.daemon.signals
     cut_off = store.disconnected
-    async with stream_clients("127.0.0.1", served.daemon.http.port, clients) as connected:
+    niceness = bench.options.stream_clients_nice
+    async with stream_clients("127.0.0.1", served.daemon.http.port, clients, niceness) as connected:
         published = store.recorded
         steady, cpu = await paced_steady(bench, served, workload, gen, rate, count)
         counts = await connected.settle(store.recorded - published)

@@ -50,9 +50,13 @@ class StreamClients:
 
 
 @contextlib.asynccontextmanager
-async def stream_clients(host: str, port: int, count: int) -> AsyncIterator[StreamClients]:
-    """``count`` stream clients in a child process, each subscribed once this enters, until it exits."""
+async def stream_clients(host: str, port: int, count: int, niceness: int = 0) -> AsyncIterator[StreamClients]:
+    """``count`` stream clients in a child process (``niceness`` added to its nice value), each subscribed once
+    this enters, until it exits."""
     child = await asyncio.create_subprocess_exec(
+        "nice",
+        "-n",
+        str(niceness),
         sys.executable,
         "-m",
         "candlecast.bench.streams",
