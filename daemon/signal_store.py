@@ -89,12 +89,6 @@ class Subscription:
         """Clients of some symbols: the frames not yet handed over."""
         self._wake = wake
 
-    def __len__(self) -> int:
-        """Signals waiting for this client."""
-        if self.overflowed:
-            return 0
-        return self._store.recorded - self._cursor if self.symbols is None else len(self._queue)
-
     def wants(self, stored: StoredSignal) -> bool:
         return self.symbols is None or stored.signal.symbol in self.symbols
 
