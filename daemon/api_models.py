@@ -40,6 +40,8 @@ class SignalBody(BaseModel):
     quantile_levels: list[float]
     disagreement: float
     model_version: str
+    model: str | None = Field(None, description="Name of the model that scored the candle.")
+    route: str | None = Field(None, description="The route that claimed the candle.")
     strategy: str
     produced_at: str
     schema_: str = Field(alias="schema")

@@ -64,7 +64,7 @@ def daemon_routes(
                 symbols=route.symbols,
                 interval=lane.models.model.manifest.interval,
                 model=PipelineModel(pipeline, lane.models),
-                new_core=functools.partial(build_core, one_window, clock=clock),
+                new_core=functools.partial(build_core, one_window, clock=clock, route=route.name),
                 monitor=monitor,
                 registry=None if route.model.artifact is not None else route.model.registry,
             )

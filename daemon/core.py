@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 from candlecast.errors import ConfigError
 from daemon.candle import CandleValidator
 from daemon.clock import Clock, SystemClock, utc_iso
+from daemon.dispatch import DEFAULT_ROUTE
 from daemon.engine import CandleIngestor, SignalBuilder
 from daemon.intervals import Interval
 from daemon.ports import Scorer
@@ -38,9 +39,10 @@ class Core:
     gap_policies: dict[str, GapPolicy]
 
 
-def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) -> Core:
+def build_core(settings: Settings, model: Scorer, clock: Clock | None = None, *, route: str = DEFAULT_ROUTE) -> Core:
     """Windows, validation, strategy and signal building for a model, as the settings ask; candle
-    times are checked against ``clock``'s wall time (the system's by default), and signals stamped with it."""
+    times are checked against ``clock``'s wall time (the system's by default), and signals stamped with
+    it and named after ``route`` and the model."""
     manifest = model.manifest
     stamp = clock or SystemClock()
     spec = OutputSpec(tuple(manifest.horizons), tuple(manifest.quantiles))
@@ -75,6 +77,13 @@ def build_core(settings: Settings, model: Scorer, clock: Clock | None = None) ->
         clock_tolerance_ms=int(settings.validation.clock_tolerance_s * 1000),
         clock_ms=lambda: int(stamp.time() * 1000),
     )
-    builder = SignalBuilder(strategy, spec, strategy_ref(strategy.name, strategy.params), lambda: utc_iso(stamp))
+    builder = SignalBuilder(
+        strategy,
+        spec,
+        strategy_ref(strategy.name, strategy.params),
+        lambda: utc_iso(stamp),
+        model=manifest.name,
+        route=route,
+    )
     ingestor = CandleIngestor(validator, store, strategy.memory, on_release=builder.release)
     return Core(intervals, store, ingestor, builder, spec, gap_policies)

@@ -19,6 +19,9 @@ from daemon.candle import RejectReason
 from daemon.engine import IngestCounters, SourceRecord
 from daemon.signal import DeadLetter
 
+DEFAULT_ROUTE = "default"
+"""The one route of a daemon configured without routes: every symbol of its model's interval."""
+
 CACHE_LIMIT = 65_536
 """Routing decisions remembered per (symbol, interval); the cache starts again when full."""
 

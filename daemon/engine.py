@@ -242,10 +242,22 @@ class CandleIngestor:
 class SignalBuilder:
     """Model outputs in, signals out, through the strategy and each key's recent outputs."""
 
-    def __init__(self, strategy: Strategy, spec: OutputSpec, strategy_name: str, clock: Callable[[], str]) -> None:
+    def __init__(
+        self,
+        strategy: Strategy,
+        spec: OutputSpec,
+        strategy_name: str,
+        clock: Callable[[], str],
+        *,
+        model: str,
+        route: str,
+    ) -> None:
         self.strategy = strategy
         self.spec = spec
         self.strategy_name = strategy_name
+        self.model = model
+        """The name of the route's model: a reload keeps it (``daemon.serving.check_compatible``)."""
+        self.route = route
         self._clock = clock
         self._history: dict[WindowKey, deque[tuple[str, EnsembleOutput]]] = {}
         """Each key's recent outputs with the model version that made them; kept only for strategies
@@ -377,6 +389,8 @@ class SignalBuilder:
             quantile_levels=list(self.spec.quantiles),
             disagreement=output.disagreement[0],
             model_version=model_version,
+            model=self.model,
+            route=self.route,
             strategy=self.strategy_name,
             produced_at=produced_at,
         )

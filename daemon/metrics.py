@@ -18,9 +18,9 @@ from prometheus_client import Counter as PromCounter
 from candlecast import __version__
 from candlecast.client_logs import CLIENT_WARNINGS
 from daemon.candle import RejectReason
+from daemon.dispatch import DEFAULT_ROUTE
 from daemon.engine import CandleIngestor, IngestCounters, SignalBuilder
 from daemon.ports import PublishBatch
-from daemon.route import DEFAULT_ROUTE
 from strategies.base import Action
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0)

@@ -31,11 +31,10 @@ import structlog
 
 from daemon.batching import BatchPolicy
 from daemon.checkpoint import SOLE_ROUTE, Checkpoint, ScoredSince, Scoring, TopicPartition
-from daemon.dispatch import Dispatcher, RouteClaim
+from daemon.dispatch import DEFAULT_ROUTE, Dispatcher, RouteClaim
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
 from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
-from daemon.route import DEFAULT_ROUTE
 from daemon.signal import DeadLetter
 from daemon.timer import SystemTimer, Timer
 from models.artifact import ModelOutputs

@@ -1,7 +1,7 @@
 """A route as the query API sees it: which candles a model serves, with what it needs to score them
 as the daemon does.
 
-A daemon configured without ``[[routes]]`` has one route, named ``DEFAULT_ROUTE``, claiming every
+A daemon configured without ``[[routes]]`` has one route, named ``daemon.dispatch.DEFAULT_ROUTE``, claiming every
 symbol of its model's interval. The daemon routes candles with ``daemon.dispatch`` (first claiming
 route wins); the API lists, filters and scores by route the same way.
 """
@@ -23,9 +23,6 @@ from models.artifact import ModelOutputs
 
 if TYPE_CHECKING:
     from daemon.monitoring import ModelMonitor
-
-DEFAULT_ROUTE = "default"
-"""The one route of a daemon configured without routes: every symbol of its model's interval."""
 
 
 class ServedModel(Protocol):

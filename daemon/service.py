@@ -246,7 +246,7 @@ class Daemon:
                 f"{model.manifest.name}/{model.version} serves {interval}"
             )
         view = self.settings.for_route(route)
-        core = build_core(view, model, self.clock)
+        core = build_core(view, model, self.clock, route=route.name)
         self.metrics.expect_strategy(core.builder.strategy.name, route.name)
         # Drift and quality gauges have no route label: the first route's are exported, the others'
         # serve the query API only.

@@ -114,8 +114,9 @@ def warm_up(model: Scorer, max_batch: int) -> None:
 
 
 def check_compatible(new: Manifest, old: Manifest) -> None:
-    """A reloaded model must read the same windows and predict the same things."""
-    for field in ("window", "interval", "calendar", "horizons", "quantiles"):
+    """A reloaded model must be the same model (its name is in every signal of the route) reading the
+    same windows and predicting the same things; only its version changes."""
+    for field in ("name", "window", "interval", "calendar", "horizons", "quantiles"):
         if getattr(new, field) != getattr(old, field):
             raise ArtifactError(
                 f"{new.name}/{new.version}: {field} is {getattr(new, field)!r}, the running model's is "

@@ -17,8 +17,8 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, TomlConfigSettingsSource
 
 from candlecast.errors import ConfigError
+from daemon.dispatch import DEFAULT_ROUTE
 from daemon.intervals import interval_ms
-from daemon.route import DEFAULT_ROUTE
 from daemon.window import GapMode
 
 

@@ -45,6 +45,12 @@ class Signal(msgspec.Struct, frozen=True, kw_only=True):
     disagreement: float
     """Standard deviation of the members' probabilities at the primary horizon."""
     model_version: str
+    model: str | None = None
+    """Name of the model that scored the candle (its manifest's ``name``); absent from signals of
+    daemons before routes."""
+    route: str | None = None
+    """The route that claimed the candle (``default`` for a daemon without ``[[routes]]``); absent
+    from signals of daemons before routes."""
     strategy: str
     produced_at: str
     """When the daemon produced the signal, ISO-8601 UTC (differs between replays)."""

@@ -19,11 +19,12 @@ from daemon.api_wiring import record_published
 from daemon.candle import CandleMessage
 from daemon.clock import FakeClock
 from daemon.core import Core, build_core
+from daemon.dispatch import DEFAULT_ROUTE
 from daemon.engine import ScoreRequest, SourceRecord
 from daemon.http import BodyLimit, Health, build_app
 from daemon.monitoring import ModelMonitor
 from daemon.ports import Chunk, PublishBatch, ScoredChunk, Scorer
-from daemon.route import DEFAULT_ROUTE, Route
+from daemon.route import Route
 from daemon.settings import ApiSettings, MonitoringSettings, Settings, StrategySettings, WindowSettings
 from daemon.signal import DeadLetter, Signal
 from daemon.signal_store import SignalStore

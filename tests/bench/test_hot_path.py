@@ -100,7 +100,9 @@ def pipeline() -> Iterator[Pipeline[FakeScorer]]:
         source=MemoryCandleSource(broker),
         sink=MemorySignalSink(broker),
         ingestor=_ingestor(),
-        builder=SignalBuilder(strategy, OutputSpec((1,), (0.5,)), "threshold()", lambda: "now"),
+        builder=SignalBuilder(
+            strategy, OutputSpec((1,), (0.5,)), "threshold()", lambda: "now", model="bench", route="default"
+        ),
         models=ModelHolder(FakeScorer()),
         policy=BatchPolicy(max_batch=5),
         metrics=DaemonMetrics(CollectorRegistry()),

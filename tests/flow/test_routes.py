@@ -122,7 +122,7 @@ async def uninterrupted(settings: Settings) -> list[Signal]:
     for route in settings.served_routes():
         model = load_fake(route.model, torch.device("cpu"))
         view = settings.for_route(route)
-        core = build_core(view, model)
+        core = build_core(view, model, route=route.name)
         records = candle_records(messages[route.name])
         signals += await backtest(records, core.ingestor, core.builder, model, BatchPolicy(view.batching.max_batch))
     return signals
@@ -140,6 +140,19 @@ async def test_each_candle_is_scored_by_the_route_that_claims_it() -> None:
     published = broker.signals
     assert {(s.interval, s.model_version) for s in published} == {("1h", "1.0.0"), ("1d", "0.0.1")}
     assert without_produce_time(published) == without_produce_time(await uninterrupted(settings))
+
+
+async def test_each_signal_names_its_route_and_model() -> None:
+    """Every signal names the route that claimed its candle and that route's model, beside the model's
+    version: hourly BTCUSD ones ``crypto-1h`` and ``fake-hourly``, daily ones ``stocks-1d`` and ``fake``."""
+    settings = two_routes()
+    broker = MemoryBroker(partitions=PARTITIONS)
+    mixed_feed(broker)
+    async with running_daemon(settings, broker, loader=load_fake) as running:
+        await all_committed(broker)
+        await running.stopped()
+    named = {(s.symbol == "BTCUSD", s.interval, s.route, s.model, s.model_version) for s in broker.signals}
+    assert named == {(True, "1h", "crypto-1h", "fake-hourly", "1.0.0"), (False, "1d", "stocks-1d", "fake", "0.0.1")}
 
 
 async def test_a_candle_no_route_claims_is_dead_lettered_naming_the_routes_and_their_models() -> None:

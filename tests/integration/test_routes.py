@@ -60,7 +60,7 @@ async def test_two_routes_score_their_candles_end_to_end(
     for route, messages in zip(settings.served_routes(), (hourly, daily), strict=True):
         assert route.model.artifact is not None
         model = load_artifact(route.model.artifact)
-        core = build_core(settings.for_route(route), model)
+        core = build_core(settings.for_route(route), model, route=route.name)
         expected += await backtest(candle_records(messages), core.ingestor, core.builder, model, BatchPolicy(64))
     interleaved = [m for pair in zip(daily, hourly, strict=False) for m in pair] + daily[len(hourly) :]
     await publish_candles([*interleaved, unclaimed], bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)

@@ -53,7 +53,9 @@ def engine(memory_params: ThresholdParams) -> tuple[CandleIngestor, SignalBuilde
         history=strategy.memory - 1,
     )
     ingestor = CandleIngestor(CandleValidator(intervals), windows, strategy.memory)
-    builder = SignalBuilder(strategy, SPEC, "threshold(test)", lambda: "2024-01-01T00:00:00Z")
+    builder = SignalBuilder(
+        strategy, SPEC, "threshold(test)", lambda: "2024-01-01T00:00:00Z", model="test", route="default"
+    )
     return ingestor, builder
 
 
