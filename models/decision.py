@@ -61,7 +61,9 @@ class Decision(msgspec.Struct, frozen=True):
     """Per horizon, challenger minus champion log loss."""
     holdout: dict[str, Any]
     """The held-out windows both were scored on: ``start``, ``end``, ``windows``, ``symbols``, ``days``,
-    and the baseline windows the constant probability was fitted on."""
+    ``labels``, the baseline windows the constant probability was fitted on, and
+    ``champion_trained_to`` (the end of the windows the champion was fitted on: past ``start``, its
+    figures are in-sample, and the reason says so)."""
     training: dict[str, Any]
     """What the challenger learned from: candle source, rows, first and last candle, configuration."""
     current_before: str | None

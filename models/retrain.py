@@ -169,10 +169,10 @@ def retrain(
     champion_model = registry.load(champion)
     manifest = champion_model.manifest
     check_fit(manifest, infer_interval(candles), "the recent candles", registry)
-    holdout = options.holdout_candles or int(_sizes(manifest)["test"])
-    cut = holdout_start(candles, holdout)
+    held_out = options.holdout_candles or int(_sizes(manifest)["test"])
+    cut = holdout_start(candles, held_out)
     windows, audit = audited_windows(candles, model_spec(manifest))
-    held = HeldOut.at(windows, cut, holdout)
+    held = HeldOut.at(windows, cut, held_out)
     taken = {e.version for e in registry.entries() if e.name == name}
     version = options.version or next_version(manifest.version, taken)
     if version in taken:
@@ -187,6 +187,13 @@ def retrain(
     )
     primary = str(manifest.horizons[0])
     outcome, reason = decide(comparison.difference[primary], options.margin, options.evaluation.level)
+    trained_to = (manifest.training.calibration or manifest.training.validation).end
+    period = {**comparison.holdout, "champion_trained_to": trained_to}
+    if trained_to >= period["start"]:
+        reason += (
+            f"; the champion was fitted on windows up to {trained_to}, inside the held-out period, so its "
+            "figures there are in-sample"
+        )
     current_before = registry.current_ref()
     if outcome == "promoted":
         holder = current_before.partition("/")[0] if current_before else None
@@ -206,14 +213,14 @@ def retrain(
         champion=comparison.champion,
         challenger=comparison.challenger,
         difference=comparison.difference,
-        holdout=comparison.holdout,
+        holdout=period,
         training={
             **source,
             "rows": len(learned),
             "symbols": sorted({str(s) for s in np.unique(learned.symbols)}),
             "start": iso(int(learned.ts.min())),
             "end": iso(int(learned.ts.max())),
-            "rejected": dict(sorted(audit.rejected.items())),
+            "recent_candles_rejected": dict(sorted(audit.rejected.items())),
             "sizes": dataclasses.asdict(plan.sizes),
             "config": {k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(plan.config).items()},
         },

@@ -75,6 +75,7 @@ def test_a_challenger_trained_on_shuffled_labels_is_refused_and_the_champion_sta
     assert decision.difference["1"].estimate == pytest.approx(challenger["log_loss"] - champion["log_loss"])
     assert decision.difference["1"].estimate > 0
     assert decision.holdout["start"] > decision.training["end"]
+    assert decision.holdout["champion_trained_to"] < decision.holdout["start"]
     assert registry.entry(f"{NAME}/1.0.1").decision() == decision
     assert registry.champion(NAME) == registry.entry(f"{NAME}/1.0.0")
 
