@@ -110,7 +110,7 @@ class DaemonMetrics:
             registry=registry,
         )
         self.ready = Gauge("candlecast_ready", "1 when the daemon is ready (see /readyz).", registry=registry)
-        self.model_info = Info("candlecast_model", "The model in service.", registry=registry)
+        self.model_info = Info("candlecast_model", "Each route's model in service.", ["route"], registry=registry)
         self.build_info = Info("candlecast_build", "Versions of candlecast and what it runs on.", registry=registry)
         self.build_info.info(build_versions())
         # Series of known label values exist from the start at 0, so that rate() and increase()

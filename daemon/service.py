@@ -29,7 +29,7 @@ from daemon.http import Health, HttpServer
 from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
 from daemon.metrics import DaemonMetrics
-from daemon.monitoring import ModelMonitor
+from daemon.monitoring import ModelMonitor, RouteMonitors
 from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import Lane, ModelHolder, Pipeline
 from daemon.ports import RevokeHandler, ServedSink, ServedSource, TransportFactory
@@ -138,13 +138,19 @@ class Daemon:
         )
         """Committed signals, for the query API and the stream."""
         self.reloads = Counter(
-            "candlecast_model_reloads", "Model reload attempts, by outcome.", ["outcome"], registry=self.registry
+            "candlecast_model_reloads",
+            "Model reload attempts, by route and outcome.",
+            ["route", "outcome"],
+            registry=self.registry,
         )
-        for outcome in ("loaded", "unchanged", "refused"):
-            self.reloads.labels(outcome)
         self.reload_timestamp = Gauge(
-            "candlecast_model_loaded_timestamp_seconds", "When the model in service was loaded.", registry=self.registry
+            "candlecast_model_loaded_timestamp_seconds",
+            "When the route's model in service was loaded.",
+            ["route"],
+            registry=self.registry,
         )
+        self.monitors = RouteMonitors(self.registry)
+        """Every route's drift and live-quality metrics, labelled by route."""
         self.route_info = Info(
             "candlecast_route", "Each route: what it claims and the model it serves.", ["route"], registry=self.registry
         )
@@ -248,10 +254,11 @@ class Daemon:
         view = self.settings.for_route(route)
         core = build_core(view, model, self.clock, route=route.name)
         self.metrics.expect_strategy(core.builder.strategy.name, route.name)
-        # Drift and quality gauges have no route label: the first route's are exported, the others'
-        # serve the query API only.
-        registry = self.registry if index == 0 else CollectorRegistry()
-        monitor = ModelMonitor(registry, self.settings.monitoring, capacity=view.windows.max_windows)
+        for outcome in ("loaded", "unchanged", "refused"):
+            self.reloads.labels(route.name, outcome)
+        monitor = ModelMonitor(
+            self.monitors, self.settings.monitoring, capacity=view.windows.max_windows, route=route.name
+        )
         monitor.use(model.manifest, core.intervals, core.gap_policies)
         lane = Lane(
             route.name,
@@ -357,11 +364,12 @@ class Daemon:
             "window": str(manifest.window),
             "interval": manifest.interval,
         }
-        if route is self.routes[0]:
-            self.metrics.model_info.info({**described, "threads": str(threads), "candlecast": __version__})
+        self.metrics.model_info.labels(route.name).info(
+            {**described, "threads": str(threads), "candlecast": __version__}
+        )
         claim = route.lane.claim
         self.route_info.labels(route.name).info({**described, "symbols": claim.symbols})
-        self.reload_timestamp.set(self.clock.time())
+        self.reload_timestamp.labels(route.name).set(self.clock.time())
         log.info(
             "model in service", route=route.name, model=f"{manifest.name}/{manifest.version}", device=str(model.device)
         )
@@ -423,7 +431,7 @@ class Daemon:
         except CandlecastError as exc:
             refusal = str(exc)
         if refusal is not None:
-            self.reloads.labels("refused").inc()
+            self.reloads.labels(route.name, "refused").inc()
             log.error(
                 "model reload refused; the running model stays",
                 route=route.name,
@@ -432,12 +440,12 @@ class Daemon:
             )
             return False
         if candidate.file_sha256 == running.file_sha256:
-            self.reloads.labels("unchanged").inc()
+            self.reloads.labels(route.name, "unchanged").inc()
             return True
         async with self.pipeline.between_batches():
             route.lane.models.model = candidate
             route.monitor.use(candidate.manifest, route.core.intervals, route.core.gap_policies)
-        self.reloads.labels("loaded").inc()
+        self.reloads.labels(route.name, "loaded").inc()
         self._describe_model(route, configure_threads(self.settings.model.threads))
         log.info("model reloaded", route=route.name, previous=running.version, current=candidate.version)
         return True

@@ -132,18 +132,18 @@ def overview() -> list[stat.Panel]:
         .color_mode(BigValueColorMode.BACKGROUND),
         single(
             "Model",
-            "The model in service (candlecast_model_info).",
+            "Each route's model in service (candlecast_model_info).",
             "none",
             m("candlecast_model_info"),
-            "{{name}} {{version}} on {{device}} ({{members}})",
+            "{{route}}: {{name}} {{version}} on {{device}} ({{members}})",
             span=8,
         ).text_mode(BigValueTextMode.NAME),
         single(
             "Model age",
-            "Time since the model in service was loaded (start-up or hot reload).",
+            "Time since each route's model in service was loaded (start-up or hot reload).",
             "s",
-            f"time() - max({m('candlecast_model_loaded_timestamp_seconds')})",
-            "age",
+            f"time() - max by (route) ({m('candlecast_model_loaded_timestamp_seconds')})",
+            "{{route}}",
         ),
         single(
             "Event-loop lag",
@@ -303,7 +303,7 @@ def drift() -> list[timeseries.Panel]:
                 "Population stability index of each newest-candle feature against the training reference: "
                 f"under {PSI_MODERATE} stable, over {PSI_ACT} a shift worth acting on (alert).",
                 "none",
-                (m("candlecast_feature_psi"), "{{feature}}"),
+                (m("candlecast_feature_psi"), "{{route}} {{feature}}"),
                 span=12,
             ),
             psi_steps,
@@ -312,7 +312,7 @@ def drift() -> list[timeseries.Panel]:
             "Feature KS",
             "Largest distance between each feature's live CDF and the reference CDF.",
             "none",
-            (m("candlecast_feature_ks"), "{{feature}}"),
+            (m("candlecast_feature_ks"), "{{route}} {{feature}}"),
             span=12,
         ),
         threshold_lines(
@@ -320,8 +320,8 @@ def drift() -> list[timeseries.Panel]:
                 "Prediction drift",
                 "PSI and KS of the primary-horizon probability against validation.",
                 "none",
-                (m("candlecast_prediction_psi"), "PSI"),
-                (m("candlecast_prediction_ks"), "KS"),
+                (m("candlecast_prediction_psi"), "{{route}} PSI"),
+                (m("candlecast_prediction_ks"), "{{route}} KS"),
                 span=12,
             ),
             psi_steps,
@@ -330,7 +330,7 @@ def drift() -> list[timeseries.Panel]:
             "Drift window",
             "Scored candles the drift statistics cover (they appear once drift_min_samples are held).",
             "none",
-            (f"sum({m('candlecast_drift_window_samples')})", "samples"),
+            (f"sum by (route) ({m('candlecast_drift_window_samples')})", "{{route}} samples"),
             span=12,
         ),
     ]
@@ -342,8 +342,8 @@ def quality() -> list[timeseries.Panel]:
             title,
             description,
             unit,
-            (m(f"candlecast_live_{name}"), "live, horizon {{horizon}}"),
-            (m(f"candlecast_reference_{name}"), "validation, horizon {{horizon}}"),
+            (m(f"candlecast_live_{name}"), "{{route}} live, horizon {{horizon}}"),
+            (m(f"candlecast_reference_{name}"), "{{route}} validation, horizon {{horizon}}"),
         )
 
     return [
@@ -364,10 +364,10 @@ def quality() -> list[timeseries.Panel]:
             "Predictions resolved per second by the candle h steps later, and predictions still waiting.",
             "none",
             (
-                f"sum by (horizon) (rate({m('candlecast_live_outcomes_resolved_total')}[{RATE}]))",
-                "resolved/s, horizon {{horizon}}",
+                f"sum by (route, horizon) (rate({m('candlecast_live_outcomes_resolved_total')}[{RATE}]))",
+                "{{route}} resolved/s, horizon {{horizon}}",
             ),
-            (f"sum({m('candlecast_live_predictions_pending')})", "pending"),
+            (f"sum by (route) ({m('candlecast_live_predictions_pending')})", "{{route}} pending"),
             span=24,
         ),
     ]
@@ -406,7 +406,10 @@ def errors() -> list[timeseries.Panel]:
             "Model reloads",
             "Reload attempts by outcome: loaded, unchanged, or refused (the running model stays).",
             "none",
-            (f"sum by (outcome) (increase({m('candlecast_model_reloads_total')}[{RATE}]))", "{{outcome}}"),
+            (
+                f"sum by (route, outcome) (increase({m('candlecast_model_reloads_total')}[{RATE}]))",
+                "{{route}} {{outcome}}",
+            ),
         ),
     ]
 

@@ -22,7 +22,7 @@ from daemon.core import Core, build_core
 from daemon.dispatch import DEFAULT_ROUTE
 from daemon.engine import ScoreRequest, SourceRecord
 from daemon.http import BodyLimit, Health, build_app
-from daemon.monitoring import ModelMonitor
+from daemon.monitoring import ModelMonitor, RouteMonitors
 from daemon.ports import Chunk, PublishBatch, ScoredChunk, Scorer
 from daemon.route import Route
 from daemon.settings import ApiSettings, MonitoringSettings, Settings, StrategySettings, WindowSettings
@@ -105,7 +105,7 @@ def harness(*, token: str | None = None, api: ApiSettings | None = None, **strat
     scorer = FakeScorer(fake_manifest(window=WINDOW, interval="1h", horizons=(1, 2)))
     model = InlineModel(scorer)
     monitor = ModelMonitor(
-        CollectorRegistry(),
+        RouteMonitors(CollectorRegistry()),
         MonitoringSettings(drift_window=10, drift_min_samples=1, quality_window=10, quality_min_outcomes=1),
         capacity=100,
     )

@@ -302,5 +302,11 @@ async def test_a_new_registry_version_of_one_routes_model_reloads_that_route_alo
         await running.clock.run_for(5.0)
         await running.clock.sleeping(5)  # both reload loops wait again: the look and the load are done
         assert [r.model.version for r in daemon.routes] == ["2.0.0", "0.0.1"]
-        assert daemon.registry.get_sample_value("candlecast_model_reloads_total", {"outcome": "loaded"}) == 1
+        reloads = {
+            route: daemon.registry.get_sample_value(
+                "candlecast_model_reloads_total", {"route": route, "outcome": "loaded"}
+            )
+            for route in ("crypto-1h", "stocks-1d")
+        }
+        assert reloads == {"crypto-1h": 1, "stocks-1d": 0}
         await running.stopped()

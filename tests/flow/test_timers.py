@@ -197,7 +197,12 @@ async def test_a_new_current_version_in_the_registry_is_served_after_one_poll_in
         await running.clock.run_for(0.1)
         await running.clock.sleeping(4)  # the reload loop waits again: the load (on a worker thread) is done
         assert daemon.model.version == "0.0.2"
-        assert daemon.registry.get_sample_value("candlecast_model_reloads_total", {"outcome": "loaded"}) == 1
+        assert (
+            daemon.registry.get_sample_value(
+                "candlecast_model_reloads_total", {"route": "default", "outcome": "loaded"}
+            )
+            == 1
+        )
         await running.stopped()
 
 

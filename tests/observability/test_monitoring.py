@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 
 from daemon.engine import ScoreRequest
 from daemon.intervals import Interval
-from daemon.monitoring import ModelMonitor
+from daemon.monitoring import ModelMonitor, RouteMonitors
 from daemon.ports import Chunk, ScoredChunk
 from daemon.settings import MonitoringSettings
 from daemon.window import GapMode, GapPolicy
@@ -49,18 +49,18 @@ def forty_days(model: LoadedModel) -> list[ScoredChunk]:
 
 
 def monitor_for(model: LoadedModel, registry: CollectorRegistry) -> ModelMonitor:
-    monitor = ModelMonitor(registry, SETTINGS, capacity=100)
+    monitor = ModelMonitor(RouteMonitors(registry), SETTINGS, capacity=100)
     monitor.use(model.manifest, {"1d": Interval.parse("1d", "weekdays")}, {"1d": GapPolicy(GapMode.TOLERATE, 3)})
     return monitor
 
 
-def sample(registry: CollectorRegistry, name: str, **labels: str) -> float | None:
-    return registry.get_sample_value(name, labels)
+def sample(registry: CollectorRegistry, name: str, route: str = "default", **labels: str) -> float | None:
+    return registry.get_sample_value(name, {"route": route, **labels})
 
 
 def test_nothing_is_exported_before_a_model_is_in_service() -> None:
     registry = CollectorRegistry()
-    ModelMonitor(registry, SETTINGS, capacity=100)
+    ModelMonitor(RouteMonitors(registry), SETTINGS, capacity=100)
     assert [m.samples for m in registry.collect() if m.name.startswith("candlecast_")] == [[]] * 14
 
 
@@ -128,3 +128,30 @@ def test_a_reload_starts_the_windows_afresh(model: LoadedModel, forty_days: list
     assert sample(registry, "candlecast_drift_window_samples") == 0
     assert sample(registry, "candlecast_feature_psi", feature=model.manifest.features[0]) is None
     assert sample(registry, "candlecast_live_outcomes_resolved_total", horizon="1") == 0
+
+
+def test_each_routes_figures_carry_its_route(model: LoadedModel, forty_days: list[ScoredChunk]) -> None:
+    """Two routes' monitors on one registry export their drift and quality side by side, labelled by route:
+    the route that saw candles has figures, the other only its reference."""
+    registry = CollectorRegistry()
+    exported = RouteMonitors(registry)
+    intervals, policies = {"1d": Interval.parse("1d", "weekdays")}, {"1d": GapPolicy(GapMode.TOLERATE, 3)}
+    busy = ModelMonitor(exported, SETTINGS, capacity=100, route="stocks-1d")
+    idle = ModelMonitor(exported, SETTINGS, capacity=100, route="crypto-1h")
+    for monitor in (busy, idle):
+        monitor.use(model.manifest, intervals, policies)
+    for scored in forty_days:
+        busy.observe(scored)
+    primary = str(model.manifest.horizons[0])
+    assert sample(registry, "candlecast_drift_window_samples", route="stocks-1d") == SYMBOLS * STEPS
+    assert sample(registry, "candlecast_drift_window_samples", route="crypto-1h") == 0
+    assert sample(registry, "candlecast_prediction_psi", route="stocks-1d") is not None
+    assert sample(registry, "candlecast_prediction_psi", route="crypto-1h") is None
+    resolved = sample(registry, "candlecast_live_outcomes_resolved_total", route="stocks-1d", horizon=primary)
+    assert resolved is not None and resolved > 0
+    assert sample(registry, "candlecast_live_outcomes_resolved_total", route="crypto-1h", horizon=primary) == 0
+    for route in ("stocks-1d", "crypto-1h"):
+        assert (
+            sample(registry, "candlecast_reference_brier", route=route, horizon=primary)
+            == model.manifest.reference.brier
+        )

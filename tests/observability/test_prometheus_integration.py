@@ -103,7 +103,9 @@ async def observed(
             # A broken artifact: the reload is refused and the running model stays.
             artifact.write_bytes(b"not a model")
             daemon.request_reload()
-            await wait_for(lambda: sample(daemon, "candlecast_model_reloads_total", outcome="refused") == 1)
+            await wait_for(
+                lambda: sample(daemon, "candlecast_model_reloads_total", route="default", outcome="refused") == 1
+            )
             await wait_for(
                 lambda: bool(
                     prometheus.query('candlecast_model_reloads_total{job="candlecast", outcome="refused"} == 1')
