@@ -155,6 +155,29 @@ async def test_each_signal_names_its_route_and_model() -> None:
     assert named == {(True, "1h", "crypto-1h", "fake-hourly", "1.0.0"), (False, "1d", "stocks-1d", "fake", "0.0.1")}
 
 
+async def test_each_routes_drift_and_quality_are_exported_under_its_name() -> None:
+    """Each route's drift window counts that route's scored candles, and each route's model is in
+    ``candlecast_model_info`` under its route (once only the first route's were exported)."""
+    settings = two_routes()
+    broker = MemoryBroker(partitions=PARTITIONS)
+    mixed_feed(broker)
+    async with running_daemon(settings, broker, loader=load_fake) as running:
+        await all_committed(broker)
+        await running.stopped()
+        registry = running.daemon.registry
+    scored = {route: sum(s.route == route for s in broker.signals) for route in ("crypto-1h", "stocks-1d")}
+    assert all(scored.values())
+    for route, count in scored.items():
+        assert registry.get_sample_value("candlecast_drift_window_samples", {"route": route}) == count
+    models = {
+        (sample.labels["route"], sample.labels["name"], sample.labels["version"])
+        for family in registry.collect()
+        if family.name == "candlecast_model"
+        for sample in family.samples
+    }
+    assert models == {("crypto-1h", "fake-hourly", "1.0.0"), ("stocks-1d", "fake", "0.0.1")}
+
+
 async def test_a_candle_no_route_claims_is_dead_lettered_naming_the_routes_and_their_models() -> None:
     """An hourly ETHEUR candle (not ``*USD``, not daily) goes to the dead-letter topic as ``no_route``, its
     detail naming each route with its model; the claimed candles beside it are scored."""
