@@ -1,7 +1,8 @@
 """Chaos on a 3-node cluster: 3 instances, 6 partitions, a paced feed with bad messages, and faults at
 seeded random moments (SIGKILL, SIGSTOP past the session then SIGCONT, leader kill, an instance removed
-or added). Committed output equals an uninterrupted single-instance run's: 0 duplicates, 0 missing,
-0 different. ``make soak`` runs the long version (CANDLECAST_CHAOS_FAULTS, at least 20)."""
+or added, and one removed or added while a backlog drains for longer than the session). Committed output
+equals an uninterrupted single-instance run's: 0 duplicates, 0 missing, 0 different. ``make soak`` runs
+the long version (CANDLECAST_CHAOS_FAULTS, at least 20)."""
 
 from __future__ import annotations
 
@@ -15,27 +16,65 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
+from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
 from tests.reliability.conftest import Reference, workload
 from tests.reliability.test_broker_failover import busiest_leader
-from tests.support.kafka import Topics, fresh_topics, read_records
+from tests.support.kafka import Topics, daemon_settings, fresh_topics, read_records, running_daemon
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
-FAULTS = int(os.environ.get("CANDLECAST_CHAOS_FAULTS", "4"))
-"""4 in the suite; `make soak` sets CANDLECAST_CHAOS_FAULTS for the long run."""
+FAULTS = int(os.environ.get("CANDLECAST_CHAOS_FAULTS", "5"))
+"""5 in the suite (each kind once); `make soak` sets CANDLECAST_CHAOS_FAULTS for the long run."""
 RATE = float(os.environ.get("CANDLECAST_CHAOS_RATE", "30"))
 """Candles per second of the paced feed (the long run slows it so that the feed outlasts the faults)."""
 SEED = int(os.environ.get("CANDLECAST_CHAOS_SEED", "20261201"))
 SESSION_S = 6.0
 """The test config's session timeout (tests/support/process.py)."""
 BAD_MESSAGES = 40
-KINDS = ("sigkill", "sigstop", "leader_kill", "scale")
+KINDS = ("sigkill", "sigstop", "leader_kill", "scale", "backlog_scale")
+PARTITIONS = 6
+BACKLOG_SYMBOLS = 80
+BACKLOG_CANDLES = 130
+"""Each backlog fault publishes at once 80 symbols not in the paced workload, the workload's last 130 days of
+each (about 10,000 records; 5,000 drained in 5 to 8 s on the shared test machine, about the session timeout).
+The same days as the workload's: no candle falls ``windows.idle_expiry_intervals`` behind its partition's
+newest, so no symbol's signals depend on another's."""
+CAUGHT_UP_LAG = 10
+"""Candle records not yet committed by the group below which a backlog counts as drained."""
+
+
+def backlogs(count: int) -> list[CandleTable]:
+    """Candles for ``count`` backlog faults: each of other real S&P 500 symbols than the workload's and the others'."""
+    table = read_candles(bundled_path("sp500_1d_2009.csv"))
+    taken = set(workload().symbol_slices())
+    others = [symbol for symbol in sorted(table.symbol_slices()) if symbol not in taken]
+    return [
+        table.only(others[n * BACKLOG_SYMBOLS : (n + 1) * BACKLOG_SYMBOLS]).tail_per_symbol(BACKLOG_CANDLES)
+        for n in range(count)
+    ]
+
+
+async def backlog_reference(kafka: LocalKafka, artifact: Path, tables: list[CandleTable]) -> tuple[Reference, int]:
+    """Signals of one uninterrupted daemon for the backlogs' candles, by candle (each symbol's do not depend on
+    another's, so one run of all of them stands for any interleaving), and how many it dead-lettered (the
+    file's bad rows)."""
+    if not tables:
+        return {}, 0
+    topics = await fresh_topics(kafka.bootstrap_servers)
+    for table in tables:
+        await publish_candles(table.messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
+    async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, artifact)):
+        records = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=600, quiet_s=8)
+        letters = await read_records(kafka.bootstrap_servers, topics.dead_letters, expected=10**9, timeout_s=10)
+    return by_candle(records), len(letters)
 
 
 @dataclass
@@ -56,6 +95,16 @@ class Fleet:
             if not process.alive:
                 self.exits[process.returncode or 0] += 1
                 self.start(name)
+
+    def scale(self, rng: random.Random) -> str:
+        """Remove a random instance (SIGTERM) or add one: at random while two to four run, keeping at least two."""
+        names = sorted(self.running)
+        idle = [name for name in sorted(self.configs) if name not in self.running]
+        if len(names) > 2 and (not idle or rng.random() < 0.5):
+            self.running.pop(rng.choice(names)).stop()
+            return "removed"
+        self.start(idle[0])
+        return "added"
 
     def wait_all_ready(self, timeout_s: float = 180.0) -> None:
         deadline = time.monotonic() + timeout_s
@@ -83,7 +132,44 @@ async def send_bad_messages(bootstrap: str, topic: str, symbols: list[str], rng:
     return BAD_MESSAGES
 
 
-async def inject(kind: str, fleet: Fleet, cluster: LocalKafka, topics: Topics, rng: random.Random) -> None:
+async def candles_lag(bootstrap: str, topic: str, group: str) -> int | None:
+    """Candle records the group has not committed yet (None while the cluster cannot say)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    try:
+        await admin.start()
+        await consumer.start()
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in range(PARTITIONS)])
+    except KafkaError:
+        return None
+    finally:
+        await consumer.stop()
+        await admin.close()
+    lag: int = sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+    return lag
+
+
+async def drain_with_a_scale_change(
+    backlog: CandleTable, fleet: Fleet, topics: Topics, bootstrap: str, rng: random.Random
+) -> str:
+    """Publish a backlog at once, add or remove an instance as soon as it is in the log, and wait until the group
+    has committed all but ``CAUGHT_UP_LAG`` candle records: that wait is the drain reported."""
+    began = time.monotonic()
+    await publish_candles(backlog.messages("1d"), bootstrap_servers=bootstrap, topic=topics.candles)
+    change = await asyncio.to_thread(fleet.scale, rng)
+    while True:
+        lag = await candles_lag(bootstrap, topics.candles, topics.group)
+        if lag is not None and lag <= CAUGHT_UP_LAG:
+            break
+        await asyncio.sleep(0.2)
+    return f"{change} while {len(backlog)} candles drained for {time.monotonic() - began:.1f}s"
+
+
+async def inject(
+    kind: str, fleet: Fleet, cluster: LocalKafka, topics: Topics, backlogs: list[CandleTable], rng: random.Random
+) -> str:
+    """Inject one fault; returns what it did, for the report."""
     names = sorted(fleet.running)
     victim = rng.choice(names)
     if kind == "sigkill":
@@ -100,24 +186,29 @@ async def inject(kind: str, fleet: Fleet, cluster: LocalKafka, topics: Topics, r
         await asyncio.to_thread(cluster.kill_node, node, signal.SIGKILL)
         await asyncio.sleep(rng.uniform(2.0, 6.0))
         await asyncio.to_thread(cluster.start_node, node)
-    elif len(names) > 2 and rng.random() < 0.5:
-        await asyncio.to_thread(fleet.running.pop(victim).stop)
+    elif kind == "scale":
+        return await asyncio.to_thread(fleet.scale, rng)
     else:
-        fleet.start(next(n for n in sorted(fleet.configs) if n not in fleet.running))
+        return await drain_with_a_scale_change(backlogs.pop(0), fleet, topics, cluster.bootstrap_servers, rng)
+    return victim
 
 
 @pytest.mark.timeout(240 + 120 * FAULTS)
-async def test_chaos(test_artifact: Path, tmp_path: Path, reference: Reference) -> None:
+async def test_chaos(kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference) -> None:
     """Faults at random moments on a 3-node cluster with 3 instances: every candle's signal exactly once,
     equal to an uninterrupted run's, and every bad message dead-lettered exactly once."""
     rng = random.Random(SEED)
     table = workload()
+    kinds = [KINDS[n] if n < len(KINDS) else rng.choice(KINDS) for n in range(FAULTS)]
+    pending = backlogs(kinds.count("backlog_scale"))
+    backlog_signals, backlog_letters = await backlog_reference(kafka, test_artifact, pending)
+    expected_signals = reference | backlog_signals
     cluster = LocalKafka(tmp_path / "cluster", nodes=3).start()
     feeding: asyncio.Task[float] | None = None
     fleet: Fleet | None = None
     report: list[str] = []
     try:
-        topics = await fresh_topics(cluster.bootstrap_servers, candle_partitions=6, replication=3)
+        topics = await fresh_topics(cluster.bootstrap_servers, candle_partitions=PARTITIONS, replication=3)
         configs = {
             name: write_config(
                 tmp_path / f"{name}.toml",
@@ -141,21 +232,21 @@ async def test_chaos(test_artifact: Path, tmp_path: Path, reference: Reference) 
         bad = asyncio.create_task(
             send_bad_messages(cluster.bootstrap_servers, topics.candles, sorted(table.symbol_slices()), rng)
         )
-        for n in range(FAULTS):
+        for kind in kinds:
             await asyncio.sleep(rng.uniform(1.0, 6.0))
-            kind = KINDS[n % len(KINDS)] if n < len(KINDS) else rng.choice(KINDS)
-            await inject(kind, fleet, cluster, topics, rng)
+            what = await inject(kind, fleet, cluster, topics, pending, rng)
             began = time.monotonic()
             await asyncio.to_thread(fleet.wait_all_ready)
-            report.append(f"{kind}:{time.monotonic() - began:.1f}s")
+            report.append(f"{kind} ({what}): {time.monotonic() - began:.1f}s")
         await feeding
         sent_bad = await bad
-        expected = sum(map(len, reference.values()))
+        expected = sum(map(len, expected_signals.values()))
         records = await read_records(
             cluster.bootstrap_servers, topics.signals, expected=expected, timeout_s=240, settle_s=5
         )
+        expected_letters = sent_bad + backlog_letters
         letters = await read_records(
-            cluster.bootstrap_servers, topics.dead_letters, expected=sent_bad, timeout_s=60, settle_s=2
+            cluster.bootstrap_servers, topics.dead_letters, expected=expected_letters, timeout_s=60, settle_s=2
         )
         fleet.reap()
     finally:
@@ -170,14 +261,19 @@ async def test_chaos(test_artifact: Path, tmp_path: Path, reference: Reference) 
 
     published = by_candle(records)
     duplicates = sum(len(copies) - 1 for copies in published.values())
-    missing = len(reference.keys() - published.keys())
-    different = sum(1 for key, copies in published.items() if key in reference and copies[0] != reference[key][0])
+    missing = len(expected_signals.keys() - published.keys())
+    different = sum(
+        1 for key, copies in published.items() if key in expected_signals and copies[0] != expected_signals[key][0]
+    )
     print(
-        f"chaos: {FAULTS} faults, {len(published)} signals compared against {len(reference)}, "
+        f"chaos: {FAULTS} faults ({dict(Counter(kinds))}), {len(published)} signals compared against "
+        f"{len(expected_signals)}, "
         f"{duplicates} duplicates, {missing} missing, {different} different; dead letters {len(letters)} of "
-        f"{sent_bad}; restarts after exit statuses {dict(fleet.exits)}; "
+        f"{expected_letters} ({sent_bad} bad messages, {backlog_letters} bad rows of the backlogs; by reason "
+        f"{dict(Counter(dict(r.headers).get('dlq-reason', b'?').decode() for r in letters))}); "
+        f"restarts after exit statuses {dict(fleet.exits)}; "
         f"every instance ready again, after each fault's end: {', '.join(report)}"
     )
     assert (duplicates, missing, different) == (0, 0, 0)
-    assert published == reference
-    assert len(letters) == sent_bad
+    assert published == expected_signals
+    assert len(letters) == expected_letters
