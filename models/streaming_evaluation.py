@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 import time
 from pathlib import Path
 
@@ -121,6 +122,9 @@ def compare(
                 label=name,
             )
             epochs[name] = best
+            sys.stderr.write(
+                f"fold {fold.index}: {name} trained, best epoch {best}, {time.perf_counter() - started:.0f} s\n"
+            )
         histories = service_histories(test, spec, stream.span, stream.lookback)
         constant = np.broadcast_to(
             np.asarray([train.up[train.valid[:, j], j].mean() for j in range(horizons)]), (len(test), horizons)
