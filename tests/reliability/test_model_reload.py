@@ -28,7 +28,7 @@ pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 def reloads(daemon: DaemonProcess, outcome: str) -> float:
     body = daemon.get("/metrics")[1].decode()
     found = re.search(
-        rf'^candlecast_model_reloads_total{{route="default",outcome="{outcome}"}} (\S+)$', body, re.MULTILINE
+        rf'^candlecast_model_reloads_total{{outcome="{outcome}",route="default"}} (\S+)$', body, re.MULTILINE
     )
     return float(found.group(1)) if found else 0.0
 
