@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import msgspec
 
 from daemon.api_models import SignalBody
@@ -11,9 +13,22 @@ from tests.api.support import HOUR_MS, candles, client, harness, window
 
 
 def test_signal_body_mirrors_the_signal_message() -> None:
-    """The API's signal model has exactly the fields of the signal on the topic."""
+    """The API's signal model has exactly the fields of the signal on the topic, each of the same JSON type."""
     aliases = {f.alias or name for name, f in SignalBody.model_fields.items()}
     assert aliases == set(Signal.__struct_fields__)
+    published = msgspec.json.schema(Signal)["$defs"]["Signal"]["properties"]
+    served = SignalBody.model_json_schema(by_alias=True)["properties"]
+    assert {name: json_type(field) for name, field in served.items()} == {
+        name: json_type(field) for name, field in published.items()
+    }
+
+
+def json_type(field: dict[str, Any]) -> object:
+    """A property's type as JSON Schema states it, without titles, descriptions and defaults (an enum's
+    values as a set: its order and the implied ``string`` type differ between the generators)."""
+    if "enum" in field:
+        return frozenset(field["enum"])
+    return {key: value for key, value in field.items() if key not in ("title", "description", "default")}
 
 
 async def test_routes_and_models_describe_the_served_model() -> None:
