@@ -8,9 +8,8 @@ steps all its keys together; keys that need more candles (rebuilds) step in furt
 rows that still need them. Every call runs on a multiple of ``BATCH_MULTIPLE`` rows, as the windowed
 forward does, which keeps a key's state and outputs bitwise independent of which other keys share
 the batch, so a state rebuilt after a restart equals the one carried through. (Unpadded, ``advance``
-differed in the last bit only for batches of 1 and 2 rows, and ``emit`` at a few other sizes: the
-floor of 8 rows is what matters, and padding a step costs at most 7 rows of one candle, not of a
-window.)
+differed in the last bit for batches of 1 and 2 rows, and ``emit`` also at some sizes that are not a
+multiple of 8; padding a step costs at most 7 rows of one candle, not of a window.)
 
 States live in the store's numpy arrays (rows beside the windows); on a CUDA device a batch's rows
 travel to it and back with the batch.
