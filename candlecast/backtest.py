@@ -24,6 +24,7 @@ from candlecast.errors import DataError
 from daemon.backtest import SOURCE, candle_records, run_backtest_pipeline
 from daemon.batching import BatchPolicy
 from daemon.core import build_core
+from daemon.dispatch import DEFAULT_ROUTE
 from daemon.ports import PublishBatch
 from daemon.serving import load_serving_model
 from daemon.settings import ModelSettings, Settings
@@ -63,18 +64,24 @@ def load_model(ref: str | None, settings: ModelSettings) -> LoadedModel:
 
 
 def run_backtest(
-    settings: Settings, model: LoadedModel, candles: CandleTable, out: Path, *, console: Console | None = None
+    settings: Settings,
+    model: LoadedModel,
+    candles: CandleTable,
+    out: Path,
+    *,
+    console: Console | None = None,
+    route: str = DEFAULT_ROUTE,
 ) -> BacktestRun:
     """Feed every candle in time order through the daemon's core and write the signals to ``out``.
 
-    ``console`` shows a progress bar. Raises ``DataError`` when the file's candles are not the
-    model's interval.
+    Signals name ``route`` (``settings`` as that route sees them). ``console`` shows a progress bar.
+    Raises ``DataError`` when the file's candles are not the model's interval.
     """
     interval = infer_interval(candles)
     reason = misfit(model.manifest, interval, Registry(settings.model.registry))
     if reason is not None:
         raise DataError(f"{reason}: pick one with --model")
-    core = build_core(settings, model)
+    core = build_core(settings, model, route=route)
     policy = BatchPolicy(settings.batching.max_batch)
     messages = candles.messages(interval)
     out.mkdir(parents=True, exist_ok=True)

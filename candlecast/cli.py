@@ -124,6 +124,10 @@ def backtest(
     ] = None,
     symbols: Annotated[str | None, typer.Option(help="Comma-separated symbols to keep.")] = None,
     last: Annotated[int | None, typer.Option(help="Only the last N candles of each symbol.")] = None,
+    route: Annotated[
+        str | None,
+        typer.Option(help="Run as this route of the settings ([[routes]]: its model and sections); signals name it."),
+    ] = None,
 ) -> None:
     """Run a candle file through the daemon's windows, batching, model and strategy, without Kafka.
 
@@ -134,9 +138,15 @@ def backtest(
 
     from candlecast.backtest import load_model, run_backtest, write_trading_report
     from candlecast.candlefile import read_candles
+    from daemon.dispatch import DEFAULT_ROUTE
     from daemon.settings import StrategySettings, load_settings
 
     settings = load_settings(config)
+    if route is not None:
+        served = {r.name: r for r in settings.served_routes()}
+        if route not in served:
+            raise ConfigError(f"--route: the settings have no route {route!r} (routes: {', '.join(served)})")
+        settings = settings.for_route(served[route])
     try:
         chosen = json.loads(params) if params is not None else None
     except json.JSONDecodeError as exc:
@@ -155,7 +165,7 @@ def backtest(
         table = table.only([s.strip() for s in symbols.split(",")])
     if last:
         table = table.tail_per_symbol(last)
-    run = run_backtest(settings, loaded, table, out, console=err)
+    run = run_backtest(settings, loaded, table, out, console=err, route=route or DEFAULT_ROUTE)
     err.print(f"{run.signals} signals from {run.candles} candles: {run.signals_path}")
     try:
         written = write_trading_report(run, loaded, table, data, out, fee_bps=fee_bps, slippage_bps=slippage_bps)

@@ -160,3 +160,33 @@ def test_bad_params_are_a_configuration_error(test_artifact: Path, tmp_path: Pat
     assert "--params: must be a JSON object" in str(result.exception)
     result = runner.invoke(app, [*base, "--strategy", "threshold", "--params", '{"buy_above": 2}'])
     assert "strategy.params.buy_above" in str(result.exception)
+
+
+def test_the_command_runs_as_a_route_of_the_settings(test_artifact: Path, tmp_path: Path) -> None:
+    """With ``--route``, the backtest scores with that route's model and strategy and its signals name the
+    route and the model, as the daemon's signals of that route do; an unknown route is refused, naming them."""
+    config = tmp_path / "routes.toml"
+    config.write_text(
+        f"""
+[[routes]]
+name = "crypto-1h"
+symbols = "*USD"
+interval = "1h"
+
+[[routes]]
+name = "stocks-1d"
+interval = "1d"
+model = {{ artifact = "{test_artifact}" }}
+strategy = {{ name = "gated", params = {{}} }}
+"""
+    )
+    out = tmp_path / "out"
+    runner = CliRunner()
+    base = ["backtest", "--data", str(bundled_path("us_stocks_1d.csv")), "--config", str(config)]
+    result = runner.invoke(app, [*base, "--route", "stocks-1d", "--symbols", "AAPL", "--last", "70", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    signals = [msgspec.json.decode(line, type=Signal) for line in (out / "signals.jsonl").read_bytes().splitlines()]
+    assert len(signals) == 70 - 64 + 1
+    assert {(s.route, s.model, s.strategy.split("(")[0]) for s in signals} == {("stocks-1d", "test-ensemble", "gated")}
+    refused = runner.invoke(app, [*base, "--route", "fx-1m", "--out", str(out)])
+    assert "--route: the settings have no route 'fx-1m' (routes: crypto-1h, stocks-1d)" in str(refused.exception)
