@@ -60,6 +60,20 @@ def invoke(*args: str) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
+def retrain_command(root: Path, candles: Path, *options: str) -> tuple[int, str]:
+    """``candlecast retrain`` of the test model in the registry at ``root``, on ``candles``, with the
+    tests' holdout and bootstrap."""
+    return invoke(
+        "retrain",
+        f"--registry={root}",
+        f"--model={NAME}",
+        f"--data={candles}",
+        f"--holdout-candles={HOLDOUT}",
+        "--bootstrap=400",
+        *options,
+    )
+
+
 def test_a_challenger_trained_on_shuffled_labels_is_refused_and_the_champion_stays(
     refused: tuple[Registry, Path, Decision],
 ) -> None:
@@ -99,14 +113,7 @@ def test_a_better_challenger_is_promoted_by_the_command(
     registry, candles, _ = refused
     root = Path(shutil.copytree(registry.root, tmp_path / "registry"))
     Registry(root).promote(f"{NAME}/1.0.1")
-    code, output = invoke(
-        "retrain",
-        f"--registry={root}",
-        f"--model={NAME}",
-        f"--data={candles}",
-        f"--holdout-candles={HOLDOUT}",
-        "--bootstrap=400",
-    )
+    code, output = retrain_command(root, candles)
     assert code == 0, output
     assert f"promoted {NAME}/1.0.2" in output
     store = Registry(root)
@@ -128,16 +135,7 @@ def test_a_challenger_not_better_by_the_margin_is_refused_with_exit_status_3(
     """A margin no model can meet refuses even a normal challenger; the command exits 3 and names why."""
     registry, candles, _ = refused
     root = Path(shutil.copytree(registry.root, tmp_path / "registry"))
-    code, output = invoke(
-        "retrain",
-        f"--registry={root}",
-        f"--model={NAME}",
-        f"--data={candles}",
-        f"--holdout-candles={HOLDOUT}",
-        "--bootstrap=400",
-        "--margin=1.0",
-        "--version=2.0.0",
-    )
+    code, output = retrain_command(root, candles, "--margin=1.0", "--version=2.0.0")
     assert code == EXIT_REFUSED, output
     assert f"refused {NAME}/2.0.0" in output
     assert Registry(root).current_ref() == f"{NAME}/1.0.0"
