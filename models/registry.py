@@ -20,6 +20,7 @@ from __future__ import annotations
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import msgspec
 import torch
@@ -32,6 +33,7 @@ from models.torchscript import LoadedModel, load_artifact, read_manifest
 CURRENT = "current"
 ARTIFACT_FILE = "model.pt"
 TRACKING_FILE = "tracking.json"
+RecordT = TypeVar("RecordT", bound=msgspec.Struct)
 
 
 class TrackingRun(msgspec.Struct, frozen=True):
@@ -65,30 +67,26 @@ class Entry:
             raise ArtifactError(f"{self.ref}: no recorded sha256 in the registry") from exc
 
     def manifest(self) -> Manifest:
-        try:
-            return msgspec.json.decode((self.directory / "manifest.json").read_bytes(), type=Manifest)
-        except (OSError, msgspec.DecodeError) as exc:
-            raise ArtifactError(f"{self.ref}: unreadable manifest.json ({exc})") from exc
+        return self._record("manifest.json", Manifest)
 
     def tracking(self) -> TrackingRun | None:
         """The MLflow run this version's training was recorded in, if any."""
-        path = self.directory / TRACKING_FILE
-        if not path.exists():
-            return None
-        try:
-            return msgspec.json.decode(path.read_bytes(), type=TrackingRun)
-        except (OSError, msgspec.DecodeError) as exc:
-            raise ArtifactError(f"{self.ref}: unreadable {TRACKING_FILE} ({exc})") from exc
+        return self._optional_record(TRACKING_FILE, TrackingRun)
 
     def decision(self) -> Decision | None:
         """The retraining decision this version was the challenger of, if ``candlecast retrain`` made it."""
-        path = self.directory / DECISION_FILE
-        if not path.exists():
-            return None
+        return self._optional_record(DECISION_FILE, Decision)
+
+    def _record(self, name: str, kind: type[RecordT]) -> RecordT:
+        """The version's JSON file ``name`` decoded as ``kind``; a missing or malformed one is an ``ArtifactError``."""
         try:
-            return msgspec.json.decode(path.read_bytes(), type=Decision)
+            return msgspec.json.decode((self.directory / name).read_bytes(), type=kind)
         except (OSError, msgspec.DecodeError) as exc:
-            raise ArtifactError(f"{self.ref}: unreadable {DECISION_FILE} ({exc})") from exc
+            raise ArtifactError(f"{self.ref}: unreadable {name} ({exc})") from exc
+
+    def _optional_record(self, name: str, kind: type[RecordT]) -> RecordT | None:
+        """As ``_record``, but None where the version has no such file."""
+        return self._record(name, kind) if (self.directory / name).exists() else None
 
 
 class Registry:
