@@ -173,7 +173,7 @@ class KafkaSignalSink:
                     encoder.encode(signal),
                     key=signal.symbol.encode(),
                     headers=signal_headers(
-                        model_version=signal.model_version,
+                        signal,
                         source_topic=request.topic,
                         source_partition=request.partition,
                         source_offset=request.offset,

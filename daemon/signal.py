@@ -68,15 +68,20 @@ def signal_id(model_version: str, strategy: str, symbol: str, interval: str, ts_
 
 
 def signal_headers(
-    *, model_version: str, source_topic: str, source_partition: int, source_offset: int
+    signal: Signal, *, source_topic: str, source_partition: int, source_offset: int
 ) -> list[tuple[str, bytes]]:
-    """Kafka headers of a signal record."""
-    return [
+    """Kafka headers of a signal record: what a consumer routes on without reading the value."""
+    headers = [
         ("content-type", CONTENT_TYPE.encode()),
         ("schema", SIGNAL_SCHEMA.encode()),
-        ("model-version", model_version.encode()),
-        ("source", f"{source_topic}/{source_partition}/{source_offset}".encode()),
+        ("model-version", signal.model_version.encode()),
     ]
+    if signal.model is not None:
+        headers.append(("model", signal.model.encode()))
+    if signal.route is not None:
+        headers.append(("route", signal.route.encode()))
+    headers.append(("source", f"{source_topic}/{source_partition}/{source_offset}".encode()))
+    return headers
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):

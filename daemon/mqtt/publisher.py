@@ -7,8 +7,8 @@ buffer only when the broker acknowledges it (QoS 1 and 2); after a lost connecti
 reconnects with backoff and sends the unacknowledged ones again, so with QoS 1 every signal
 reaches the broker at least once (a repeat, same ``signal_id``, when an acknowledgement was
 lost). Beyond ``buffer_limit`` the oldest waiting signals are dropped and counted. The Kafka
-headers travel as MQTT 5 properties: content type, and ``schema``, ``model-version`` and
-``source`` as user properties.
+headers travel as MQTT 5 properties: content type, and ``schema``, ``model-version``, ``model``,
+``route`` and ``source`` as user properties.
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ class MqttSignalPublisher:
         for signal, request in batch.signals:
             properties = mqtt5_properties(PacketTypes.PUBLISH)
             headers = signal_headers(
-                model_version=signal.model_version,
+                signal,
                 source_topic=request.topic,
                 source_partition=request.partition,
                 source_offset=request.offset,

@@ -75,5 +75,6 @@ async def test_backtest_signals_equal_the_daemons_through_kafka(kafka: LocalKafk
         assert headers["content-type"] == b"application/json"
         assert headers["schema"] == b"candlecast.signal/1"
         assert headers["model-version"] == signal.model_version.encode()
+        assert (headers["model"], headers["route"]) == (b"test-ensemble", b"default")
         scored = candle_at[headers["source"].decode()]
         assert (scored.symbol, format_ts(int(scored.ts))) == (signal.symbol, signal.ts)

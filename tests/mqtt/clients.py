@@ -57,6 +57,8 @@ def make_signal(symbol: str, index: int) -> Signal:
         quantile_levels=[0.1, 0.5, 0.9],
         disagreement=0.01,
         model_version="0.0.1",
+        model="test-ensemble",
+        route="default",
         strategy=strategy,
         produced_at=format_ts(ts),
     )

@@ -24,7 +24,7 @@ SIGNAL_SCHEMA = Path(__file__).parents[2] / "docs" / "schemas" / "signal.v1.json
 
 async def test_signals_arrive_on_their_symbols_topic_with_the_kafka_headers(mqtt_broker: SharedBroker) -> None:
     """Each signal goes to candlecast/signals/{symbol} as the JSON Kafka carries, in per-symbol order, QoS 1,
-    with content type and the schema, model-version and source headers as MQTT 5 properties."""
+    with content type and the schema, model-version, model, route and source headers as MQTT 5 properties."""
     signals = [make_signal(symbol, i) for i in range(5) for symbol in ("AAPL", "BRK.B", "EUR=X")]
     sender, registry = publisher(mqtt_settings(mqtt_broker.plain))
     async with Subscriber(mqtt_broker.plain, "candlecast/signals/#").running() as subscriber:
@@ -47,6 +47,8 @@ async def test_signals_arrive_on_their_symbols_topic_with_the_kafka_headers(mqtt
     assert dict(properties["UserProperty"]) == {
         "schema": "candlecast.signal/1",
         "model-version": "0.0.1",
+        "model": "test-ensemble",
+        "route": "default",
         "source": "candles/2/100",
     }
     assert sample(registry, "candlecast_mqtt_signals_published_total") == len(signals)
