@@ -29,6 +29,7 @@ from models.registry import Registry
 from tests.flow.harness import (
     STRATEGY,
     FakeServedModel,
+    Running,
     all_committed,
     candle_table,
     running_daemon,
@@ -113,6 +114,14 @@ def mixed_feed(broker: MemoryBroker, share: float = 1.0, start: float = 0.0) -> 
                 [record] = candle_records([route[index]])
                 symbol = (record.key or b"").decode()
                 broker.append(symbols.index(symbol) % PARTITIONS, record.key, record.value, record.timestamp_ms)
+
+
+async def hold_with_the_rest_in_flight(running: Running, broker: MemoryBroker) -> None:
+    """Once the warm-up share is committed, hold the sink and feed the rest, returning with a batch held."""
+    await all_committed(broker)
+    running.sink.hold()
+    mixed_feed(broker, start=WARM)
+    await running.sink.holding.wait()
 
 
 async def uninterrupted(settings: Settings) -> list[Signal]:
@@ -208,10 +217,7 @@ async def test_a_partition_of_both_routes_recovers_exactly_after_revoke_and_reas
     broker = MemoryBroker(partitions=PARTITIONS)
     mixed_feed(broker, share=WARM)
     async with running_daemon(settings, broker, loader=load_fake) as running:
-        await all_committed(broker)
-        running.sink.hold()
-        mixed_feed(broker, start=WARM)
-        await running.sink.holding.wait()
+        await hold_with_the_rest_in_flight(running, broker)
         revoking = asyncio.create_task(running.source.revoke([0]))
         running.sink.release()
         taken = await revoking
@@ -238,10 +244,7 @@ async def test_a_reload_of_one_route_switches_its_signals_once_and_leaves_the_ot
     broker = MemoryBroker(partitions=PARTITIONS)
     mixed_feed(broker, share=WARM)
     async with running_daemon(settings, broker, loader=load_fake) as running:
-        await all_committed(broker)
-        running.sink.hold()
-        mixed_feed(broker, start=WARM)
-        await running.sink.holding.wait()
+        await hold_with_the_rest_in_flight(running, broker)
         daemon = running.daemon
         daemon.settings = reloaded
         crypto, stocks = daemon.routes
