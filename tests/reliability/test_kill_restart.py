@@ -56,6 +56,9 @@ async def test_repeated_sigkill_under_load(
             if kill % 2 == 0:
                 await asyncio.to_thread(daemon.wait_ready, 90)
         await feeding
+        # With an even number of kills the last instance was started but not waited for; a stop that
+        # reached it before its SIGTERM handler was installed would judge start-up, not the drain.
+        await asyncio.to_thread(daemon.wait_ready, 90)
         records = await read_records(
             kafka.bootstrap_servers,
             topics.signals,
