@@ -239,7 +239,9 @@ def bench(
         int | None, typer.Option(help="kafka.producer_batch_bytes; default the daemon's.")
     ] = None,
     retry_backoff_ms: Annotated[int | None, typer.Option(help="kafka.retry_backoff_ms; default the daemon's.")] = None,
-    quick: Annotated[bool, typer.Option(help="A seconds-long variant (small counts; other options ignored).")] = False,
+    quick: Annotated[
+        bool, typer.Option(help="A seconds-long variant (small counts; options other than --two-routes ignored).")
+    ] = False,
     model: Annotated[Path | None, typer.Option(help="Artifact file; default the bundled registry's current.")] = None,
     bootstrap_servers: Annotated[
         str | None, typer.Option(help="Use this Kafka instead of starting a local broker.")
@@ -254,8 +256,13 @@ def bench(
     stream_clients_nice: Annotated[
         int, typer.Option(min=0, max=19, help="Added to the stream clients' process's nice value.")
     ] = 0,
+    two_routes: Annotated[
+        bool, typer.Option(help="Also run the backlog through the two bundled models as two routes (as the demo).")
+    ] = False,
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
+    from dataclasses import replace
+
     from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
     from candlecast.bench.report import render
     from candlecast.bench.run import run_bench
@@ -280,7 +287,7 @@ def bench(
         if value is not None
     }
     options = (
-        BenchOptions.quick()
+        replace(BenchOptions.quick(), two_routes=two_routes)
         if quick
         else BenchOptions(
             symbols=symbols,
@@ -297,6 +304,7 @@ def bench(
             stream_clients=stream_clients,
             stream_rounds=stream_rounds,
             stream_clients_nice=stream_clients_nice,
+            two_routes=two_routes,
         )
     )
     configure_logging("WARNING", "console")

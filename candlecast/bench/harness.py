@@ -8,10 +8,10 @@ import contextlib
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import numpy.typing as npt
@@ -103,8 +103,8 @@ class Served:
 
 
 @contextlib.asynccontextmanager
-async def serving(settings: Settings) -> AsyncIterator[Served]:
-    """The daemon, built and run as ``candlecast run`` does, with a recorder on its pipeline."""
+async def serving(settings: Settings, *hooks: Callable[[PublishBatch], None]) -> AsyncIterator[Served]:
+    """The daemon, built and run as ``candlecast run`` does, with a recorder (and ``hooks``) on its pipeline."""
     from daemon.service import Daemon
 
     daemon = Daemon(settings)
@@ -114,6 +114,8 @@ async def serving(settings: Settings) -> AsyncIterator[Served]:
         await _first_of(daemon.pipeline_built, task)
         if daemon.pipeline is not None:
             daemon.pipeline.add_published_hook(recorder)
+            for hook in hooks:
+                daemon.pipeline.add_published_hook(hook)
         await _first_of(daemon.became_ready, task)
         if task.done():
             await task
@@ -142,7 +144,16 @@ class Bench:
     ceiling: ModelCeiling
     console: Console
 
-    def settings(self, *, candles: str, signals: str, group: str, delivery: Delivery, max_batch: int) -> Settings:
+    def settings(
+        self,
+        *,
+        candles: str,
+        signals: str,
+        group: str,
+        delivery: Delivery,
+        max_batch: int,
+        routes: Sequence[dict[str, Any]] = (),
+    ) -> Settings:
         options = self.options
         return Settings(
             kafka=KafkaSettings(
@@ -158,6 +169,7 @@ class Bench:
             model=ModelSettings(artifact=self.model_path, threads=options.threads, device=options.device),
             batching=BatchingSettings(max_batch=max_batch, max_wait_ms=options.max_wait_ms),
             http=HttpSettings(port=0),
+            routes=list(routes),
         )
 
     async def topics(self, name: str, partitions: int) -> tuple[str, str]:
@@ -167,10 +179,11 @@ class Bench:
         await create_topics(self.bootstrap, {candles: partitions, signals: partitions, f"{signals}.dlq": 1})
         return candles, signals
 
-    def workload(self, prefix: str, symbols: int) -> Workload:
-        manifest = self.model.manifest
+    def workload(self, prefix: str, symbols: int, model: LoadedModel | None = None, suffix: str = "") -> Workload:
+        """Candles of ``model``'s interval (by default the bench's model)."""
+        manifest = (model or self.model).manifest
         interval = Interval.parse(manifest.interval, manifest.calendar)
-        return Workload(prefix, symbols, interval, self.options.partitions, self.options.seed)
+        return Workload(prefix, symbols, interval, self.options.partitions, self.options.seed, suffix)
 
     def timeout(self, signals: int, per_s: float) -> float:
         return 120.0 + 3.0 * signals / max(per_s, 1.0)

@@ -38,9 +38,11 @@ class Workload:
     """Random-walk candles for ``symbols`` symbols; every candle of a symbol opens one calendar
     slot after its previous one, so windows fill without gaps and every candle is valid."""
 
-    def __init__(self, prefix: str, symbols: int, interval: Interval, partitions: int, seed: int) -> None:
+    def __init__(
+        self, prefix: str, symbols: int, interval: Interval, partitions: int, seed: int, suffix: str = ""
+    ) -> None:
         self.interval = interval
-        self.names = [f"{prefix}{i:05d}" for i in range(symbols)]
+        self.names = [f"{prefix}{i:05d}{suffix}" for i in range(symbols)]
         self.keys = [name.encode() for name in self.names]
         self.partitions = np.arange(symbols) % partitions
         start = interval.slot_index(int(time.time() * 1000)) - SLOTS_BACK

@@ -54,6 +54,8 @@ class BenchOptions:
     """Pairs of steady phases without and with stream clients, alternated (the first without is the steady phase)."""
     fencing_transactions: int = 200
     """Transactions of each commit kind in the fencing-cost phase."""
+    two_routes: bool = False
+    """Also run the backlog through a daemon serving the two bundled models as two routes."""
     seed: int = 1
 
     def check(self) -> None:

@@ -11,6 +11,7 @@ import numpy.typing as npt
 from rich.table import Table
 
 from candlecast.bench.streaming import StreamingCeiling, streaming_rows
+from candlecast.bench.two_routes import TwoRoutes, two_route_rows
 
 
 @dataclass(frozen=True)
@@ -181,6 +182,8 @@ class BenchResult:
     fencing: CommitFencing | None = None
     streaming: StreamingCeiling | None = None
     """Streaming scoring beside the windowed ensemble (``candlecast.bench.streaming``)."""
+    two_routes: TwoRoutes | None = None
+    """The backlog through two routes (``candlecast.bench.two_routes``)."""
 
     def ratios(self) -> dict[str, float]:
         if not self.runs:
@@ -214,6 +217,8 @@ class BenchResult:
         document["ratios"] = self.ratios()
         if self.memory is not None:
             document["memory"]["bytes_per_symbol"] = self.memory.bytes_per_symbol
+        if self.two_routes is not None:
+            document["two_routes"]["bound_per_s"] = self.two_routes.bound_per_s
         return msgspec.json.format(msgspec.json.encode(document), indent=2)
 
 
@@ -345,5 +350,9 @@ def render(result: BenchResult) -> Table:
     if result.streaming is not None:
         table.add_row("[bold]streaming scoring (issue 14)[/]", "", "")
         for row in streaming_rows(result.streaming):
+            table.add_row(*row)
+    if result.two_routes is not None:
+        table.add_row("[bold]two routes (issue 15)[/]", "", "")
+        for row in two_route_rows(result.two_routes):
             table.add_row(*row)
     return table

@@ -21,6 +21,7 @@ from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import delivery_run
 from candlecast.bench.report import BenchResult, ModelCeiling
 from candlecast.bench.streaming import streaming_ceiling
+from candlecast.bench.two_routes import two_route_run
 from candlecast.errors import ConfigError
 from daemon.settings import bundled_registry
 
@@ -125,6 +126,9 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
             result.runs.append(run)
             rate = run.steady_rate_per_s
             backlog += added
+    if options.two_routes and result.runs:
+        console.print("end to end, two routes:")
+        result.two_routes = await two_route_run(bench, options.deliveries[0], result.runs[0].throughput_per_s)
     console.print(f"memory: {options.memory_symbols} symbols")
     result.memory = window_memory(bench.model, options.memory_symbols)
     console.print("streaming scoring beside the windowed ensemble (model only)")
