@@ -116,6 +116,16 @@ def mixed_feed(broker: MemoryBroker, share: float = 1.0, start: float = 0.0) -> 
                 broker.append(symbols.index(symbol) % PARTITIONS, record.key, record.value, record.timestamp_ms)
 
 
+async def run_to_the_end(settings: Settings) -> tuple[MemoryBroker, Daemon]:
+    """The whole mixed feed through a daemon until everything is committed; the broker and the stopped daemon."""
+    broker = MemoryBroker(partitions=PARTITIONS)
+    mixed_feed(broker)
+    async with running_daemon(settings, broker, loader=load_fake) as running:
+        await all_committed(broker)
+        await running.stopped()
+    return broker, running.daemon
+
+
 async def hold_with_the_rest_in_flight(running: Running, broker: MemoryBroker) -> None:
     """Once the warm-up share is committed, hold the sink and feed the rest, returning with a batch held."""
     await all_committed(broker)
@@ -141,11 +151,7 @@ async def test_each_candle_is_scored_by_the_route_that_claims_it() -> None:
     """Hourly BTCUSD candles are scored by the crypto route's model and daily stock candles by the stocks
     route's, in one daemon, and the signals equal each route's uninterrupted run."""
     settings = two_routes()
-    broker = MemoryBroker(partitions=PARTITIONS)
-    mixed_feed(broker)
-    async with running_daemon(settings, broker, loader=load_fake) as running:
-        await all_committed(broker)
-        await running.stopped()
+    broker, _ = await run_to_the_end(settings)
     published = broker.signals
     assert {(s.interval, s.model_version) for s in published} == {("1h", "1.0.0"), ("1d", "0.0.1")}
     assert without_produce_time(published) == without_produce_time(await uninterrupted(settings))
@@ -154,12 +160,7 @@ async def test_each_candle_is_scored_by_the_route_that_claims_it() -> None:
 async def test_each_signal_names_its_route_and_model() -> None:
     """Every signal names the route that claimed its candle and that route's model, beside the model's
     version: hourly BTCUSD ones ``crypto-1h`` and ``fake-hourly``, daily ones ``stocks-1d`` and ``fake``."""
-    settings = two_routes()
-    broker = MemoryBroker(partitions=PARTITIONS)
-    mixed_feed(broker)
-    async with running_daemon(settings, broker, loader=load_fake) as running:
-        await all_committed(broker)
-        await running.stopped()
+    broker, _ = await run_to_the_end(two_routes())
     named = {(s.symbol == "BTCUSD", s.interval, s.route, s.model, s.model_version) for s in broker.signals}
     assert named == {(True, "1h", "crypto-1h", "fake-hourly", "1.0.0"), (False, "1d", "stocks-1d", "fake", "0.0.1")}
 
@@ -167,13 +168,8 @@ async def test_each_signal_names_its_route_and_model() -> None:
 async def test_each_routes_drift_and_quality_are_exported_under_its_name() -> None:
     """Each route's drift window counts that route's scored candles, and each route's model is in
     ``candlecast_model_info`` under its route (once only the first route's were exported)."""
-    settings = two_routes()
-    broker = MemoryBroker(partitions=PARTITIONS)
-    mixed_feed(broker)
-    async with running_daemon(settings, broker, loader=load_fake) as running:
-        await all_committed(broker)
-        await running.stopped()
-        registry = running.daemon.registry
+    broker, daemon = await run_to_the_end(two_routes())
+    registry = daemon.registry
     scored = {route: sum(s.route == route for s in broker.signals) for route in ("crypto-1h", "stocks-1d")}
     assert all(scored.values())
     for route, count in scored.items():
