@@ -13,6 +13,7 @@ from pathlib import Path
 import msgspec
 import pytest
 import typer
+from mlflow.entities import Run
 from mlflow.tracking import MlflowClient
 from typer.testing import CliRunner
 
@@ -58,6 +59,15 @@ def invoke(*args: str) -> str:
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def the_only_run(uri: str, experiment_name: str) -> Run:
+    """The one run the store at ``uri`` holds in ``experiment_name``."""
+    client = MlflowClient(tracking_uri=uri)
+    experiment = client.get_experiment_by_name(experiment_name)
+    assert experiment is not None
+    (run,) = client.search_runs([experiment.experiment_id])
+    return run
 
 
 def test_training_evaluation_and_export_are_recorded_in_mlflow(candles_csv: Path, tmp_path: Path) -> None:
@@ -209,10 +219,7 @@ def test_a_failed_search_is_recorded_as_failed(
     monkeypatch.setenv("CANDLECAST_TRACKING__URI", uri)
     with pytest.raises(DataError, match="no candles for NOPE"):
         invoke("tune", "--data", str(candles_csv), "--out", str(tmp_path / "t.json"), *TINY_TUNE, "--symbols", "NOPE")
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("tune")
-    assert experiment is not None
-    (failed,) = client.search_runs([experiment.experiment_id])
+    failed = the_only_run(uri, "tune")
     assert (failed.info.status, failed.data.params["options.trials"]) == ("FAILED", "3")
 
 
@@ -225,10 +232,7 @@ def test_a_failed_training_is_recorded_as_failed(
     monkeypatch.setenv("CANDLECAST_TRACKING__URI", uri)
     with pytest.raises(DataError, match="purge gap 2"):
         invoke("train", "--data", str(candles_csv), "--out", str(tmp_path / "run"), *TINY, "--purge", "2")
-    client = MlflowClient(tracking_uri=uri)
-    experiment = client.get_experiment_by_name("tracked")
-    assert experiment is not None
-    (failed,) = client.search_runs([experiment.experiment_id])
+    failed = the_only_run(uri, "tracked")
     assert failed.info.status == "FAILED"
 
 
