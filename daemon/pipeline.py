@@ -116,14 +116,8 @@ class Pipeline(Generic[ScorerT]):
         self.lanes = list(lanes)
         """The routes, in match order: a record goes to the first that claims it."""
         self.dispatcher = Dispatcher([lane.claim for lane in self.lanes], describe_routes, max_message_bytes)
-        first = self.lanes[0]
         self.source = source
         self.sink = sink
-        self.ingestor = first.ingestor
-        self.builder = first.builder
-        self.models = first.models
-        self.policy = first.policy
-        """The first route's parts (the only route's, without routing)."""
         self.metrics = metrics
         metrics.use_routes([lane.name for lane in self.lanes])
         self.clock = clock or SystemTimer()

@@ -151,11 +151,11 @@ def test_symbols_churning_through_an_instance_keep_its_memory_bounded() -> None:
     finally:
         tracemalloc.stop()
     alive = LIFETIME * WAVE
-    store = pipeline.ingestor.store
+    store = pipeline.lanes[0].ingestor.store
     assert published == (SYMBOLS // WAVE) * WAVE * (LIFETIME - FakeScorer().manifest.window + 1)
     assert store.stats.expired >= SYMBOLS - alive - IDLE_EXPIRY * WAVE
     assert len(store) <= alive + (IDLE_EXPIRY + 1) * WAVE
-    assert pipeline.builder.remembered <= len(store)
+    assert pipeline.lanes[0].builder.remembered <= len(store)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     print(f"symbols={SYMBOLS} peak_traced_bytes={peak} max_rss_bytes={rss} windows_alive={len(store)}")
     print("resident MiB by hour:", [round(r / 2**20) for r in resident])

@@ -76,11 +76,13 @@ def test_strategy_history_is_forgotten_with_evicted_windows() -> None:
                 offset += 1
     chunks = list(pipeline._ingest([PartitionRecords("candles", 0, live=records)]))
     requests = [request for chunk in chunks for request in chunk.requests]
-    scorer = pipeline.models.model
-    built = pipeline.builder.build(requests, scorer.score(np.stack([r.window for r in requests])), scorer.version)
+    scorer = pipeline.lanes[0].models.model
+    built = pipeline.lanes[0].builder.build(
+        requests, scorer.score(np.stack([r.window for r in requests])), scorer.version
+    )
     assert sum(signal is not None for signal in built) == 20 * 6 * 3, "every symbol's full windows were decided"
-    assert pipeline.ingestor.store.stats.evictions > 100
-    assert pipeline.builder.remembered <= 8 + 1
+    assert pipeline.lanes[0].ingestor.store.stats.evictions > 100
+    assert pipeline.lanes[0].builder.remembered <= 8 + 1
 
 
 def test_a_rebuilds_history_is_scored_in_chunks_of_max_batch() -> None:
@@ -92,7 +94,7 @@ def test_a_rebuilds_history_is_scored_in_chunks_of_max_batch() -> None:
     part = PartitionRecords("candles", 0, replay=records, rebuilt=True)
     chunks = list(pipeline._ingest([part]))
     history = [request for chunk in chunks for request in chunk.requests]
-    assert len(history) == 30 * (pipeline.builder.strategy.memory - 1)
+    assert len(history) == 30 * (pipeline.lanes[0].builder.strategy.memory - 1)
     assert all(not request.publish for request in history)
     assert max(len(chunk.requests) for chunk in chunks) <= 8
 
