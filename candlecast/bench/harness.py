@@ -155,6 +155,8 @@ class Bench:
         routes: Sequence[dict[str, Any]] = (),
     ) -> Settings:
         options = self.options
+        buffer = options.stream_client_buffer
+        stream_buffer: dict[str, Any] = {} if buffer is None else {"api": {"client_buffer": buffer}}
         return Settings(
             kafka=KafkaSettings(
                 bootstrap_servers=self.bootstrap,
@@ -170,6 +172,7 @@ class Bench:
             batching=BatchingSettings(max_batch=max_batch, max_wait_ms=options.max_wait_ms),
             http=HttpSettings(port=0),
             routes=list(routes),
+            **stream_buffer,
         )
 
     async def topics(self, name: str, partitions: int) -> tuple[str, str]:

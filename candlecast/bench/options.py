@@ -49,9 +49,11 @@ class BenchOptions:
     stream_clients: int = 100
     """Stream clients of the steady phase run again with them connected (0: no such phase)."""
     stream_rounds: int = 3
+    """Pairs of steady phases without and with stream clients, alternated (the first without is the steady phase)."""
     stream_clients_nice: int = 0
     """Added to the stream clients' process's nice value: 19 stands for clients on another machine."""
-    """Pairs of steady phases without and with stream clients, alternated (the first without is the steady phase)."""
+    stream_client_buffer: int | None = None
+    """Signals queued for one stream client (``api.client_buffer``); ``None``: the daemon's default."""
     fencing_transactions: int = 200
     """Transactions of each commit kind in the fencing-cost phase."""
     two_routes: bool = False
@@ -85,5 +87,8 @@ class BenchOptions:
             memory_symbols=10_000,
             stream_clients=10,
             stream_rounds=1,
+            # More than a quick steady phase publishes: a client process the loaded machine starves
+            # for a moment must not be cut off, so the suite checks the fan-out, not the scheduler.
+            stream_client_buffer=100_000,
             fencing_transactions=20,
         )
