@@ -462,6 +462,20 @@ def evaluate(
     block: Annotated[int, typer.Option(help="Bootstrap block length in days.")] = 20,
     seed: Annotated[int, typer.Option(help="Seed of the bootstrap.")] = 0,
     card: Annotated[bool, typer.Option(help="Write a model card (adds how to reproduce it, limitations).")] = False,
+    members_figures: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --run: the JSON of `python -m models.contribution` (member cost and contribution, an earlier "
+            "version's walk-forward figures), rendered as the report's streaming section."
+        ),
+    ] = None,
+    streaming_figures: Annotated[
+        Path | None,
+        typer.Option(
+            help="With --run: the JSON of `python -m models.streaming_evaluation` (a streaming member beside the "
+            "windowed one), rendered in the streaming section."
+        ),
+    ] = None,
     track: FollowTrackOption = None,
     tracking_uri: TrackingUriOption = None,
 ) -> None:
@@ -532,6 +546,13 @@ def evaluate(
     arguments += [f"--buy-above={buy_above}", f"--sell-below={sell_below}", f"--fee-bps={fee_bps}"]
     arguments += [f"--slippage-bps={slippage_bps}", f"--bootstrap={bootstrap}", f"--block={block}", f"--seed={seed}"]
     arguments += ["--card"] if card else []
+    arguments += [f"--members-figures={display_path(members_figures)}"] if members_figures else []
+    arguments += [f"--streaming-figures={display_path(streaming_figures)}"] if streaming_figures else []
+    if members_figures or streaming_figures:
+        figures["streaming"] = {
+            "members": _json_file(members_figures) if members_figures else None,
+            "comparison": _json_file(streaming_figures) if streaming_figures else None,
+        }
     figures["commands"] = {
         "train": train_command(info, Path(display_path(run))),
         "export": shlex.join(
@@ -715,6 +736,15 @@ def _bundled() -> Path:
     from daemon.settings import bundled_registry
 
     return bundled_registry()
+
+
+def _json_file(path: Path) -> object:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{path}: not a readable JSON file ({exc})") from exc
 
 
 def _bundled_current() -> str | None:

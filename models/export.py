@@ -165,21 +165,32 @@ def without_idle_members(ensemble: Ensemble, names: Sequence[str]) -> tuple[list
     if dropped:
         ensemble.members = torch.nn.ModuleList([ensemble.members[m] for m in keep])
         ensemble.weights = weights[keep].clone()
+        if isinstance(ensemble, StreamingEnsemble):
+            ensemble.sizes = [ensemble.sizes[m] for m in keep]
+            ensemble.state_size = sum(ensemble.sizes)
     return [names[m] for m in keep], dropped
 
 
 def members_note(ensemble: Ensemble, horizons: Sequence[int]) -> str:
     """Why the members stay where some carry no weight in the probabilities: at a horizon with a
     calibration scale of 0 no member moves the probability, and their uniform weights there
-    average the return quantiles."""
+    average the return quantiles. It names what does set the probability there: the base rate, and
+    the trailing up-rate term only at the horizons where its coefficient is not 0."""
     scale = ensemble.calibration_scale.detach().tolist()
+    drift = ensemble.drift_coef.detach().tolist()
     idle = [h for h, a in zip(horizons, scale, strict=True) if a == 0.0]
     if not idle:
         return ""
+    trailing = [h for h, a, d in zip(horizons, scale, drift, strict=True) if a == 0.0 and d != 0.0]
+    if not trailing:
+        source = "the base rate alone sets it"
+    elif trailing == idle:
+        source = "the base rate and the trailing up-rate term set it"
+    else:
+        source = f"the base rate sets it, with the trailing up-rate term at horizons {trailing}"
     return (
-        f"calibration scale 0 at horizons {idle}: no member moves the probability there (the base rate and the "
-        "trailing up-rate term do); the members stay in the graph because their uniform weights at those "
-        "horizons average the return quantiles"
+        f"calibration scale 0 at horizons {idle}: no member moves the probability there ({source}); the members "
+        "stay in the graph because their uniform weights at those horizons average the return quantiles"
     )
 
 

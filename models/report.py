@@ -109,6 +109,8 @@ def render(figures: Json, stem: str, *, card: bool = False) -> str:
     parts += ["", render_definitions(figures)]
     if card:
         parts += ["", render_limitations(figures)]
+    if figures.get("streaming"):
+        parts += ["", render_streaming(figures)]
     return "\n".join(parts) + "\n"
 
 
@@ -789,3 +791,197 @@ def render_definitions(figures: Json) -> str:
             "single member is the ensemble member with the lowest calibration-slice log loss.",
         ]
     )
+
+
+def render_streaming(figures: Json) -> str:
+    """Streaming scoring beside windowed: the member-level walk-forward comparison
+    (``models.streaming_evaluation``), each member kind's cost and contribution and the choice they
+    make (``models.contribution``), and this model's walk-forward test log loss beside an earlier
+    version's and the constant's on the same folds."""
+    streaming = figures["streaming"]
+    members, comparison = streaming.get("members"), streaming.get("comparison")
+    horizons = [str(h) for h in figures["model"]["horizons"]]
+    kinds = {m["kind"] for m in figures["model"]["members"]}
+    streams = members is not None and kinds <= set(members["streaming_kinds"])
+    parts = [
+        "## Streaming scoring, member cost and contribution (issue 14)",
+        "",
+        (
+            f"Every member of {figures['model']['name']} {figures['model']['version']} streams "
+            f"({', '.join(sorted(kinds))}): the artifact scores a candle with one step from per-symbol state "
+            '(docs/design.md, "Streaming members") beside its windowed `forward`, and the manifest\'s `streaming` '
+            "section says so."
+            if streams
+            else f"The members of {figures['model']['name']} {figures['model']['version']} "
+            f"({', '.join(sorted(kinds))}) score whole windows."
+        ),
+    ]
+    if members is not None:
+        parts += ["", *_render_walk_forward_beside(figures, members, horizons)]
+        parts += ["", *_render_costs(members)]
+        parts += ["", *_render_contribution(members, horizons)]
+    if comparison is not None:
+        parts += ["", *_render_member_comparison(comparison, horizons)]
+    return "\n".join(parts)
+
+
+def _render_walk_forward_beside(figures: Json, members: Json, horizons: list[str]) -> list[str]:
+    beside, service = members.get("beside"), members.get("service")
+    folds = [name for name in figures["goals"] if name.startswith("fold ")]
+    header = ["test block", "horizon", "labels", "this model"]
+    header += ["this model, the daemon's step histories"] if service else []
+    header += [f"{beside['model']}"] if beside else []
+    header += ["constant probability"]
+    rows: list[list[str]] = []
+    totals: dict[str, dict[str, float]] = {h: {} for h in horizons}
+
+    def add(h: str, key: str, value: float, labels: float) -> None:
+        totals[h][key] = totals[h].get(key, 0.0) + value * labels
+
+    for i, name in enumerate(folds):
+        for j, h in enumerate(horizons):
+            goal = figures["goals"][name][h]
+            labels = float(goal["labels"])
+            row = [name.removesuffix(" test block"), h, f"{goal['labels']:,}", num(goal["log_loss"])]
+            add(h, "model", goal["log_loss"], labels)
+            add(h, "labels", 1.0, labels)
+            if service:
+                row.append(num(service["service"][i][j]))
+                add(h, "service", service["service"][i][j], labels)
+            if beside:
+                earlier = beside["folds"][name][h]["log_loss"]
+                row.append(num(earlier))
+                add(h, "beside", earlier, labels)
+            row.append(num(goal["log_loss_constant"]))
+            add(h, "constant", goal["log_loss_constant"], labels)
+            rows.append(row)
+    for h in horizons:
+        t = totals[h]
+        n = t["labels"]
+        row = ["all", h, f"{n:,.0f}", num(t["model"] / n)]
+        row += [num(t["service"] / n)] if service else []
+        row += [num(t["beside"] / n)] if beside else []
+        rows.append([*row, num(t["constant"] / n)])
+    return [
+        "Walk-forward test log loss on the same folds (the constant probability is each fold's training up rate"
+        + (f"; {beside['model']}'s figures are from its model card" if beside else "")
+        + (
+            "; the step-history column scores each test window at the history the daemon's step path reads for "
+            "it, the slots since its reader copy's restart, where the other columns read the longest the window "
+            "allows"
+            if service
+            else ""
+        )
+        + "):",
+        "",
+        table(header, rows),
+    ]
+
+
+def _render_costs(members: Json) -> list[str]:
+    streaming = set(members["streaming_kinds"])
+    rows = [
+        [
+            c["kind"],
+            "yes" if c["kind"] in streaming else "no",
+            f"{c['parameters']:,}",
+            f"{c['window_ms']:.1f}",
+            f"{c['step_ms']:.1f}" if c["step_ms"] is not None else "",
+            f"{c['state_floats'] * 4:,} B" if c["state_floats"] else "",
+        ]
+        for c in members["costs"]
+    ]
+    options = members["options"]
+    return [
+        f"Scoring cost per member kind (default sizes, untrained: a forward's cost does not depend on the weights; "
+        f"one thread; median of {options['rounds']} rounds of {options['repeats']} calls, the kinds alternated in "
+        "each round, on a machine shared with other work: read the ratios, not the absolute times). A windowed "
+        f"forward scores {members['batch']} windows; a step (`advance` and `emit`) scores {members['batch']} "
+        "symbols' newest candles from their states:",
+        "",
+        table(
+            [
+                "member kind",
+                "streams",
+                "parameters",
+                f"ms per {members['batch']}-window forward",
+                f"ms per {members['batch']}-symbol step",
+                "state per symbol (two copies)",
+            ],
+            rows,
+        ),
+    ]
+
+
+def _render_contribution(members: Json, horizons: list[str]) -> list[str]:
+    run = members["run"]
+    config = members["train_config"]
+    whole = members["subsets"][0]
+
+    def label(subset: Json) -> str:
+        kept = subset["members"]
+        if kept == whole["members"]:
+            return "all members"
+        left = [m for m in whole["members"] if m not in kept]
+        if len(left) == 1:
+            return f"without {left[0]}"
+        if set(kept) <= set(members["streaming_kinds"]):
+            return "streaming members alone"
+        return "windowed members alone"
+
+    rows = []
+    for subset in members["subsets"]:
+        cells = [label(subset)]
+        for j in range(len(horizons)):
+            change = subset["change"][j]
+            interval = f"[{change['low']:+.4f}, {change['high']:+.4f}]"
+            delta = "" if subset is whole else f" ({change['estimate']:+.4f} {interval})"
+            cells.append(num(subset["log_loss"][j]) + delta)
+        rows.append(cells)
+    weights = [[name, *(f"{w:.2f}" for w in row)] for name, row in zip(whole["members"], whole["weights"], strict=True)]
+    weights.append(["calibration scale", *(f"{a:.3f}" for a in whole["scale"])])
+    return [
+        f"Contribution, from one training run with every kind as a member ({', '.join(run['members'])}; "
+        f"{members['sizes']['folds']} walk-forward folds as this card's, {config['epochs']} epochs at most, patience "
+        f"{config['patience']}, seed {config['seed']}; `python -m models.contribution`). Each member's ensemble "
+        "weight per horizon in the last fold's combination, fitted on pooled out-of-fold predictions as this "
+        "model's (a horizon with scale 0 has uniform weights that only average the quantiles):",
+        "",
+        table(["member", *(f"h{h}" for h in horizons)], weights),
+        "",
+        "Walk-forward test log loss pooled over the folds' test blocks when members are left out and every fold's "
+        "combination is refitted without them as training fits it; in brackets the change against all members "
+        f"with a paired 95% block-bootstrap interval over days ({members['options']['bootstrap']} resamples, "
+        f"blocks of {members['options']['block']}):",
+        "",
+        table(["members", *(f"h{h}" for h in horizons)], rows),
+        "",
+        "The choice rule (`models.contribution.chosen_members`): the streaming members alone when leaving the "
+        "windowed ones out is not measurably worse at any horizon (the interval of the change reaches 0), else "
+        "every member; then members with weight 0 at every horizon are left out. On these figures it chooses: "
+        f"{', '.join(members['chosen'])}.",
+    ]
+
+
+def _render_member_comparison(comparison: Json, horizons: list[str]) -> list[str]:
+    options = comparison["options"]
+    pooled = comparison["pooled_log_loss"]
+    windows = sum(f["test_windows"] for f in comparison["folds"])
+    names = {
+        "windowed": "windowed LSTM member",
+        "streaming": "streaming LSTM member",
+        "constant": "constant probability (training up rate)",
+    }
+    return [
+        f"One streaming LSTM member beside the windowed `lstm` member of the same shape (hidden {options['hidden']}, "
+        f"{options['layers']} layers), trained the same way (`models.training.train_member`, same seeds, loss and "
+        f"early stopping, at most {options['epochs']} epochs, patience {options['patience']}) on each of "
+        f"{options['folds']} walk-forward folds, judged by the member's own uncalibrated probability on each test "
+        "block, the streaming member at the history the daemon reads for each window "
+        f"(`python -m models.streaming_evaluation`; test log loss pooled over {windows:,} windows):",
+        "",
+        table(
+            ["", *(f"h{h}" for h in horizons)],
+            ([names[k], *(num(v) for v in pooled[k])] for k in ("windowed", "streaming", "constant")),
+        ),
+    ]

@@ -108,6 +108,11 @@ class StreamingLstmMember(Member):
     def standardise(self, raw: Tensor) -> Tensor:
         return (raw - self.features.mean) / self.features.std
 
+    def predict(self, x: Tensor, features: Tensor) -> tuple[Tensor, Tensor]:
+        """Its own lookback features, not the ensemble's window features: beside windowed members
+        in an ``Ensemble`` it scores as ``forward`` does."""
+        return self.forward(x)
+
     def run(self, rows: Tensor, sigma: Tensor) -> tuple[Tensor, Tensor]:
         """Outputs after running from a zero state over standardised rows ``[B, n, F]``."""
         out = rows
@@ -229,6 +234,18 @@ class StreamingEnsemble(Ensemble):
             quantiles.append(q)
         return self._outputs(torch.stack(logits, dim=1), torch.stack(quantiles, dim=1), window)
 
+    def member_outputs(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """As ``Ensemble.member_outputs`` at the longest history, with the newest lookback row's
+        standardised features (``[B, 1, F]``: what ``emit`` reports for drift metrics)."""
+        logits: list[Tensor] = []
+        quantiles: list[Tensor] = []
+        for member in self.members:
+            z, q = member(x)
+            logits.append(z)
+            quantiles.append(q)
+        last = (raw_features(self.features, self._lookback(x)) - self.features.mean) / self.features.std
+        return torch.stack(logits, dim=1), torch.stack(quantiles, dim=1), last[:, None, :]
+
     def _outputs(
         self, logits: Tensor, quantiles: Tensor, window: Tensor
     ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
@@ -238,6 +255,21 @@ class StreamingEnsemble(Ensemble):
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
         return self.reference(x, min(self.span, x.shape[1] - self.lookback))
+
+
+STREAMING_KINDS: dict[str, tuple[int, int]] = {"streaming-lstm": (64, 1), "streaming-stacked": (32, 2)}
+"""Member kinds that stream, with their default (hidden, layers): one wide layer, or two narrow ones."""
+
+
+def build_streaming_member(
+    kind: str, horizons: int, quantiles: int, window: int, hidden: int | None = None
+) -> StreamingLstmMember:
+    """A fresh streaming member of ``kind`` (one of ``STREAMING_KINDS``) for ``window``-candle
+    windows: it reads histories up to ``window - LOOKBACK`` candles."""
+    default_hidden, layers = STREAMING_KINDS[kind]
+    return StreamingLstmMember(
+        horizons, quantiles, hidden or default_hidden, layers, span=window - LOOKBACK, lookback=LOOKBACK
+    )
 
 
 def streaming_ensemble(
@@ -257,13 +289,19 @@ def lookback_features(windows: Tensor, lookback: int) -> Tensor:
     return raw_features(WindowFeatures(), lookbacks(windows, lookback))
 
 
-def fit_standardisation(ensemble: StreamingEnsemble, windows: Tensor, floor: float = 1e-6) -> None:
-    """Set every member's and the ensemble's feature statistics from training windows."""
-    rows = lookback_features(windows, ensemble.lookback).double()
+def fit_standardisation(ensemble: Ensemble, windows: Tensor, floor: float = 1e-6) -> None:
+    """Set the streaming members' feature statistics (and a streaming ensemble's own) from the
+    lookback rows of training windows; windowed members keep theirs."""
+    streaming = [m for m in ensemble.members if isinstance(m, StreamingLstmMember)]
+    if not streaming:
+        return
+    targets = [m.features for m in streaming]
+    if isinstance(ensemble, StreamingEnsemble):
+        targets.append(ensemble.features)
+    rows = lookback_features(windows, streaming[0].lookback).double()
     mean = rows.mean(dim=0).float()
     std = (rows.std(dim=0, unbiased=False) + floor).float()
     with torch.no_grad():
-        for module in ensemble.modules():
-            if isinstance(module, WindowFeatures):
-                module.mean.copy_(mean)
-                module.std.copy_(std)
+        for features in targets:
+            features.mean.copy_(mean)
+            features.std.copy_(std)

@@ -23,6 +23,7 @@ import numpy as np
 import numpy.typing as npt
 import torch
 
+from candlecast.errors import ConfigError
 from daemon.recurrent_state import reader_copies, restart_slots
 from models.dataset import SplitSizes, WindowSet, WindowSpec, load_windows, walk_forward
 from models.metrics import classification
@@ -35,6 +36,9 @@ from models.training import (
     Tensors,
     TrainConfig,
     deterministic,
+    load_fold,
+    read_run,
+    run_data,
     train_member,
 )
 
@@ -142,6 +146,39 @@ def compare(
                 seconds=time.perf_counter() - started,
             )
         )
+    return figures
+
+
+def ensemble_probabilities(ensemble: StreamingEnsemble, windows: np.ndarray, histories: np.ndarray) -> np.ndarray:
+    """``[N, H]`` a calibrated streaming ensemble's probabilities at each window's history."""
+    out = np.empty((len(windows), len(ensemble.calibration_bias)), dtype=np.float64)
+    with torch.inference_mode():
+        for history in np.unique(histories).tolist():
+            rows = np.flatnonzero(histories == history)
+            for start in range(0, len(rows), EVAL_BATCH):
+                chunk = rows[start : start + EVAL_BATCH]
+                out[chunk] = ensemble.reference(torch.from_numpy(windows[chunk]), int(history))[0].double().numpy()
+    return out
+
+
+def service_log_loss(run_dir: Path) -> dict[str, list[list[float]]]:
+    """Per fold and horizon, the test log loss of a streaming run's calibrated ensemble at the longest
+    history (its windowed ``forward``, what the card's figures score) and at the history the daemon's
+    step path reads for each window (``service_histories``)."""
+    run = read_run(run_dir)
+    _, data = run_data(run)
+    spec = run.spec()
+    figures: dict[str, list[list[float]]] = {"longest": [], "service": [], "labels": []}
+    for fold in walk_forward(data, run.split_sizes()):
+        ensemble = load_fold(run_dir, run, fold.index)
+        if not isinstance(ensemble, StreamingEnsemble):
+            raise ConfigError(f"{run_dir}: fold {fold.index} is not a streaming ensemble")
+        test = fold.part(data, "test")
+        histories = service_histories(test, spec, ensemble.span, ensemble.lookback)
+        longest = np.full(len(test), min(ensemble.span, spec.length - ensemble.lookback))
+        figures["longest"].append(log_losses(ensemble_probabilities(ensemble, test.windows, longest), test))
+        figures["service"].append(log_losses(ensemble_probabilities(ensemble, test.windows, histories), test))
+        figures["labels"].append([float(test.valid[:, j].sum()) for j in range(len(spec.horizons))])
     return figures
 
 

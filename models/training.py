@@ -56,11 +56,20 @@ from models.dataset import (
 from models.features import pool_window, window_features, window_volatility
 from models.networks import MEMBER_KINDS, Ensemble, Head, Member, Pathway, WindowFeatures, build_member
 from models.registry import TrackingRun
+from models.streaming import (
+    STREAMING_KINDS,
+    StreamingEnsemble,
+    StreamingLstmMember,
+    build_streaming_member,
+    fit_standardisation,
+)
 from models.torchscript import framework_versions, weights_digest
 
 RUN_FILE = "run.json"
 STD_FLOOR = 1e-6
 EVAL_BATCH = 1024
+KINDS = (*MEMBER_KINDS, *STREAMING_KINDS)
+"""Every member kind a run may train: the windowed ones and the streaming ones (``models.streaming``)."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +77,7 @@ class TrainConfig:
     """Hyper-parameters of a run (recorded in ``run.json`` and the manifest)."""
 
     members: tuple[str, ...] = MEMBER_KINDS
+    """Member kinds (``KINDS``); when all of them stream, the ensemble is a ``StreamingEnsemble``."""
     quantiles: tuple[float, ...] = (0.1, 0.5, 0.9)
     epochs: int = 30
     batch_size: int = 256
@@ -84,9 +94,9 @@ class TrainConfig:
     """Hidden size of every member; None: each kind's own default."""
 
     def __post_init__(self) -> None:
-        unknown = sorted(set(self.members) - set(MEMBER_KINDS))
+        unknown = sorted(set(self.members) - set(KINDS))
         if unknown or not self.members:
-            raise ConfigError(f"members: unknown {unknown or 'none given'}; known: {', '.join(MEMBER_KINDS)}")
+            raise ConfigError(f"members: unknown {unknown or 'none given'}; known: {', '.join(KINDS)}")
         if list(self.quantiles) != sorted(set(self.quantiles)) or not all(0 < q < 1 for q in self.quantiles):
             raise ConfigError(f"quantiles {list(self.quantiles)} must be ascending levels in (0, 1)")
         if min(self.epochs, self.batch_size, self.patience, self.threads) < 1 or self.learning_rate <= 0:
@@ -453,12 +463,26 @@ class RunInfo(msgspec.Struct, frozen=True):
 
 
 def new_ensemble(
-    kinds: Sequence[str], horizons: Sequence[int], quantiles: int, seeds: Sequence[int], hidden: int | None = None
+    kinds: Sequence[str],
+    horizons: Sequence[int],
+    quantiles: int,
+    seeds: Sequence[int],
+    hidden: int | None = None,
+    *,
+    window: int,
 ) -> Ensemble:
-    members = []
+    """Fresh members of ``kinds``; a ``StreamingEnsemble`` when every member streams (the artifact
+    then exports the step path), else an ``Ensemble`` scoring whole windows."""
+    members: list[Member] = []
     for kind, seed in zip(kinds, seeds, strict=True):
         torch.manual_seed(seed)
-        members.append(build_member(kind, len(horizons), quantiles, hidden))
+        if kind in STREAMING_KINDS:
+            members.append(build_streaming_member(kind, len(horizons), quantiles, window, hidden))
+        else:
+            members.append(build_member(kind, len(horizons), quantiles, hidden))
+    streaming = [m for m in members if isinstance(m, StreamingLstmMember)]
+    if len(streaming) == len(members):
+        return StreamingEnsemble(streaming, len(horizons), list(horizons))
     return Ensemble(members, len(horizons), list(horizons))
 
 
@@ -469,8 +493,11 @@ def train_members(
     ensemble comes back on the CPU, in eval mode, with uniform weights and no calibration."""
     levels = torch.tensor(config.quantiles)
     seeds = [config.seed + 1000 * fold + m for m in range(len(config.members))]
-    ensemble = new_ensemble(config.members, train.horizons, len(config.quantiles), seeds, config.hidden)
+    ensemble = new_ensemble(
+        config.members, train.horizons, len(config.quantiles), seeds, config.hidden, window=train.windows.shape[1]
+    )
     Normalisation.fit(train, pathway_scales(ensemble)).apply(ensemble)
+    fit_standardisation(ensemble, torch.from_numpy(train.windows))
     ensemble.to(config.device)
     train_t, validation_t = Tensors.of(train, config.device), Tensors.of(validation, config.device)
     levels = levels.to(config.device)
@@ -717,11 +744,8 @@ def read_run(run_dir: Path) -> RunInfo:
 def load_fold(run_dir: Path, run: RunInfo, fold: int) -> Ensemble:
     """A fold's trained ensemble, its weights checked against the digest in ``run.json``."""
     info = run.folds[fold]
-    ensemble = Ensemble(
-        [build_member(k, len(run.horizons), len(run.quantiles), run.hidden) for k in run.members],
-        len(run.horizons),
-        list(run.horizons),
-    )
+    kinds = run.members
+    ensemble = new_ensemble(kinds, run.horizons, len(run.quantiles), [0] * len(kinds), run.hidden, window=run.window)
     path = run_dir / info.weights_file
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

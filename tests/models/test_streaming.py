@@ -228,11 +228,18 @@ def test_a_streaming_artifact_says_so_and_its_steps_are_verified_at_load(tmp_pat
     assert load_artifact(tmp_path / "stream.pt").manifest.streaming == model.manifest.streaming
 
 
-def test_windowed_artifacts_have_no_streaming_section() -> None:
-    """Artifacts exported before streaming members (the bundled ones) still load, and say they do not stream."""
+def test_bundled_artifacts_say_whether_they_stream() -> None:
+    """Bundled artifacts exported before streaming members still load and say they do not stream;
+    equities-1d 2.0.0's members all stream and its manifest has the step path's section."""
     paths = sorted((Path(__file__).parents[2] / "models" / "bundled").glob("*/*/model.pt"))
-    assert len(paths) >= 3
+    assert len(paths) >= 4
+    streaming = set()
     for path in paths:
         manifest = load_artifact(path).manifest
-        assert manifest.streaming is None
-        assert not any(member.streams for member in manifest.members)
+        streams = [member.streams for member in manifest.members]
+        assert (manifest.streaming is not None) == all(streams)
+        assert all(streams) or not any(streams)
+        if manifest.streaming is not None:
+            streaming.add(f"{manifest.name}/{manifest.version}")
+    assert "equities-1d/2.0.0" in streaming
+    assert {"equities-1d/1.2.0", "crypto-1h/1.0.0"}.isdisjoint(streaming)
