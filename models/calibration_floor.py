@@ -172,10 +172,10 @@ def trailing_outcome_rate(
     return out
 
 
-def evidence_kept(gain: float, coefficients: int, independent: float) -> bool:
+def evidence_bar(coefficients: int, independent: float) -> float:
     """``models.calibration``'s rule: a fit is kept only when it improves the mean log loss by
     more than ``ln(n) / 2`` (never less than 1) independent outcomes' worth per coefficient."""
-    return bool(gain > coefficients * max(np.log(independent), 2.0) / (2 * independent))
+    return float(coefficients * max(np.log(independent), 2.0) / (2 * independent))
 
 
 @dataclass(frozen=True)

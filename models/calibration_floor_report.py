@@ -21,6 +21,8 @@ import numpy as np
 from daemon.quality import CALIBRATION_BINS, expected_calibration_error
 from models.baselines import ConstantBaseline
 from models.calibration import (
+    DRIFT_PRIOR_SD,
+    PRIOR_SD,
     CalibrationPart,
     OutOfFold,
     Standardisation,
@@ -38,7 +40,7 @@ from models.calibration_floor import (
     calibrated_ece,
     calibration_in_the_large,
     dense_index,
-    evidence_kept,
+    evidence_bar,
     expected_met,
     market_correlation,
     oracle_bootstrap_ece,
@@ -47,7 +49,7 @@ from models.calibration_floor import (
 )
 from models.dataset import WindowSet, load_audited_windows, walk_forward
 from models.evaluation import ECE_LIMIT, LOG_LOSS_MARGIN
-from models.training import RunInfo, load_fold, predict, read_run, run_data
+from models.training import Predictions, RunInfo, load_fold, predict, read_run, run_data
 
 HALF_LIVES = (21, 63, 252, 1008)
 """Half-lives of the trailing outcome rate, in resolved candle times."""
@@ -142,36 +144,53 @@ def floor_of(p: FloatArray, rows: WindowSet, horizon: int) -> Floor:
     return Floor.of(draws, ECE_LIMIT)
 
 
-def fitted_slope(block: Block, j: int, horizon: int, half_life: float) -> tuple[float, bool]:
+@dataclass(frozen=True)
+class Slope:
     """The intercept's slope on the trailing rate's logit, fitted on the outcomes resolved before
-    the block, and whether ``models.calibration``'s evidence rule keeps it."""
+    a block (after a burn-in), with what it and the unshrunk rate gained there."""
+
+    slope: float
+    gain: float
+    """Mean log loss of the constant minus that of the fitted intercept."""
+    raw_gain: float
+    """The same for the trailing rate stated as it is (slope 1)."""
+    bar: float
+    """The gain ``models.calibration``'s evidence rule asks of one coefficient there."""
+
+
+def fitted_slope(block: Block, j: int, horizon: int, half_life: float) -> Slope:
     rows = labelled(block.fit, j)
     times = np.unique(rows.end_ts)
     rows = rows.select(np.flatnonzero(rows.end_ts >= times[min(BURN_IN, len(times) - 1)]))
     anchor = float(logit(np.asarray(block.constant[j])))
-    rate = outcome_rate(block.fit, j, rows.end_ts, half_life, float(block.constant[j]))
-    x = (logit(np.clip(rate, 0.01, 0.99)) - anchor)[:, None]
+    rate = np.clip(outcome_rate(block.fit, j, rows.end_ts, half_life, float(block.constant[j])), 0.01, 0.99)
+    x = (logit(rate) - anchor)[:, None]
     up = rows.up[:, j]
     independent = len(np.unique(rows.end_ts)) / horizon
     slope = fit_logistic(x, up, offset=anchor, prior_sd=SLOPE_PRIOR_SD, signed=1, overlap=len(up) / independent)
-    gain = mean_log_loss(np.full(len(up), anchor), up) - mean_log_loss(x @ slope + anchor, up)
-    return float(slope[0]), evidence_kept(gain, 1, independent)
+    base = mean_log_loss(np.full(len(up), anchor), up)
+    return Slope(
+        float(slope[0]),
+        base - mean_log_loss(x @ slope + anchor, up),
+        base - mean_log_loss(logit(rate), up),
+        evidence_bar(1, independent),
+    )
 
 
 @dataclass(frozen=True)
 class Intercept:
     """The trailing outcome rate at one half-life on one block and horizon: stated as it is, and
-    shrunk toward the constant by a slope fitted on the outcomes resolved before the block."""
+    shrunk toward the constant by the slope fitted before the block."""
 
     half_life: int
     ece: float
     log_loss_excess: float
     """Log loss minus the constant probability's."""
-    slope: float
+    fit: Slope
     kept: bool
-    """Whether the evidence rule keeps the slope (else the fit is the constant)."""
-    fitted_ece: float
-    fitted_log_loss_excess: float
+    """Whether the evidence rule keeps the slope (a new calibration would then state the shrunk rate)."""
+    shrunk_ece: float
+    shrunk_log_loss_excess: float
 
 
 @dataclass(frozen=True)
@@ -199,6 +218,8 @@ class FloorRow:
     """ECE of the block's own up rate on block-bootstrap resamples of its days."""
     verdict: str
     intercepts: list[Intercept]
+    chosen: int
+    """Index of the half-life whose fitted slope gained most before the block (the causal choice)."""
     window_rate_ece: float | None
     """The window's own trailing up rate stated as the probability (None where the horizon is not
     shorter than the window)."""
@@ -210,15 +231,15 @@ def intercept(block: Block, j: int, horizon: int, half_life: int) -> Intercept:
     up, prior = rows.up[:, j], float(block.constant[j])
     constant = np.full(len(up), prior)
     rate = np.clip(outcome_rate(block.history, j, rows.end_ts, half_life, prior), 0.01, 0.99)
-    slope, kept = fitted_slope(block, j, horizon, half_life)
+    fit = fitted_slope(block, j, horizon, half_life)
     anchor = logit(np.asarray(prior))
-    shrunk = sigmoid(anchor + slope * (logit(rate) - anchor)) if kept else constant
+    shrunk = sigmoid(anchor + fit.slope * (logit(rate) - anchor))
     return Intercept(
         half_life,
         expected_calibration_error(rate, up),
         log_loss(rate, up) - log_loss(constant, up),
-        slope,
-        kept,
+        fit,
+        fit.gain > fit.bar,
         expected_calibration_error(shrunk, up),
         log_loss(shrunk, up) - log_loss(constant, up),
     )
@@ -237,6 +258,7 @@ def floor_row(block: Block, j: int, horizon: int, *, draws: int, seed: int) -> F
     constant = np.full(len(up), block.constant[j])
     window_rate = np.clip(trailing_rates(rows.windows, block.rows.horizons)[:, j], 0.01, 0.99)
     defined = not np.isnan(window_rate).any()
+    intercepts = [intercept(block, j, horizon, half_life) for half_life in HALF_LIVES]
     return FloorRow(
         set=block.name,
         horizon=horizon,
@@ -254,108 +276,126 @@ def floor_row(block: Block, j: int, horizon: int, *, draws: int, seed: int) -> F
         perfect_p_value=float(np.mean(perfect >= model_ece)),
         oracle_bootstrap=Floor.of(resampled, ECE_LIMIT),
         verdict=verdict(model_ece, floor, ECE_LIMIT),
-        intercepts=[intercept(block, j, horizon, half_life) for half_life in HALF_LIVES],
+        intercepts=intercepts,
+        chosen=int(np.argmax([c.fit.gain for c in intercepts])),
         window_rate_ece=expected_calibration_error(window_rate, up) if defined else None,
         window_rate_log_loss_excess=log_loss(window_rate, up) - log_loss(constant, up) if defined else None,
     )
 
 
-def combination_evidence(run_dir: Path, fold_index: int, horizon_index: int) -> dict[str, object]:
-    """Refit one fold's combination at one horizon as ``models.training.combine_fold`` does and
-    report each coefficient's share of the evidence: the pooled gain of the joint fit and of each
-    term alone against the rule's bar, and the fitted fold's bins on its own test block."""
+TERMS = ("members and trailing rate", "members only", "trailing rate only")
+
+
+def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, object]]:
+    """Refit every fold's combination at one horizon as ``models.training.combine_fold`` does,
+    and report per fold each term's share of the evidence (the pooled gain of the joint fit and of
+    each term alone against the rule's bar) and, on the fold's own test block, the stored
+    combination's bins and the members-only fit beside it."""
     run = read_run(run_dir)
     _, data = run_data(run)
-    folds = walk_forward(data, run.split_sizes())
-    earlier: list[OutOfFold] = []
-    for fold in folds[:fold_index]:
-        ensemble = load_fold(run_dir, run, fold.index)
-        train = fold.part(data, "train")
-        own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
-        test = fold.part(data, "test")
-        earlier.append(OutOfFold(predict(ensemble, test.windows).member_logits, test, own))
-    fold = folds[fold_index]
-    ensemble = load_fold(run_dir, run, fold_index)
-    train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
-    own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
-    parts: list[CalibrationPart] = [oof.part(fold.cutoffs[2], own) for oof in earlier]
-    parts.append(
-        OutOfFold(predict(ensemble, calibration.windows).member_logits, calibration, own).part(fold.cutoffs[2], own)
-    )
     j, h = horizon_index, data.horizons[horizon_index]
-    x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
-    d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
-    up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
-    independent = sum(p.times(j) for p in parts) / h
-    overlap = len(up) / independent
-    anchor = float(logit(np.asarray(run.folds[fold_index].train_rate[j])))
-    members = x.shape[1]
-    fits: dict[str, object] = {}
-    for label, inputs, signed, priors in (
-        ("members and trailing rate", np.concatenate([x, d[:, None]], axis=1), 1, [0.1] * members + [0.25]),
-        ("members only", x, 0, [0.1] * members),
-        ("trailing rate only", d[:, None], 1, [0.25]),
-    ):
-        v = fit_logistic(inputs, up, offset=anchor, prior_sd=np.asarray(priors), signed=signed, overlap=overlap)
-        gain = mean_log_loss(np.full(len(up), anchor), up) - mean_log_loss(inputs @ v + anchor, up)
-        count = int(np.count_nonzero(v))
-        fits[label] = {
-            "coefficients": v.tolist(),
-            "gain": gain,
-            "bar": count * max(np.log(independent), 2.0) / (2 * independent),
-            "kept": evidence_kept(gain, count, independent),
-        }
-    info = run.folds[fold_index]
-    predicted = predict(ensemble, test.windows)
-    mask = test.valid[:, j]
-    p, y = predicted.probabilities[mask, j], test.up[mask, j]
-    constant = np.full(len(y), ConstantBaseline.fit(train).rate[j])
-    rates = trailing_rates(test.windows[mask], data.horizons)[:, j]
-    weights = np.asarray(info.ensemble_weights)[:, j]
-    # The members' term relative to the anchor: scale * sum_m w_m z_m + bias - anchor.
-    member_term = (
-        info.calibration_scale[j] * (predicted.member_logits[mask, :, j] @ weights) + info.calibration_bias[j] - anchor
-    )
-    drift_term = info.drift_coef[j] * (rates - info.drift_centre[j])
-    which = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
-    bins = []
-    for b in np.unique(which):
-        chosen = which == b
-        bins.append(
+    earlier: list[OutOfFold] = []
+    out = []
+    for fold in walk_forward(data, run.split_sizes()):
+        ensemble = load_fold(run_dir, run, fold.index)
+        train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
+        own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
+        calibration_logits = predict(ensemble, calibration.windows).member_logits
+        parts: list[CalibrationPart] = [oof.part(fold.cutoffs[2], own) for oof in earlier]
+        parts.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
+        predicted = predict(ensemble, test.windows)
+        earlier.append(OutOfFold(predicted.member_logits, test, own))
+        x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
+        d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
+        up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
+        independent = sum(p.times(j) for p in parts) / h
+        anchor = float(logit(np.asarray(run.folds[fold.index].train_rate[j])))
+        count = x.shape[1]
+        fits: dict[str, dict[str, object]] = {}
+        coefficients: dict[str, FloatArray] = {}
+        for label, inputs, signed, priors in zip(
+            TERMS,
+            (np.concatenate([x, d[:, None]], axis=1), x, d[:, None]),
+            (1, 0, 1),
+            ([PRIOR_SD] * count + [DRIFT_PRIOR_SD], [PRIOR_SD] * count, [DRIFT_PRIOR_SD]),
+            strict=True,
+        ):
+            v = fit_logistic(
+                inputs, up, offset=anchor, prior_sd=np.asarray(priors), signed=signed, overlap=len(up) / independent
+            )
+            gain = mean_log_loss(np.full(len(up), anchor), up) - mean_log_loss(inputs @ v + anchor, up)
+            bar = evidence_bar(int(np.count_nonzero(v)), independent)
+            coefficients[label] = v
+            fits[label] = {"coefficients": v.tolist(), "gain": gain, "bar": bar, "kept": gain > bar}
+        figures = own_block_figures(
+            run, fold.index, j, test=test, predicted=predicted, own=own, members_only=coefficients["members only"]
+        )
+        out.append(
             {
-                "bin": f"{b / CALIBRATION_BINS:.1f}-{(b + 1) / CALIBRATION_BINS:.1f}",
-                "count": int(chosen.sum()),
-                "stated": float(p[chosen].mean()),
-                "realised": float(y[chosen].mean()),
-                "ece_share": float(abs(y[chosen].sum() - p[chosen].sum()) / len(y)),
+                "fold": fold.index,
+                "horizon": h,
+                "pooled_labels": len(up),
+                "independent": independent,
+                "fits": fits,
+                "test": figures,
             }
         )
+    return out
+
+
+def own_block_figures(
+    run: RunInfo,
+    fold: int,
+    j: int,
+    *,
+    test: WindowSet,
+    predicted: Predictions,
+    own: Standardisation,
+    members_only: FloatArray,
+) -> dict[str, object]:
+    """The stored combination on its test block: where its mean logit comes from, its bins, its
+    floor; and the members-only fit (the trailing-rate term left out) beside it."""
+    info = run.folds[fold]
+    mask = test.valid[:, j]
+    p, y = predicted.probabilities[mask, j], test.up[mask, j]
+    rate = info.train_rate[j]
+    constant = np.full(len(y), rate)
+    anchor = float(logit(np.asarray(rate)))
+    logits = predicted.member_logits[mask, :, j]
+    weights = np.asarray(info.ensemble_weights)[:, j]
+    # The members' term relative to the anchor: scale * sum_m w_m z_m + bias - anchor.
+    member_term = info.calibration_scale[j] * (logits @ weights) + info.calibration_bias[j] - anchor
+    drift_term = info.drift_coef[j] * (trailing_rates(test.windows[mask], run.horizons)[:, j] - info.drift_centre[j])
+    without = sigmoid((logits - own.mean[:, j]) / own.spread[:, j] @ members_only + anchor)
+    which = np.minimum((p * CALIBRATION_BINS).astype(np.int64), CALIBRATION_BINS - 1)
+    bins = [
+        {
+            "bin": f"{b / CALIBRATION_BINS:.1f}-{(b + 1) / CALIBRATION_BINS:.1f}",
+            "count": int((which == b).sum()),
+            "stated": float(p[which == b].mean()),
+            "realised": float(y[which == b].mean()),
+            "ece_share": float(abs(y[which == b].sum() - p[which == b].sum()) / len(y)),
+        }
+        for b in np.unique(which)
+    ]
+    rows = labelled(test, j)
     return {
-        "fold": fold_index,
-        "horizon": h,
-        "pooled_labels": len(up),
-        "independent": independent,
-        "fits": fits,
-        "stored": {
-            "scale": info.calibration_scale[j],
-            "drift_coef": info.drift_coef[j],
-            "weights": [w[j] for w in info.ensemble_weights],
-        },
-        "test": {
-            "ece": expected_calibration_error(p, y),
-            "ece_constant": expected_calibration_error(constant, y),
-            "log_loss": log_loss(p, y),
-            "log_loss_constant": log_loss(constant, y),
-            "members_logit_mean": float(np.mean(member_term)),
-            "members_logit_sd": float(np.std(member_term)),
-            "trailing_rate_logit_mean": float(np.mean(drift_term)),
-            "trailing_rate_logit_sd": float(np.std(drift_term)),
-            "stated_mean": float(p.mean()),
-            "up_rate": float(y.mean()),
-            "bins": bins,
-            "perfect_model": asdict(floor_of(p, labelled(test, j), h)),
-            "perfect_constant": asdict(floor_of(constant, labelled(test, j), h)),
-        },
+        "stored": {"scale": info.calibration_scale[j], "drift_coef": info.drift_coef[j], "weights": weights.tolist()},
+        "up_rate": float(y.mean()),
+        "stated_mean": float(p.mean()),
+        "ece": expected_calibration_error(p, y),
+        "ece_constant": expected_calibration_error(constant, y),
+        "ece_members_only": expected_calibration_error(without, y),
+        "log_loss": log_loss(p, y),
+        "log_loss_constant": log_loss(constant, y),
+        "log_loss_members_only": log_loss(without, y),
+        "members_logit_mean": float(np.mean(member_term)),
+        "members_logit_sd": float(np.std(member_term)),
+        "trailing_rate_logit_mean": float(np.mean(drift_term)),
+        "trailing_rate_logit_sd": float(np.std(drift_term)),
+        "bins": bins,
+        "perfect_model": asdict(floor_of(p, rows, run.horizons[j])),
+        "perfect_constant": asdict(floor_of(constant, rows, run.horizons[j])),
     }
 
 
@@ -364,9 +404,19 @@ FLOOR_HEADER = (
     "median, 95th pct, P(>0.03) | bootstrap oracle: median, 95th pct | P(perfect >= model) | verdict |"
 )
 INTERCEPT_HEADER = (
-    "| set | h | ECE constant | trailing outcome rate, half-life {lives}: ECE | log-loss excess | slope fitted "
-    "before the block (kept?) | window's own trailing rate: ECE, excess |"
+    "| set | h | ECE constant | trailing outcome rate as it is, half-life {lives}: ECE | its log-loss excess | "
+    "chosen before the block: half-life, slope, gain / bar | its ECE, log-loss excess | window's own trailing "
+    "rate: ECE, excess |"
 )
+
+
+NOISE_NOTE = ", beyond a perfect forecaster's noise"
+NOISE_LEVEL = 0.05
+
+
+def beyond_noise(row: FloorRow) -> bool:
+    """A failure that fewer than 5% of the perfect forecaster's draws reach."""
+    return row.verdict != "met" and row.perfect_p_value < NOISE_LEVEL
 
 
 def markdown(name: str, rows: Sequence[FloorRow]) -> str:
@@ -378,7 +428,7 @@ def markdown(name: str, rows: Sequence[FloorRow]) -> str:
             f"| {r.set} | {r.horizon} | {r.labels:,} ({r.times:,}) | {r.correlation:.2f} | "
             f"{r.up_rate:.3f} / {r.mean_probability:.3f} | {r.ece:.4f} / {r.ece_constant:.4f} | "
             f"{f.median:.4f}, {f.p95:.4f}, {f.share_above:.0%} | {o.median:.4f}, {o.p95:.4f} | "
-            f"{r.perfect_p_value:.2f} | {r.verdict} |"
+            f"{r.perfect_p_value:.2f} | {r.verdict}{NOISE_NOTE if beyond_noise(r) else ''} |"
         )
     met = sum(r.verdict == "met" for r in rows)
     expected = expected_met([r.perfect for r in rows])
@@ -388,7 +438,7 @@ def markdown(name: str, rows: Sequence[FloorRow]) -> str:
         f"{len(rows)} in expectation.",
         "",
         INTERCEPT_HEADER.format(lives=" / ".join(str(h) for h in HALF_LIVES)),
-        "|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         window = (
@@ -396,15 +446,16 @@ def markdown(name: str, rows: Sequence[FloorRow]) -> str:
             if r.window_rate_ece is not None and r.window_rate_log_loss_excess is not None
             else "n/a"
         )
-        cells = r.intercepts
+        chosen = r.intercepts[r.chosen]
+        fit = chosen.fit
         lines.append(
             f"| {r.set} | {r.horizon} | {r.ece_constant:.4f} | "
-            + " / ".join(f"{c.ece:.4f}" for c in cells)
+            + " / ".join(f"{c.ece:.4f}" for c in r.intercepts)
             + " | "
-            + " / ".join(f"{c.log_loss_excess:+.4f}" for c in cells)
-            + " | "
-            + " / ".join(f"{c.slope:+.2f}" + ("" if c.kept else " (no)") for c in cells)
-            + f" | {window} |"
+            + " / ".join(f"{c.log_loss_excess:+.4f}" for c in r.intercepts)
+            + f" | {chosen.half_life}, {fit.slope:+.2f}, {fit.gain:.5f} / {fit.bar:.5f}"
+            + ("" if chosen.kept else " (refused)")
+            + f" | {chosen.shrunk_ece:.4f}, {chosen.shrunk_log_loss_excess:+.4f} | {window} |"
         )
     return "\n".join(lines) + "\n"
 
@@ -418,7 +469,12 @@ def main() -> None:
     parser.add_argument("--baseline-fraction", type=float, default=0.3, help="with --model, as `evaluate --model`")
     parser.add_argument("--draws", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--explain", default=None, help="with --run, FOLD,HORIZON_INDEX: the combination's evidence")
+    parser.add_argument(
+        "--explain",
+        type=int,
+        default=None,
+        help="with --run, a horizon index: each fold's combination evidence",
+    )
     parser.add_argument("--json", type=Path, required=True)
     parser.add_argument("--markdown", type=Path, default=None)
     args = parser.parse_args()
@@ -438,9 +494,8 @@ def main() -> None:
         "seed": args.seed,
         "rows": [asdict(r) for r in rows],
     }
-    if args.explain and args.run is not None:
-        fold, horizon = (int(x) for x in args.explain.split(","))
-        document["explain"] = combination_evidence(args.run, fold, horizon)
+    if args.explain is not None and args.run is not None:
+        document["explain"] = combination_evidence(args.run, args.explain)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(name, rows))
