@@ -25,6 +25,7 @@ from daemon.api_wiring import daemon_routes, record_published
 from daemon.batching import BatchPolicy
 from daemon.core import Core, build_core
 from daemon.dispatch import RouteClaim
+from daemon.heap import startup_heap_frozen
 from daemon.http import Health, HttpServer
 from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
@@ -224,9 +225,10 @@ class Daemon:
             await mqtt.start()
             for served in self.routes:
                 await asyncio.to_thread(warm_up, served.model, served.view.batching.max_batch)
-            if not await self._connect(source, sink):
-                return
-            await self._serve(source)
+            with startup_heap_frozen():
+                if not await self._connect(source, sink):
+                    return
+                await self._serve(source)
         finally:
             self.notifier.stopping()
             await mqtt.close()
