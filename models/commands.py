@@ -115,7 +115,14 @@ def train(
     window: Annotated[int, typer.Option(help="Window length T in candles.")] = 64,
     horizons: Annotated[str, typer.Option(help="Horizons in candles; the first is the primary one.")] = "1,5,20",
     quantiles: Annotated[str, typer.Option(help="Quantile levels of the predicted log return.")] = "0.1,0.5,0.9",
-    members: Annotated[str, typer.Option(help="Member kinds of the ensemble.")] = DEFAULT_MEMBERS,
+    members: Annotated[
+        str,
+        typer.Option(
+            help="Member kinds of the ensemble: lstm, bilstm, stacked, attention, transformer, multiscale (whole "
+            "windows) and streaming-lstm, streaming-stacked (one step per candle); when every member streams, the "
+            'artifact scores a candle from per-symbol state (docs/design.md, "Streaming members").'
+        ),
+    ] = DEFAULT_MEMBERS,
     folds: Annotated[int, typer.Option(help="Walk-forward folds; the last one is the model to export.")] = 5,
     test_candles: Annotated[int, typer.Option(help="Candles in each fold's test block.")] = 252,
     validation_candles: Annotated[int, typer.Option(help="Candles for early stopping.")] = 126,
@@ -549,7 +556,10 @@ def evaluate(
     arguments += [f"--members-figures={display_path(members_figures)}"] if members_figures else []
     arguments += [f"--streaming-figures={display_path(streaming_figures)}"] if streaming_figures else []
     if members_figures or streaming_figures:
+        from models.streaming import STREAMING_KINDS
+
         figures["streaming"] = {
+            "streaming_kinds": list(STREAMING_KINDS),
             "members": _json_file(members_figures) if members_figures else None,
             "comparison": _json_file(streaming_figures) if streaming_figures else None,
         }

@@ -271,10 +271,13 @@ def main() -> None:
 
 
 def earlier_walk_forward(card: Path) -> dict[str, object]:
-    """An earlier card's model and its per-fold test-block log loss and the constant's, per horizon."""
+    """An earlier card's model, its per-fold test-block log loss and the constant's per horizon, and the
+    pinball loss of its return quantiles on the walk-forward test blocks."""
     figures = json.loads(card.read_text())
     folds = {name: goals for name, goals in figures["goals"].items() if name.startswith("fold ")}
-    return {"model": f"{figures['model']['name']}/{figures['model']['version']}", "folds": folds}
+    quantiles = figures["sets"]["walk-forward"]["quantiles"]
+    pinball = {h: q["ensemble"]["pinball"] for h, q in quantiles.items()}
+    return {"model": f"{figures['model']['name']}/{figures['model']['version']}", "folds": folds, "pinball": pinball}
 
 
 if __name__ == "__main__":

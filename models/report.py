@@ -802,7 +802,7 @@ def render_streaming(figures: Json) -> str:
     members, comparison = streaming.get("members"), streaming.get("comparison")
     horizons = [str(h) for h in figures["model"]["horizons"]]
     kinds = {m["kind"] for m in figures["model"]["members"]}
-    streams = members is not None and kinds <= set(members["streaming_kinds"])
+    streams = kinds <= set(streaming["streaming_kinds"])
     parts = [
         "## Streaming scoring, member cost and contribution (issue 14)",
         "",
@@ -862,6 +862,29 @@ def _render_walk_forward_beside(figures: Json, members: Json, horizons: list[str
         row += [num(t["service"] / n)] if service else []
         row += [num(t["beside"] / n)] if beside else []
         rows.append([*row, num(t["constant"] / n)])
+    quantiles = figures.get("sets", {}).get("walk-forward", {}).get("quantiles", {})
+    pinball = []
+    if beside and beside.get("pinball") and quantiles:
+        pinball = [
+            "",
+            "Pinball loss of the return quantiles on the same walk-forward test blocks (levels "
+            f"{figures['model']['quantiles']}, lower is better), beside {beside['model']}'s and the EWMA-volatility "
+            "baseline's:",
+            "",
+            table(
+                ["horizon", "this model", beside["model"], "EWMA volatility x quantiles"],
+                (
+                    [
+                        h,
+                        f"{quantiles[h]['ensemble']['pinball']:.5f}",
+                        f"{beside['pinball'][h]:.5f}",
+                        f"{quantiles[h]['volatility']['pinball']:.5f}",
+                    ]
+                    for h in horizons
+                    if h in quantiles and h in beside["pinball"]
+                ),
+            ),
+        ]
     return [
         "Walk-forward test log loss on the same folds (the constant probability is each fold's training up rate"
         + (f"; {beside['model']}'s figures are from its model card" if beside else "")
@@ -875,6 +898,7 @@ def _render_walk_forward_beside(figures: Json, members: Json, horizons: list[str
         + "):",
         "",
         table(header, rows),
+        *pinball,
     ]
 
 

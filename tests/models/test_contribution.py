@@ -103,6 +103,7 @@ def test_the_card_renders_the_streaming_section_from_the_figures() -> None:
         "beside": {
             "model": "equities-1d/1.2.0",
             "folds": {"fold 0 test block": {"1": {"log_loss": 0.6931}, "5": {"log_loss": 0.6932}}},
+            "pinball": {"1": 0.00603, "5": 0.01299},
         },
         "chosen": ["streaming-lstm"],
         "batch": 512,
@@ -111,9 +112,23 @@ def test_the_card_renders_the_streaming_section_from_the_figures() -> None:
     }
     figures = {
         "title": "t",
-        "model": {"name": "m", "version": "2.0.0", "horizons": horizons, "members": [{"kind": "streaming-lstm"}]},
+        "model": {
+            "name": "m",
+            "version": "2.0.0",
+            "horizons": horizons,
+            "quantiles": [0.1, 0.5, 0.9],
+            "members": [{"kind": "streaming-lstm"}],
+        },
         "goals": goals,
-        "streaming": {"members": members, "comparison": None},
+        "sets": {
+            "walk-forward": {
+                "quantiles": {
+                    str(h): {"ensemble": {"pinball": 0.00599 * h}, "volatility": {"pinball": 0.00586 * h}}
+                    for h in horizons
+                }
+            }
+        },
+        "streaming": {"streaming_kinds": STREAMING, "members": members, "comparison": None},
     }
     section = render_streaming(msgspec.json.decode(msgspec.json.encode(figures)))
     assert section.startswith("## Streaming scoring")
@@ -122,3 +137,4 @@ def test_the_card_renders_the_streaming_section_from_the_figures() -> None:
     assert "| streaming-lstm | yes | 12 | 30.0 | 1.5 | 1,024 B |" in section
     assert "(-0.0002 [-0.0012, +0.0008])" in section
     assert "it chooses: streaming-lstm." in section
+    assert "| 1 | 0.00599 | 0.00603 | 0.00586 |" in section
