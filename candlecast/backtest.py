@@ -26,9 +26,10 @@ from daemon.batching import BatchPolicy
 from daemon.core import build_core
 from daemon.dispatch import DEFAULT_ROUTE
 from daemon.ports import PublishBatch
-from daemon.serving import load_serving_model
+from daemon.serving import load_serving_model, served_scoring
 from daemon.settings import ModelSettings, Settings
 from daemon.signal import Signal, encoder
+from daemon.stepped_model import StepTally
 from models.device import resolve_device
 from models.market_fit import misfit
 from models.registry import Registry
@@ -82,6 +83,7 @@ def run_backtest(
     if reason is not None:
         raise DataError(f"{reason}: pick one with --model")
     core = build_core(settings, model, route=route)
+    scorer = served_scoring(model, settings.model.scoring, StepTally())
     policy = BatchPolicy(settings.batching.max_batch)
     messages = candles.messages(interval)
     out.mkdir(parents=True, exist_ok=True)
@@ -107,7 +109,7 @@ def run_backtest(
                 progress.update(task, completed=mark.offset)
 
         records = candle_records(messages)
-        asyncio.run(run_backtest_pipeline(records, core.ingestor, core.builder, model, policy, on_published=write))
+        asyncio.run(run_backtest_pipeline(records, core.ingestor, core.builder, scorer, policy, on_published=write))
     return BacktestRun(
         signals_path=signals_path,
         signals=sum(actions.values()),

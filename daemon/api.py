@@ -43,6 +43,7 @@ from daemon.api_models import (
     WindowBody,
 )
 from daemon.pipeline import slice_outputs
+from daemon.ports import WindowOrigins
 from daemon.route import Route
 from daemon.settings import ApiSettings
 from daemon.signal_store import SignalStore, TooManyClientsError
@@ -318,9 +319,12 @@ async def _score(ctx: ApiContext, windows: Sequence[WindowBody], prefix: str) ->
     if len({id(route.model) for route, _ in prepared}) > 1:
         raise ApiError(422, "one request scores windows of one route", f"{prefix or 'body.'}".rstrip("."))
     model = prepared[0][0].model
-    rows = np.stack([r.window for _, p in prepared for r in p.requests])
+    requests = [r for _, p in prepared for r in p.requests]
+    rows = np.stack([r.window for r in requests])
+    # No key: each window from a zero state, the function of the window a carried state equals.
+    origins = WindowOrigins(np.stack([r.slots for r in requests]))
     async with ctx.scoring:
-        scorer, outputs = await model.score(rows)
+        scorer, outputs = await model.score(rows, origins)
     answers = []
     start = 0
     for route, ready in prepared:

@@ -19,7 +19,7 @@ from daemon.core import build_core
 from daemon.intervals import interval_ms
 from daemon.monitoring import ModelMonitor
 from daemon.pipeline import ModelHolder, Pipeline
-from daemon.ports import PublishBatch, Scorer
+from daemon.ports import PublishBatch, Scorer, WindowOrigins
 from daemon.route import Route
 from daemon.settings import RouteSettings, Settings
 from daemon.signal import Signal
@@ -39,11 +39,13 @@ class PipelineModel:
         model: Scorer = self._holder.model
         return model
 
-    async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
+    async def score(
+        self, windows: npt.NDArray[np.float32], origins: WindowOrigins | None = None
+    ) -> tuple[Scorer, ModelOutputs]:
         async with self._pipeline.model_lock:
             model = self.current
             try:
-                outputs = await self._pipeline.run_in_model_thread(functools.partial(model.score, windows))
+                outputs = await self._pipeline.run_in_model_thread(functools.partial(model.score, windows, origins))
             except RuntimeError as exc:  # the inference thread is shut down: the daemon is stopping
                 raise ApiError(503, "the daemon is stopping", None, "stopping") from exc
         return model, outputs

@@ -69,6 +69,11 @@ class ScoreRequest:
     commit says; an output of another version does not enter the strategy's memory."""
     route: int = 0
     """Which of the pipeline's routes (by position) scores it: set by the pipeline at ingest."""
+    row: int = -1
+    """The window store's slot holding the key's window: a streaming scorer keeps its states there."""
+    slots: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    """Slot index (``Interval.slot_index``) of each candle of ``window``, oldest first: the step
+    path's restarts and its cached states go by them."""
 
 
 class OutputBatch(Protocol):
@@ -155,6 +160,8 @@ class CandleIngestor:
             history=min(self._history_limit, self.store.history_available(slot)),
             received_ns=received_ns,
             sequence=self._next_sequence(),
+            row=slot,
+            slots=self.store.newest_slots(slot),
         )
 
     def replay(self, record: SourceRecord) -> None:
@@ -213,6 +220,7 @@ class CandleIngestor:
             if not backs:
                 continue
             windows = self.store.gather([slot] * len(backs), backs)
+            slots = self.store.gather_slots([slot] * len(backs), backs)
             ends = self.store.gather_ts([slot] * len(backs), backs)
             offsets = offsets[len(offsets) - len(backs) :]
             key = self.store.key_of(slot)
@@ -230,6 +238,8 @@ class CandleIngestor:
                         publish=False,
                         sequence=self._next_sequence(),
                         scored_by=version,
+                        row=slot,
+                        slots=slots[i],
                     )
                 )
                 if len(batch) >= size:

@@ -9,11 +9,15 @@ from __future__ import annotations
 
 import platform
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
 
 from candlecast import __version__
 from candlecast.client_logs import CLIENT_WARNINGS
@@ -214,6 +218,43 @@ class DaemonMetrics:
             self.end_to_end.labels(route).observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
         for (action, strategy, route), count in actions.items():
             self.signals.labels(action, strategy, route).inc(count)
+
+
+@dataclass(frozen=True, slots=True)
+class StateUse:
+    """A route's per-symbol recurrent state (streaming members' step path), as read at scrape time."""
+
+    route: str
+    nbytes: int
+    carried_steps: int
+    rebuilt_steps: int
+
+
+class StateCollector(Collector):
+    """The step path's state memory and steps per route, read from the routes at scrape time (the
+    inference thread counts in plain ints, as the ingestor does)."""
+
+    def __init__(self, read: Callable[[], Iterable[StateUse]]) -> None:
+        self._read = read
+
+    def collect(self) -> Iterable[Metric]:
+        memory = GaugeMetricFamily(
+            "candlecast_state_bytes",
+            "Bytes allocated for the per-symbol states of a route's step path (0: windowed scoring).",
+            labels=["route"],
+        )
+        steps = CounterMetricFamily(
+            "candlecast_state_steps",
+            "Candle steps of a route's step path, both state copies counted, by whether they went on from "
+            "a cached state (carried) or from zero (rebuilt: restarts, rebalances, resets, re-scored history, "
+            "the planned restarts).",
+            labels=["route", "kind"],
+        )
+        for use in self._read():
+            memory.add_metric([use.route], use.nbytes)
+            steps.add_metric([use.route, "carried"], use.carried_steps)
+            steps.add_metric([use.route, "rebuilt"], use.rebuilt_steps)
+        return [memory, steps]
 
 
 def build_versions() -> dict[str, str]:

@@ -34,7 +34,16 @@ from daemon.checkpoint import SOLE_ROUTE, Checkpoint, ScoredSince, Scoring, Topi
 from daemon.dispatch import DEFAULT_ROUTE, Dispatcher, RouteClaim
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
 from daemon.metrics import DaemonMetrics
-from daemon.ports import CandleSource, Chunk, PartitionRecords, PublishBatch, ScoredChunk, Scorer, SignalSink
+from daemon.ports import (
+    CandleSource,
+    Chunk,
+    PartitionRecords,
+    PublishBatch,
+    ScoredChunk,
+    Scorer,
+    SignalSink,
+    WindowOrigins,
+)
 from daemon.signal import DeadLetter
 from daemon.timer import SystemTimer, Timer
 from models.artifact import ModelOutputs
@@ -449,9 +458,10 @@ class Pipeline(Generic[ScorerT]):
             )
         parts = []
         for start, stop in self.lanes[route].policy.split(len(requests)):
-            windows = np.stack([r.window for r in requests[start:stop]])
+            batch = requests[start:stop]
+            windows = np.stack([r.window for r in batch])
             began = self.clock.monotonic()
-            parts.append(model.score(windows))
+            parts.append(model.score(windows, WindowOrigins.of(batch)))
             self.metrics.observe_forward(stop - start, self.clock.monotonic() - began, route)
         return concat_outputs(parts)
 

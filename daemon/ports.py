@@ -8,7 +8,7 @@ TorchScript ensemble (``models.torchscript.LoadedModel``) and test fakes impleme
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -18,6 +18,7 @@ import numpy.typing as npt
 from daemon.checkpoint import Checkpoint, Scoring, TopicPartition
 from daemon.engine import ScoreRequest, SourceRecord
 from daemon.signal import DeadLetter, Signal
+from daemon.window import WindowKey
 from models.artifact import Manifest, ModelOutputs
 
 ITEM_OVERHEAD = 256
@@ -52,7 +53,7 @@ class Chunk:
     @property
     def nbytes(self) -> int:
         """Bytes it holds, roughly: windows and dead letters' values and keys, plus a fixed cost each."""
-        windows = sum(request.window.nbytes for request in self.requests)
+        windows = sum(request.window.nbytes + request.slots.nbytes for request in self.requests)
         letters = sum(len(letter.value) + len(letter.key or b"") for letter in self.dead_letters)
         return windows + letters + ITEM_OVERHEAD * (len(self.requests) + len(self.dead_letters))
 
@@ -92,6 +93,23 @@ class SignalSink(Protocol):
         ...
 
 
+@dataclass(frozen=True, slots=True)
+class WindowOrigins:
+    """Where each window of a batch comes from: what a scorer with per-symbol state (a streaming
+    artifact's step path) needs beside the windows; a windowed scorer ignores it."""
+
+    slots: npt.NDArray[np.int64]
+    """``[B, T]`` slot index of each window's candles, oldest first."""
+    keys: Sequence[WindowKey] | None = None
+    """Each window's key; ``None``: keep no state, score each window from a zero state (the query API)."""
+    rows: Sequence[int] = ()
+    """Each window's slot in its route's window store: where the key's state is kept."""
+
+    @classmethod
+    def of(cls, requests: Sequence[ScoreRequest]) -> WindowOrigins:
+        return cls(np.stack([r.slots for r in requests]), [r.key for r in requests], [r.row for r in requests])
+
+
 class Scorer(Protocol):
     """The model as the pipeline uses it: a manifest and a batch forward pass."""
 
@@ -101,8 +119,9 @@ class Scorer(Protocol):
     @property
     def version(self) -> str: ...
 
-    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
-        """Outputs for ``[B, T, 5]`` windows; a row's outputs never depend on the other rows."""
+    def score(self, windows: npt.NDArray[np.float32], origins: WindowOrigins | None = None) -> ModelOutputs:
+        """Outputs for ``[B, T, 5]`` windows; a row's outputs never depend on the other rows, nor on
+        the windows scored before (a state kept from them only saves work)."""
         ...
 
 

@@ -18,7 +18,7 @@ import numpy.typing as npt
 
 from daemon.core import Core
 from daemon.dispatch import RouteClaim
-from daemon.ports import Scorer
+from daemon.ports import Scorer, WindowOrigins
 from models.artifact import ModelOutputs
 
 if TYPE_CHECKING:
@@ -33,7 +33,9 @@ class ServedModel(Protocol):
         """The model in service now (a hot reload swaps it between batches)."""
         ...
 
-    async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
+    async def score(
+        self, windows: npt.NDArray[np.float32], origins: WindowOrigins | None = None
+    ) -> tuple[Scorer, ModelOutputs]:
         """One forward pass on the daemon's inference thread, between its batches; also the model that ran."""
         ...
 

@@ -29,7 +29,7 @@ from daemon.heap import startup_heap_frozen
 from daemon.http import Health, HttpServer
 from daemon.kafka_sink import KafkaSignalSink
 from daemon.kafka_source import KafkaCandleSource
-from daemon.metrics import DaemonMetrics
+from daemon.metrics import DaemonMetrics, StateCollector, StateUse
 from daemon.monitoring import ModelMonitor, RouteMonitors
 from daemon.mqtt.transport import MqttTransport
 from daemon.pipeline import Lane, ModelHolder, Pipeline
@@ -41,10 +41,12 @@ from daemon.serving import (
     configure_threads,
     load_serving_model,
     served_ref,
+    served_scoring,
     warm_up,
 )
 from daemon.settings import KafkaSettings, RouteSettings, Settings
 from daemon.signal_store import SignalStore
+from daemon.stepped_model import SteppedModel, StepTally
 from daemon.systemd import SystemdNotifier
 from daemon.timer import SystemTimer, Timer, done_within, wait_event
 from models.device import resolve_device
@@ -84,6 +86,8 @@ class ServedRoute:
     lane: Lane[ServedModel]
     monitor: ModelMonitor
     reload_requested: asyncio.Event
+    steps: StepTally
+    """Steps of the route's step path, across reloads."""
 
     @property
     def name(self) -> str:
@@ -157,6 +161,7 @@ class Daemon:
         )
         self.routes: list[ServedRoute] = []
         """The routes served, in match order (built by ``run``)."""
+        self.registry.register(StateCollector(self._state_use))
         self._stopping = asyncio.Event()
         self.became_ready = asyncio.Event()
         """Set the first time every readiness check passes (when systemd is told READY=1)."""
@@ -241,8 +246,10 @@ class Daemon:
         """Load a route's model and build its core; a route whose model cannot be loaded, or serves
         another interval than it claims, stops the start naming the route's field."""
         where = f"routes.{index} ({route.name})" if named else ""
+        steps = StepTally()
         try:
-            model = await asyncio.to_thread(self._load_model, route.model, resolve_device(route.model.device))
+            loaded = await asyncio.to_thread(self._load_model, route.model, resolve_device(route.model.device))
+            model = served_scoring(loaded, route.model.scoring, steps)
         except CandlecastError as exc:
             if not where:
                 raise
@@ -271,7 +278,18 @@ class Daemon:
             BatchPolicy(view.batching.max_batch, view.batching.max_wait_ms / 1000),
             [monitor.observe],
         )
-        return ServedRoute(route, view, core, lane, monitor, asyncio.Event())
+        return ServedRoute(route, view, core, lane, monitor, asyncio.Event(), steps)
+
+    def _state_use(self) -> list[StateUse]:
+        return [
+            StateUse(
+                r.name,
+                r.model.state_bytes if isinstance(r.model, SteppedModel) else 0,
+                r.steps.carried,
+                r.steps.rebuilt,
+            )
+            for r in self.routes
+        ]
 
     def describe_routes(self) -> str:
         """Each route, what it claims and the model it serves now (``no_route`` dead letters name them)."""
@@ -365,6 +383,7 @@ class Daemon:
             "members": ",".join(m.name for m in manifest.members),
             "window": str(manifest.window),
             "interval": manifest.interval,
+            "scoring": "stream" if isinstance(model, SteppedModel) else "window",
         }
         self.metrics.model_info.labels(route.name).info(
             {**described, "threads": str(threads), "candlecast": __version__}
@@ -427,8 +446,10 @@ class Daemon:
         settings = self._route_settings(route)
         refusal: str | None = None
         try:
-            candidate = await asyncio.to_thread(self._load_model, settings.model, running.device)
-            check_compatible(candidate.manifest, running.manifest)
+            loaded = await asyncio.to_thread(self._load_model, settings.model, running.device)
+            check_compatible(loaded.manifest, running.manifest)
+            # A new model starts with no states: they are the steps of this model's weights.
+            candidate = served_scoring(loaded, settings.model.scoring, route.steps)
             await asyncio.to_thread(warm_up, candidate, route.view.batching.max_batch)
         except CandlecastError as exc:
             refusal = str(exc)

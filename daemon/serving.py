@@ -11,9 +11,10 @@ import numpy as np
 import structlog
 import torch
 
-from candlecast.errors import ArtifactError
+from candlecast.errors import ArtifactError, ConfigError
 from daemon.ports import Scorer
 from daemon.settings import ModelSettings
+from daemon.stepped_model import ScoringMode, SteppedModel, StepTally, resolve_scoring, warm_up_origins
 from models.artifact import BATCH_MULTIPLE, Manifest
 from models.registry import Entry, Registry
 from models.torchscript import LoadedModel, load_artifact
@@ -49,6 +50,17 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
         return load_artifact(settings.artifact, device)
     registry = Registry(settings.registry)
     return registry.load(served_entry(registry, settings), device)
+
+
+def served_scoring(model: ServedModel, scoring: ScoringMode, tally: StepTally) -> ServedModel:
+    """The model as ``model.scoring`` serves it: through its step path (``SteppedModel``, with new
+    states, counting its steps in the route's ``tally``) or its windowed forward; raises
+    ``ConfigError`` naming the setting when ``stream`` meets an artifact without a step path."""
+    if resolve_scoring(scoring, model.manifest) == "window":
+        return model
+    if not isinstance(model, LoadedModel):
+        raise ConfigError(f"model.scoring: {model.manifest.name}/{model.version} is not a TorchScript artifact")
+    return SteppedModel(model, tally)
 
 
 def served_entry(registry: Registry, settings: ModelSettings) -> Entry:
@@ -110,7 +122,8 @@ def warm_up(model: Scorer, max_batch: int) -> None:
     setup (once is enough: the second pass at a size is as fast as any later one)."""
     golden = np.asarray(model.manifest.golden.input, dtype=np.float32)
     for size in warm_up_sizes(max_batch):
-        model.score(np.resize(golden, (size, *golden.shape[1:])))
+        windows = np.resize(golden, (size, *golden.shape[1:]))
+        model.score(windows, warm_up_origins(windows, model.manifest))
 
 
 def check_compatible(new: Manifest, old: Manifest) -> None:

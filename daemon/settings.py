@@ -150,6 +150,12 @@ class ModelSettings(_Section):
         description="Serve this model of the registry: its current version when `current` names it, else its "
         "newest that `candlecast retrain` did not refuse; unset: whatever `current` names.",
     )
+    scoring: Literal["auto", "window", "stream"] = Field(
+        "auto",
+        description="`stream`: score each candle with one step from per-symbol state (the artifact's step "
+        "path; an artifact whose manifest has no `streaming` section is refused, at start or reload); "
+        "`window`: run the whole window through the model; `auto`: `stream` when the artifact streams.",
+    )
 
 
 class BatchingSettings(_Section):

@@ -117,6 +117,8 @@ class WindowStore:
         rows = min(_INITIAL_ROWS, capacity)
         self._values = np.zeros((rows, self.span, len(FIELDS)), dtype=np.float32)
         self._ts = np.zeros((rows, self.span), dtype=np.int64)
+        self._index = np.zeros((rows, self.span), dtype=np.int64)
+        """Each candle's slot index (``Interval.slot_index``): what a streaming scorer's states step by."""
         self._offsets = np.zeros((rows, self.span), dtype=np.int64)
         self._received = np.zeros((rows, self.span), dtype=np.bool_)
         """False for candles a forward-fill gap policy wrote."""
@@ -142,6 +144,7 @@ class WindowStore:
         return (
             self._values,
             self._ts,
+            self._index,
             self._offsets,
             self._received,
             self._head,
@@ -199,9 +202,9 @@ class WindowStore:
             verdict = self._order(slot, candle)
             if verdict is not None:
                 return verdict, slot
-        self._write(slot, candle, offset)
         interval = self._intervals[candle.interval]
         index = interval.slot_index(candle.ts)
+        self._write(slot, candle, offset, index)
         self._newest_index[slot] = index
         if self.idle_expiry:
             self._advance_clock(partition, self._codes[candle.interval], index)
@@ -261,12 +264,13 @@ class WindowStore:
         first = interval.slot_index(last_ts) + 1
         for index in range(first, first + missing):
             flat = Candle("", "", interval.slot_time(index), close, close, close, close, 0.0)
-            self._write(slot, flat, offset, received=False)
+            self._write(slot, flat, offset, index, received=False)
 
-    def _write(self, slot: int, candle: Candle, offset: int, *, received: bool = True) -> None:
+    def _write(self, slot: int, candle: Candle, offset: int, index: int, *, received: bool = True) -> None:
         position = self._head[slot]
         self._values[slot, position] = (candle.open, candle.high, candle.low, candle.close, candle.volume)
         self._ts[slot, position] = candle.ts
+        self._index[slot, position] = index
         self._offsets[slot, position] = offset
         self._received[slot, position] = received
         self._head[slot] = (position + 1) % self.span
@@ -302,6 +306,7 @@ class WindowStore:
 
         self._values = grown(self._values)  # type: ignore[assignment]
         self._ts = grown(self._ts)  # type: ignore[assignment]
+        self._index = grown(self._index)  # type: ignore[assignment]
         self._offsets = grown(self._offsets)  # type: ignore[assignment]
         self._received = grown(self._received)  # type: ignore[assignment]
         self._head = grown(self._head)  # type: ignore[assignment]
@@ -321,6 +326,17 @@ class WindowStore:
         )
         return window
 
+    def newest_slots(self, slot: int) -> npt.NDArray[np.int64]:
+        """Slot indices of the candles of one slot's newest window, oldest first (not contiguous
+        after a tolerated gap): as ``newest_window``, for the time axis."""
+        end = int(self._head[slot])
+        ring = self._index[slot]
+        start = end - self.length
+        slots: npt.NDArray[np.int64] = (
+            ring[start:end].copy() if start >= 0 else np.concatenate((ring[start:], ring[:end]))
+        )
+        return slots
+
     def gather(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
         """Windows of ``length`` candles as one ``[n, length, 5]`` array, oldest candle first.
 
@@ -331,6 +347,14 @@ class WindowStore:
         positions = (ends[:, None] - self.length + np.arange(self.length)[None, :]) % self.span
         windows: npt.NDArray[np.float32] = self._values[rows[:, None], positions]
         return windows
+
+    def gather_slots(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
+        """Slot indices of the candles of the windows ``gather`` selects, ``[n, length]``, oldest first."""
+        rows = np.asarray(slots, dtype=np.int64)
+        ends = self._head[rows] - (0 if back is None else np.asarray(back, dtype=np.int64))
+        positions = (ends[:, None] - self.length + np.arange(self.length)[None, :]) % self.span
+        indices: npt.NDArray[np.int64] = self._index[rows[:, None], positions]
+        return indices
 
     def gather_ts(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
         """Open time of the newest candle of each selected window."""

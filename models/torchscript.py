@@ -97,8 +97,9 @@ class LoadedModel:
     def version(self) -> str:
         return self.manifest.version
 
-    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
-        """Score ``[B, T, 5]`` windows; rows are padded to a multiple of ``BATCH_MULTIPLE``."""
+    def score(self, windows: npt.NDArray[np.float32], origins: object = None) -> ModelOutputs:
+        """Score ``[B, T, 5]`` windows through the windowed forward; rows are padded to a multiple of
+        ``BATCH_MULTIPLE``. ``origins`` (the step path's, ``daemon.ports.WindowOrigins``) is not needed."""
         count = len(windows)
         if count == 0:
             raise ValueError("no windows to score")

@@ -23,7 +23,7 @@ from daemon.dispatch import DEFAULT_ROUTE
 from daemon.engine import ScoreRequest, SourceRecord
 from daemon.http import BodyLimit, Health, build_app
 from daemon.monitoring import ModelMonitor, RouteMonitors
-from daemon.ports import Chunk, PublishBatch, ScoredChunk, Scorer
+from daemon.ports import Chunk, PublishBatch, ScoredChunk, Scorer, WindowOrigins
 from daemon.route import Route
 from daemon.settings import ApiSettings, MonitoringSettings, Settings, StrategySettings, WindowSettings
 from daemon.signal import DeadLetter, Signal
@@ -47,9 +47,11 @@ class InlineModel:
     def current(self) -> Scorer:
         return self.scorer
 
-    async def score(self, windows: npt.NDArray[np.float32]) -> tuple[Scorer, ModelOutputs]:
+    async def score(
+        self, windows: npt.NDArray[np.float32], origins: WindowOrigins | None = None
+    ) -> tuple[Scorer, ModelOutputs]:
         self.passes.append(len(windows))
-        return self.scorer, self.scorer.score(windows)
+        return self.scorer, self.scorer.score(windows, origins)
 
 
 def settings(**strategy: Any) -> Settings:

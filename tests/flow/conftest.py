@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.model import build_test_model
+from tests.support.model import build_streaming_test_model, build_test_model
 
 
 @pytest.fixture(scope="session")
@@ -14,4 +14,12 @@ def second_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The test model's architecture with other weights, as version 0.0.2."""
     path = tmp_path_factory.mktemp("model-v2") / "test-ensemble-v2.pt"
     build_test_model(path, version="0.0.2", seed=11)
+    return path
+
+
+@pytest.fixture(scope="session")
+def second_streaming_artifact(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The streaming test model with other weights, as version 0.0.2."""
+    path = tmp_path_factory.mktemp("streaming-v2") / "test-streaming-v2.pt"
+    build_streaming_test_model(path, version="0.0.2", seed=11)
     return path

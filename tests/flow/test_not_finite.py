@@ -23,7 +23,7 @@ WINDOW = 4
 class NaNAboveAThousand(FakeScorer):
     """The fake model, returning NaN for every window that closes above 1000."""
 
-    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
+    def score(self, windows: npt.NDArray[np.float32], origins: object = None) -> ModelOutputs:
         outputs = super().score(windows)
         outputs.probabilities[windows[:, -1, 3] > 1000.0] = np.nan
         return outputs

@@ -59,7 +59,7 @@ class SteepScorer(FakeScorer):
         super().__init__(msgspec.structs.replace(manifest, quantiles=[0.1, 0.5, 0.9]))
         self.gain = gain
 
-    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
+    def score(self, windows: npt.NDArray[np.float32], origins: object = None) -> ModelOutputs:
         outputs = super().score(windows)
         closes = windows[:, :, 3].astype(np.float64)
         drift = np.log(closes[:, -1] / closes[:, 0])

@@ -213,9 +213,9 @@ class HeldModel:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._model, name)
 
-    def score(self, windows: Any) -> Any:
+    def score(self, windows: Any, origins: Any = None) -> Any:
         time.sleep(self._hold_s)
-        return self._model.score(windows)
+        return self._model.score(windows, origins)
 
 
 async def test_a_drain_past_its_deadline_gives_the_partitions_up(

@@ -77,7 +77,7 @@ class FakeScorer:
     def version(self) -> str:
         return self.manifest.version
 
-    def score(self, windows: npt.NDArray[np.float32]) -> ModelOutputs:
+    def score(self, windows: npt.NDArray[np.float32], origins: object = None) -> ModelOutputs:
         self.batches.append(len(windows))
         closes = windows[:, :, 3].astype(np.float64)
         drift = np.log(closes[:, -1] / closes[:, 0]) + self.bias
