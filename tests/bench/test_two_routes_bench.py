@@ -22,7 +22,8 @@ pytestmark = pytest.mark.kafka
 async def test_quick_bench_with_two_routes_scores_each_route_by_its_model(
     kafka: LocalKafka, test_artifact: Path
 ) -> None:
-    """Half the backlog is hourly *USD candles, half daily ones; each half is scored by its own route and model."""
+    """Half the backlog is hourly *USD candles, half daily ones; each half is scored by its own route and model,
+    and so is each half of the steady phase's candles."""
     options = dataclasses.replace(BenchOptions.quick(), two_routes=True, stream_clients=0, close_bursts=())
     console = Console(record=True, width=200)
     result = await run_bench(options, console=console, bootstrap_servers=kafka.bootstrap_servers, model=test_artifact)
@@ -34,5 +35,8 @@ async def test_quick_bench_with_two_routes_scores_each_route_by_its_model(
     assert figures.signals_by_route == {"crypto-1h": per_route, "equities-1d": per_route}
     assert figures.misrouted == 0
     assert figures.models.keys() == {"crypto-1h", "equities-1d"}
+    steady_each = int(figures.steady_rate_per_s * options.steady_s) // 2
+    assert figures.steady_signals_by_route == {"crypto-1h": steady_each, "equities-1d": steady_each}
+    assert figures.steady_p99_ms.keys() == {"crypto-1h", "equities-1d"}
     console.print(render(result))
     assert "two routes" in console.export_text()
