@@ -14,6 +14,7 @@ from models.calibration_floor import (
     calibration_in_the_large,
     ece_per_draw,
     market_correlation,
+    oracle_bootstrap_ece,
     trailing_outcome_rate,
     verdict,
 )
@@ -80,6 +81,15 @@ def test_overlapping_labels_and_correlated_symbols_raise_the_floor() -> None:
     independent = median(1, 0.0)
     assert median(1, 0.5) > 1.4 * independent
     assert median(20, 0.5) > 2 * median(1, 0.5)
+
+
+def test_the_bootstrap_oracle_shows_the_sampling_noise_of_the_up_rate() -> None:
+    """On independent daily outcomes, the resampled up rate's median distance from the block's is the binomial one."""
+    rng = np.random.default_rng(5)
+    up = rng.random(2000) < 0.5
+    distances = oracle_bootstrap_ece(up, np.arange(2000, dtype=np.int64), block=20, samples=2000, seed=0)
+    binomial = 0.6745 * np.sqrt(up.mean() * (1 - up.mean()) / len(up))
+    assert abs(np.median(distances) / binomial - 1) < 0.2
 
 
 def test_market_correlation_recovers_the_shared_factor() -> None:
