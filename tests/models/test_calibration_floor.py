@@ -129,6 +129,15 @@ def test_the_trailing_outcome_rate_is_causal(
     assert np.array_equal(rate[unresolved], again[unresolved])
 
 
+def test_the_trailing_outcome_rate_counts_each_time_once() -> None:
+    """Windows ending together (the symbols of one market day) enter as that day's up share, one observation."""
+    end_ts = np.array([0, 0, 0, 0, 1], dtype=np.int64)
+    up = np.array([True, True, True, False, False])
+    rate = trailing_outcome_rate(up, end_ts, end_ts + 1, np.array([2], dtype=np.int64), half_life=1.0, prior=0.5)
+    # Day 0's share 0.75, then day 1's 0.0, each halving what came before.
+    assert rate[0] == 0.5 * (0.5 * 0.5 + 0.5 * 0.75)
+
+
 def test_verdicts_follow_the_perfect_forecasters_failure_rate() -> None:
     """A failure counts as miscalibration only when a perfect forecaster would pass in 95% of draws."""
     assert verdict(0.02, Floor(0.05, 0.1, 0.9), 0.03) == "met"
