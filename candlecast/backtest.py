@@ -83,7 +83,7 @@ def run_backtest(
     if reason is not None:
         raise DataError(f"{reason}: pick one with --model")
     core = build_core(settings, model, route=route)
-    scorer = served_scoring(model, settings.model.scoring, StepTally())
+    scorer = served_scoring(model, settings.model.scoring, StepTally(), settings.windows.max_windows)
     policy = BatchPolicy(settings.batching.max_batch)
     messages = candles.messages(interval)
     out.mkdir(parents=True, exist_ok=True)

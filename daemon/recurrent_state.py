@@ -69,7 +69,7 @@ class StepPlans:
 class RecurrentStates:
     """Two state copies of ``state_size`` float32 values per row, and what each copy last stepped."""
 
-    def __init__(self, state_size: int, span: int, lookback: int, rows: int = 64) -> None:
+    def __init__(self, state_size: int, span: int, lookback: int, rows: int = 64, limit: int | None = None) -> None:
         if span < 2 or span % 2:
             raise ValueError("span must be even and at least 2")
         if state_size < 1 or lookback < 0 or rows < 1:
@@ -77,6 +77,9 @@ class RecurrentStates:
         self.state_size = state_size
         self.span = span
         self.lookback = lookback
+        self.limit = limit
+        """Most rows the owner uses (its window store's capacity): doubling stops there."""
+        rows = rows if limit is None else max(1, min(rows, limit))
         self.states = np.zeros((rows, COPIES, state_size), dtype=np.float32)
         self._last = np.full((rows, COPIES), NOT_STEPPED, dtype=np.int64)
         self._keys: list[Hashable | None] = [None] * rows
@@ -92,7 +95,7 @@ class RecurrentStates:
         held = len(self._keys)
         if rows <= held:
             return
-        grown = max(rows, 2 * held)
+        grown = max(rows, 2 * held if self.limit is None else min(2 * held, self.limit))
         states = np.zeros((grown, COPIES, self.state_size), dtype=np.float32)
         states[:held] = self.states
         last = np.full((grown, COPIES), NOT_STEPPED, dtype=np.int64)

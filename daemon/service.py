@@ -249,7 +249,9 @@ class Daemon:
         steps = StepTally()
         try:
             loaded = await asyncio.to_thread(self._load_model, route.model, resolve_device(route.model.device))
-            model = served_scoring(loaded, route.model.scoring, steps)
+            model = served_scoring(
+                loaded, route.model.scoring, steps, self.settings.for_route(route).windows.max_windows
+            )
         except CandlecastError as exc:
             if not where:
                 raise
@@ -449,7 +451,7 @@ class Daemon:
             loaded = await asyncio.to_thread(self._load_model, settings.model, running.device)
             check_compatible(loaded.manifest, running.manifest)
             # A new model starts with no states: they are the steps of this model's weights.
-            candidate = served_scoring(loaded, settings.model.scoring, route.steps)
+            candidate = served_scoring(loaded, settings.model.scoring, route.steps, route.view.windows.max_windows)
             await asyncio.to_thread(warm_up, candidate, route.view.batching.max_batch)
         except CandlecastError as exc:
             refusal = str(exc)

@@ -52,15 +52,16 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
     return registry.load(served_entry(registry, settings), device)
 
 
-def served_scoring(model: ServedModel, scoring: ScoringMode, tally: StepTally) -> ServedModel:
+def served_scoring(model: ServedModel, scoring: ScoringMode, tally: StepTally, windows: int) -> ServedModel:
     """The model as ``model.scoring`` serves it: through its step path (``SteppedModel``, with new
-    states, counting its steps in the route's ``tally``) or its windowed forward; raises
-    ``ConfigError`` naming the setting when ``stream`` meets an artifact without a step path."""
+    states for at most ``windows`` keys, the route's ``windows.max_windows``, counting its steps in
+    the route's ``tally``) or its windowed forward; raises ``ConfigError`` naming the setting when
+    ``stream`` meets an artifact without a step path."""
     if resolve_scoring(scoring, model.manifest) == "window":
         return model
     if not isinstance(model, LoadedModel):
         raise ConfigError(f"model.scoring: {model.manifest.name}/{model.version} is not a TorchScript artifact")
-    return SteppedModel(model, tally)
+    return SteppedModel(model, tally, windows)
 
 
 def served_entry(registry: Registry, settings: ModelSettings) -> Entry:

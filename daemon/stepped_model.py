@@ -48,8 +48,8 @@ class StepTally:
 class TalliedStates(RecurrentStates):
     """``RecurrentStates`` that count the steps of every plan they make."""
 
-    def __init__(self, streaming: Streaming, tally: StepTally) -> None:
-        super().__init__(streaming.state_size, streaming.span, streaming.lookback)
+    def __init__(self, streaming: Streaming, tally: StepTally, limit: int | None) -> None:
+        super().__init__(streaming.state_size, streaming.span, streaming.lookback, limit=limit)
         self.tally = tally
 
     def plan(self, rows: Sequence[int], keys: Sequence[Hashable], slots: npt.NDArray[np.int64]) -> StepPlans:
@@ -64,14 +64,15 @@ class TalliedStates(RecurrentStates):
 class SteppedModel:
     """A verified streaming artifact scoring through ``advance`` and ``emit`` with per-symbol state."""
 
-    def __init__(self, model: LoadedModel, tally: StepTally | None = None) -> None:
+    def __init__(self, model: LoadedModel, tally: StepTally | None = None, rows: int | None = None) -> None:
+        """``rows``: the route's window capacity (``windows.max_windows``), the most state rows it needs."""
         streaming = model.manifest.streaming
         if streaming is None:
             raise ValueError(f"{model.manifest.name}/{model.version} has no step path")
         self.loaded = model
         self.streaming = streaming
         self.tally = tally or StepTally()
-        self.states = TalliedStates(streaming, self.tally)
+        self.states = TalliedStates(streaming, self.tally, rows)
         self._scorer = StreamingScorer(model.module, self.states, model.device)
 
     @property

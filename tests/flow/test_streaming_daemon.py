@@ -53,7 +53,12 @@ def stream_settings(artifact: Path, scoring: str = "stream", *, max_batch: int =
 
 async def stream_backtest(settings: Settings, table: CandleTable, max_batch: int = 3) -> list[Signal]:
     """The backtest of the table in the settings' scoring mode, in batches of another size than the daemon's."""
-    model = served_scoring(load_serving_model(settings.model, torch.device("cpu")), settings.model.scoring, StepTally())
+    model = served_scoring(
+        load_serving_model(settings.model, torch.device("cpu")),
+        settings.model.scoring,
+        StepTally(),
+        settings.windows.max_windows,
+    )
     assert isinstance(model, SteppedModel)
     core = build_core(settings, model)
     records = candle_records(table.messages("1d"))

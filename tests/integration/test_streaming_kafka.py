@@ -36,7 +36,9 @@ async def test_stream_signals_through_kafka_equal_the_stream_backtest_across_a_r
     topics = await fresh_topics(kafka.bootstrap_servers)
     base = daemon_settings(kafka.bootstrap_servers, topics, streaming_artifact)
     settings = base.model_copy(update={"model": base.model.model_copy(update={"scoring": "stream"})})
-    model = served_scoring(load_serving_model(settings.model, torch.device("cpu")), "stream", StepTally())
+    model = served_scoring(
+        load_serving_model(settings.model, torch.device("cpu")), "stream", StepTally(), settings.windows.max_windows
+    )
     assert isinstance(model, SteppedModel)
     core = build_core(settings, model)
     expected = await backtest(candle_records(messages), core.ingestor, core.builder, model, BatchPolicy(64))

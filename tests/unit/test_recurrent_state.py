@@ -128,3 +128,15 @@ def test_resuming_and_rebuilding_cover_the_same_candles(gaps: list[int], first: 
             covered[copy] = stepped if plans.fresh[0, copy] else covered[copy] + stepped
             assert covered[copy] == [s for s in slots.tolist() if s >= restarts[0, copy]]
             assert covered[copy][-1] - covered[copy][0] < SPAN
+
+
+def test_rows_grow_to_the_limit_and_no_further() -> None:
+    """With a limit (the window store's capacity) the arrays double only up to it, so the states never
+    hold more rows than the windows can; without one they double."""
+    limited = RecurrentStates(3, SPAN, LOOKBACK, rows=2, limit=5)
+    doubling = RecurrentStates(3, SPAN, LOOKBACK, rows=2)
+    for row in range(5):
+        step_one(limited, row, f"K{row}", window_slots(20))
+        step_one(doubling, row, f"K{row}", window_slots(20))
+    assert len(limited.states) == 5
+    assert len(doubling.states) == 8
