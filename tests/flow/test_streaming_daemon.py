@@ -192,13 +192,17 @@ async def test_a_revoked_and_reassigned_partition_resumes_the_stream_exactly(str
     feed(broker, table)
     async with running_daemon(settings, broker, hold=True) as running:
         await running.sink.holding.wait()
+        store = running.daemon.routes[0].core.store
+        before = {store.key_of(slot): slot for slot in store.slots_in(0).tolist()}
         revoking = asyncio.create_task(running.source.revoke([0]))
         running.sink.release()
         taken = await revoking
         assert 0 < taken[0] < len(broker.logs[0])
         await running.source.assign([0])
         await all_committed(broker)
+        after = {store.key_of(slot): slot for slot in store.slots_in(0).tolist()}
         await running.stopped()
+    assert any(after[key] != slot for key, slot in before.items()), "a key's state row now held another's"
     assert_exactly(broker.signals, await stream_backtest(settings, table))
 
 
