@@ -118,9 +118,7 @@ def loaded(streaming_artifact: Path) -> LoadedModel:
     return load_artifact(streaming_artifact)
 
 
-@settings(
-    max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]
-)
+@settings(max_examples=4, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(feed=feeds(), gap=st.sampled_from(list(GapMode)), crash=st.floats(0.05, 0.95))
 def test_a_restart_at_any_point_of_a_stream_publishes_what_an_uninterrupted_stream_does(
     loaded: LoadedModel, feed: Feed, gap: GapMode, crash: float
