@@ -240,7 +240,11 @@ def bench(
     ] = None,
     retry_backoff_ms: Annotated[int | None, typer.Option(help="kafka.retry_backoff_ms; default the daemon's.")] = None,
     quick: Annotated[
-        bool, typer.Option(help="A seconds-long variant (small counts; options other than --two-routes ignored).")
+        bool,
+        typer.Option(
+            help="A seconds-long variant (small counts; options other than --two-routes, --scoring, --fixed-rates "
+            "and --max-waits-ms ignored)."
+        ),
     ] = False,
     model: Annotated[Path | None, typer.Option(help="Artifact file; default the bundled registry's current.")] = None,
     bootstrap_servers: Annotated[
@@ -259,11 +263,35 @@ def bench(
     two_routes: Annotated[
         bool, typer.Option(help="Also run the backlog through the two bundled models as two routes (as the demo).")
     ] = False,
+    scoring: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated model.scoring of the end-to-end runs, side by side: window (the model) and stream "
+            "(a streaming artifact's step path), each on the same backlog."
+        ),
+    ] = "window",
+    streaming_model: Annotated[
+        Path | None,
+        typer.Option(
+            help="Streaming artifact of the stream runs and the streaming ceiling; default the model when it "
+            "streams, else an untrained one (a step's cost is the same)."
+        ),
+    ] = None,
+    fixed_rates: Annotated[
+        str, typer.Option(help="Comma-separated candles/s of further steady phases in every end-to-end run.")
+    ] = "",
+    max_waits_ms: Annotated[
+        str,
+        typer.Option(
+            help="Comma-separated batching.max_wait_ms: a daemon each (last scoring, at-least-once) measures lone "
+            "candles and the steady phase at the first --fixed-rates (default the steady rate); empty: skip."
+        ),
+    ] = "",
 ) -> None:
     """Throughput and latency side by side, in one run against a real Kafka broker (docs/benchmarks.md)."""
     from dataclasses import replace
 
-    from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, BenchOptions
+    from candlecast.bench.options import DELIVERY_CHOICES, DEVICE_CHOICES, SCORING_CHOICES, BenchOptions
     from candlecast.bench.report import render
     from candlecast.bench.run import run_bench
     from candlecast.logs import configure_logging
@@ -274,8 +302,14 @@ def bench(
         raise ConfigError(f"--device: one of {', '.join(DEVICE_CHOICES)}")
     try:
         bursts = tuple(int(n) for n in close_bursts.split(",") if n.strip())
+        rates = tuple(float(n) for n in fixed_rates.split(",") if n.strip())
+        waits = tuple(float(n) for n in max_waits_ms.split(",") if n.strip())
     except ValueError as exc:
-        raise ConfigError(f"--close-bursts: comma-separated counts ({exc})") from exc
+        raise ConfigError(f"--close-bursts, --fixed-rates, --max-waits-ms: comma-separated numbers ({exc})") from exc
+    scorings = tuple(name.strip() for name in scoring.split(",") if name.strip())
+    if not scorings or any(name not in SCORING_CHOICES for name in scorings):
+        raise ConfigError(f"--scoring: comma-separated, each one of {', '.join(SCORING_CHOICES)}")
+    chosen = tuple(SCORING_CHOICES[name] for name in scorings)
     producer = {
         name: value
         for name, value in (
@@ -287,12 +321,12 @@ def bench(
         if value is not None
     }
     options = (
-        replace(BenchOptions.quick(), two_routes=two_routes)
+        replace(BenchOptions.quick(), two_routes=two_routes, scorings=chosen, fixed_rates=rates, max_waits_ms=waits)
         if quick
         else BenchOptions(
             symbols=symbols,
             scored_per_symbol=candles,
-            **({} if batch is None else {"batch": batch}),
+            batch=BenchOptions().batch if batch is None else batch,
             max_wait_ms=max_wait_ms,
             threads=threads,
             device=DEVICE_CHOICES[device],
@@ -305,11 +339,22 @@ def bench(
             stream_rounds=stream_rounds,
             stream_clients_nice=stream_clients_nice,
             two_routes=two_routes,
+            scorings=chosen,
+            fixed_rates=rates,
+            max_waits_ms=waits,
         )
     )
     configure_logging("WARNING", "console")
     console = Console()
-    result = asyncio.run(run_bench(options, console=console, bootstrap_servers=bootstrap_servers, model=model))
+    result = asyncio.run(
+        run_bench(
+            options,
+            console=console,
+            bootstrap_servers=bootstrap_servers,
+            model=model,
+            streaming_model=streaming_model,
+        )
+    )
     console.print(render(result))
     if json_path is not None:
         json_path.write_bytes(result.to_json())

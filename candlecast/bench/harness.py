@@ -18,8 +18,8 @@ import numpy.typing as npt
 from rich.console import Console
 
 from candlecast.bench.load import Workload, create_topics
-from candlecast.bench.options import BenchOptions, Delivery
-from candlecast.bench.report import ModelCeiling
+from candlecast.bench.options import BenchOptions, Delivery, Scoring
+from candlecast.bench.report import DaemonMemory, ModelCeiling
 from daemon.intervals import Interval
 from daemon.settings import BatchingSettings, HttpSettings, KafkaSettings, ModelSettings, Settings
 
@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from daemon.ports import PublishBatch
     from daemon.service import Daemon
     from models.torchscript import LoadedModel
+
+
+WINDOWS_GAUGE = "candlecast_windows_live"
+WINDOW_BYTES_GAUGE = "candlecast_window_bytes"
+STATE_BYTES_GAUGE = "candlecast_state_bytes"
 
 
 class Recorder:
@@ -73,6 +78,23 @@ class Recorder:
         taken = np.asarray(self.taken_ms[start:], dtype=np.float64)
         return taken - np.asarray(self.candle_ms[start:], dtype=np.float64)
 
+    def daemon_latencies(self, start: int) -> npt.NDArray[np.float64]:
+        """The daemon taking the record off the source to the signal acknowledged: the daemon's own share."""
+        taken = np.asarray(self.taken_ms[start:], dtype=np.float64)
+        return np.asarray(self.acked_ms[start:], dtype=np.float64) - taken
+
+    def throughput_after_first_round(self, start: int) -> float:
+        """Signals per second after ``start``, from the last acknowledgement of a candle of the backlog's
+        first scored round (the oldest candle time: every symbol's first signal, which a streaming
+        daemon scores by rebuilding its state) to the last acknowledgement, counting what came between."""
+        acked = np.asarray(self.acked_ms[start:], dtype=np.float64)
+        candles = np.asarray(self.candle_ms[start:], dtype=np.int64)
+        first = acked[candles == candles.min()].max()
+        later = acked[acked > first]
+        if later.size == 0:
+            return float("nan")
+        return float(later.size / ((later[-1] - first) / 1000.0))
+
     def throughput(self, start: int) -> float:
         """Signals per second from the first acknowledged batch after ``start`` to the last."""
         acked = np.asarray(self.acked_ms[start:], dtype=np.float64)
@@ -95,6 +117,19 @@ class Served:
         return (
             sum(s.value for s in samples if s.name == f"{histogram}_sum"),
             sum(s.value for s in samples if s.name == f"{histogram}_count"),
+        )
+
+    def gauge(self, name: str) -> float | None:
+        """One of the daemon's gauges, summed over its labels; ``None`` when the daemon has no such gauge."""
+        samples = [s.value for metric in self.daemon.registry.collect() if metric.name == name for s in metric.samples]
+        return sum(samples) if samples else None
+
+    def memory(self) -> DaemonMemory:
+        """What the daemon's gauges say it holds now for its windows and recurrent states."""
+        return DaemonMemory(
+            windows=int(self.gauge(WINDOWS_GAUGE) or 0),
+            window_bytes=int(self.gauge(WINDOW_BYTES_GAUGE) or 0),
+            state_bytes=None if (states := self.gauge(STATE_BYTES_GAUGE)) is None else int(states),
         )
 
     def mean_since(self, mark: tuple[float, float], histogram: str = "candlecast_batch_size") -> float:
@@ -133,6 +168,17 @@ async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:
     waiting.cancel()
 
 
+@dataclass(frozen=True)
+class ServedArtifact:
+    """What a daemon run serves and how: an artifact, its scoring, and the model ceiling of that scoring
+    (windows or candles per second at the bench's batch), the lower bound of a candle close."""
+
+    scoring: Scoring
+    path: Path
+    name: str
+    ceiling_per_s: float
+
+
 @dataclass
 class Bench:
     """What every phase needs: the broker, the model and the options."""
@@ -144,6 +190,13 @@ class Bench:
     ceiling: ModelCeiling
     console: Console
 
+    def windowed(self) -> ServedArtifact:
+        """The bench's model, scored window by window."""
+        manifest = self.model.manifest
+        return ServedArtifact(
+            "window", self.model_path, f"{manifest.name}/{manifest.version}", self.ceiling.windows_per_s
+        )
+
     def settings(
         self,
         *,
@@ -153,8 +206,12 @@ class Bench:
         delivery: Delivery,
         max_batch: int,
         routes: Sequence[dict[str, Any]] = (),
+        served: ServedArtifact | None = None,
+        max_wait_ms: float | None = None,
     ) -> Settings:
+        """The daemon's settings on these topics: the bench's model windowed unless ``served`` says otherwise."""
         options = self.options
+        served = served or self.windowed()
         buffer = options.stream_client_buffer
         stream_buffer: dict[str, Any] = {} if buffer is None else {"api": {"client_buffer": buffer}}
         return Settings(
@@ -168,8 +225,12 @@ class Bench:
                 delivery=delivery,
                 **options.producer,
             ),
-            model=ModelSettings(artifact=self.model_path, threads=options.threads, device=options.device),
-            batching=BatchingSettings(max_batch=max_batch, max_wait_ms=options.max_wait_ms),
+            model=ModelSettings(
+                artifact=served.path, threads=options.threads, device=options.device, scoring=served.scoring
+            ),
+            batching=BatchingSettings(
+                max_batch=max_batch, max_wait_ms=options.max_wait_ms if max_wait_ms is None else max_wait_ms
+            ),
             http=HttpSettings(port=0),
             routes=list(routes),
             **stream_buffer,

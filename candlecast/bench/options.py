@@ -12,12 +12,16 @@ from daemon.settings import BatchingSettings, Settings, describe_validation_erro
 
 Delivery = Literal["exactly_once", "at_least_once"]
 Device = Literal["auto", "cpu", "cuda"]
+Scoring = Literal["window", "stream"]
+"""How a daemon run scores: whole windows through the bench's model, or one step per candle through a
+streaming artifact (``model.scoring``)."""
 DELIVERY_CHOICES: dict[str, tuple[Delivery, ...]] = {
     "both": ("exactly_once", "at_least_once"),
     "exactly_once": ("exactly_once",),
     "at_least_once": ("at_least_once",),
 }
 DEVICE_CHOICES: dict[str, Device] = {"auto": "auto", "cpu": "cpu", "cuda": "cuda"}
+SCORING_CHOICES: dict[str, Scoring] = {"window": "window", "stream": "stream"}
 
 
 @dataclass(frozen=True)
@@ -58,18 +62,32 @@ class BenchOptions:
     """Transactions of each commit kind in the fencing-cost phase."""
     two_routes: bool = False
     """Also run the backlog through a daemon serving the two bundled models as two routes."""
+    scorings: tuple[Scoring, ...] = ("window",)
+    """The end-to-end runs, each delivery mode per scoring, side by side; each scoring has its own backlog."""
+    fixed_rates: tuple[float, ...] = ()
+    """Candles per second of further steady phases in every end-to-end run, beside the one at half the
+    sustained throughput (issue 14 names 800/s)."""
+    max_waits_ms: tuple[float, ...] = ()
+    """``batching.max_wait_ms`` values of the batch-policy phase (empty: no such phase)."""
+    lone_candles: int = 50
+    """Candles of the batch-policy phase sent one at a time, each once the last one's signal is published."""
+    policy_symbols: int = 2_000
+    """Symbols of the batch-policy phase."""
     seed: int = 1
 
     def check(self) -> None:
         """Refuse, before anything starts, settings the daemon would refuse (``ConfigError`` naming the field)."""
         try:
-            Settings(
-                kafka=self.producer,
-                batching={"max_batch": self.batch, "max_wait_ms": self.max_wait_ms},
-                model={"threads": self.threads, "device": self.device},
-            )
+            for wait in (self.max_wait_ms, *self.max_waits_ms):
+                Settings(
+                    kafka=self.producer,
+                    batching={"max_batch": self.batch, "max_wait_ms": wait},
+                    model={"threads": self.threads, "device": self.device},
+                )
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc)) from exc
+        if any(rate <= 0 for rate in self.fixed_rates):
+            raise ConfigError("fixed rates: candles per second must be positive")
 
     @classmethod
     def quick(cls) -> BenchOptions:

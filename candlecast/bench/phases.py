@@ -4,14 +4,23 @@ steady rate, under a 10x burst, and when many symbols close a candle at once."""
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 
 import numpy as np
 
-from candlecast.bench.harness import Bench, Served, serving
+from candlecast.bench.harness import Bench, Served, ServedArtifact, serving
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.options import Delivery
-from candlecast.bench.report import CloseBurst, DeliveryRun, Latency, SteadyStages, StreamLoad, StreamPair
+from candlecast.bench.report import (
+    CloseBurst,
+    DeliveryRun,
+    Latency,
+    RatedSteady,
+    SteadyStages,
+    StreamLoad,
+    StreamPair,
+)
 from candlecast.bench.streams import stream_clients
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
@@ -21,51 +30,60 @@ QUIET_S = 1.0
 
 
 async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
-    bench: Bench, delivery: Delivery, workload: Workload, candles: str, backlog: int, rate: float | None, gen: Generator
+    bench: Bench,
+    artifact: ServedArtifact,
+    delivery: Delivery,
+    workload: Workload,
+    candles: str,
+    backlog: int,
+    rate: float | None,
+    gen: Generator,
 ) -> tuple[DeliveryRun, int]:
-    """Every end-to-end phase against one daemon; returns the figures and the candles it added."""
+    """Every end-to-end phase against one daemon serving ``artifact``; returns the figures and the candles it added."""
     options = bench.options
-    _, signals = await bench.topics(delivery, options.partitions)
+    _, signals = await bench.topics(f"{artifact.scoring}-{delivery}", options.partitions)
     settings = bench.settings(
-        candles=candles, signals=signals, group=signals, delivery=delivery, max_batch=options.batch
+        candles=candles, signals=signals, group=signals, delivery=delivery, max_batch=options.batch, served=artifact
     )
-    ceiling = bench.ceiling.windows_per_s
+    ceiling = artifact.ceiling_per_s
+    label = f"{artifact.scoring}, {delivery}"
     added = 0
     async with serving(settings) as served:
         recorder = served.recorder
-        bench.console.print(f"  {delivery}: catching up on {backlog} scored candles")
+        bench.console.print(f"  {label}: catching up on {backlog} scored candles")
         mark = served.totals()
-        await recorder.wait_for(backlog, bench.timeout(backlog, ceiling / 4))
+        await recorder.wait_for(backlog, bench.timeout(backlog, bench.ceiling.windows_per_s / 4))
         throughput = recorder.throughput(0)
+        cached = recorder.throughput_after_first_round(0)
         throughput_batch = served.mean_since(mark)
-        steady_rate = rate if rate is not None else throughput / 2
+        # A streaming daemon rebuilds each symbol's state at its first signal; after that it steps. (A backlog
+        # published in a few batches may leave no acknowledgement after the first round's: the whole one, then.)
+        sustained = cached if artifact.scoring == "stream" and not math.isnan(cached) else throughput
+        steady_rate = rate if rate is not None else sustained / 2
 
-        bench.console.print(f"  {delivery}: steady {steady_rate:.0f} candles/s for {options.steady_s:g} s")
-        start, mark = len(recorder), served.totals()
-        forward_mark, publish_mark = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
-        count = int(steady_rate * options.steady_s)
-        steady, steady_cpu = await paced_steady(bench, served, workload, gen, steady_rate, count)
-        steady_stages = SteadyStages(
-            consume=Latency.of(recorder.consume_latencies(start)),
-            forward_ms=1000 * served.mean_since(forward_mark, FORWARD_SECONDS),
-            publish_ms=1000 * served.mean_since(publish_mark, PUBLISH_SECONDS),
-            mean_batch=served.mean_since(mark),
-        )
+        bench.console.print(f"  {label}: steady {steady_rate:.0f} candles/s for {options.steady_s:g} s")
+        steady, steady_stages, steady_cpu, count = await staged_steady(bench, served, workload, gen, steady_rate)
         added += count
+        fixed = []
+        for fixed_rate in options.fixed_rates:
+            bench.console.print(f"  {label}: steady {fixed_rate:.0f} candles/s for {options.steady_s:g} s")
+            latency, stages, cpu, count = await staged_steady(bench, served, workload, gen, fixed_rate)
+            fixed.append(RatedSteady(fixed_rate, latency, stages, cpu))
+            added += count
 
         pairs = []
         if options.stream_clients:
             without, without_cpu = steady, steady_cpu
             for round_ in range(options.stream_rounds):
                 if round_:
-                    bench.console.print(f"  {delivery}: steady again without stream clients")
+                    bench.console.print(f"  {label}: steady again without stream clients")
                     without, without_cpu = await paced_steady(bench, served, workload, gen, steady_rate, count)
                     added += count
                 with_clients = await steady_with_streams(bench, served, delivery, workload, gen, steady_rate, count)
                 pairs.append(StreamPair(without, without_cpu, with_clients))
                 added += count
 
-        bench.console.print(f"  {delivery}: a burst of 10x the steady rate for {options.burst_s * 1000:.0f} ms")
+        bench.console.print(f"  {label}: a burst of 10x the steady rate for {options.burst_s * 1000:.0f} ms")
         before = int(steady_rate)
         burst = max(1, int(10 * steady_rate * options.burst_s))
         offsets = [i / steady_rate for i in range(before)]
@@ -73,7 +91,7 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         offsets += [1.0 + options.burst_s + i / steady_rate for i in range(before)]
         start = len(recorder)
         paced = await gen.paced(workload.stream(len(offsets)), offsets)
-        await recorder.wait_for(start + len(offsets), bench.timeout(len(offsets), ceiling / 4))
+        await recorder.wait_for(start + len(offsets), bench.timeout(len(offsets), bench.ceiling.windows_per_s / 4))
         added += len(offsets)
         burst_sent = paced.sent_s[before : before + burst]
         first_ms = int((paced.started + burst_sent[0]) * 1000)
@@ -86,10 +104,10 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         closes = []
         for wanted in options.close_bursts:
             size = min(wanted, len(workload))
-            bench.console.print(f"  {delivery}: {size} symbols close a candle at once")
+            bench.console.print(f"  {label}: {size} symbols close a candle at once")
             start, mark = len(recorder), served.totals()
             committed_ms = await gen.transaction(workload.first(size)) * 1000
-            await recorder.wait_for(start + size, bench.timeout(size, ceiling / 4))
+            await recorder.wait_for(start + size, bench.timeout(size, bench.ceiling.windows_per_s / 4))
             added += size
             since_commit = np.asarray(recorder.acked_ms[start:], dtype=np.float64) - committed_ms
             closes.append(
@@ -101,9 +119,13 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
                     mean_batch=served.mean_since(mark),
                 )
             )
+        memory = served.memory()
     figures = DeliveryRun(
         delivery=delivery,
+        scoring=artifact.scoring,
+        model=artifact.name,
         throughput_per_s=throughput,
+        throughput_after_first_per_s=cached,
         throughput_signals=backlog,
         throughput_mean_batch=throughput_batch,
         steady_rate_per_s=steady_rate,
@@ -114,8 +136,30 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         burst_phase=Latency.of(phase),
         close_bursts=closes,
         stream_pairs=pairs,
+        fixed_rates=fixed,
+        memory=memory,
     )
     return figures, added
+
+
+async def staged_steady(
+    bench: Bench, served: Served, workload: Workload, gen: Generator, rate: float
+) -> tuple[Latency, SteadyStages, float, int]:
+    """A steady phase at ``rate`` for ``options.steady_s``: latencies, where they go, the daemon's CPU
+    seconds, and the candles it sent."""
+    recorder = served.recorder
+    start, mark = len(recorder), served.totals()
+    forward_mark, publish_mark = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
+    count = int(rate * bench.options.steady_s)
+    latency, cpu = await paced_steady(bench, served, workload, gen, rate, count)
+    stages = SteadyStages(
+        consume=Latency.of(recorder.consume_latencies(start)),
+        forward_ms=1000 * served.mean_since(forward_mark, FORWARD_SECONDS),
+        publish_ms=1000 * served.mean_since(publish_mark, PUBLISH_SECONDS),
+        mean_batch=served.mean_since(mark),
+        in_daemon=Latency.of(recorder.daemon_latencies(start)),
+    )
+    return latency, stages, cpu, count
 
 
 async def paced_steady(

@@ -83,6 +83,8 @@ class SteadyStages:
     publish_ms: float
     """Mean publish of one batch: produce, acknowledgement and offset commit (or transaction)."""
     mean_batch: float
+    in_daemon: Latency | None = None
+    """The daemon taking the record off the source to the signal acknowledged (what is not *consume*)."""
 
 
 @dataclass(frozen=True)
@@ -131,6 +133,31 @@ class StreamPair:
 
 
 @dataclass(frozen=True)
+class RatedSteady:
+    """A steady phase at a given rate (``BenchOptions.fixed_rates``)."""
+
+    rate_per_s: float
+    latency: Latency
+    stages: SteadyStages
+    daemon_cpu_s: float
+
+
+@dataclass(frozen=True)
+class DaemonMemory:
+    """What the daemon's own gauges said at the end of a run."""
+
+    windows: int
+    window_bytes: int
+    """Bytes allocated for the window arrays."""
+    state_bytes: int | None
+    """Bytes allocated for streaming members' recurrent states (``None``: the daemon reports none)."""
+
+    @property
+    def bytes_per_window(self) -> float:
+        return (self.window_bytes + (self.state_bytes or 0)) / max(1, self.windows)
+
+
+@dataclass(frozen=True)
 class DeliveryRun:
     delivery: str
     throughput_per_s: float
@@ -147,6 +174,40 @@ class DeliveryRun:
     close_bursts: list[CloseBurst]
     stream_pairs: list[StreamPair] = field(default_factory=list)
     """Steady without, then with stream clients, ``stream_rounds`` times (the first without is ``steady``)."""
+    scoring: str = "window"
+    model: str = ""
+    throughput_after_first_per_s: float = float("nan")
+    """Sustained throughput after each symbol's first signal (which a streaming daemon scores by
+    rebuilding the symbol's state): the streaming daemon's steady-state throughput."""
+    fixed_rates: list[RatedSteady] = field(default_factory=list)
+    memory: DaemonMemory | None = None
+
+
+@dataclass(frozen=True)
+class PolicyRun:
+    """One daemon with one ``max_wait_ms``."""
+
+    max_wait_ms: float
+    throughput_per_s: float
+    throughput_mean_batch: float
+    lone: Latency
+    """Candle record timestamp to signal acknowledged, for candles sent one at a time."""
+    lone_stages: SteadyStages
+    steady: Latency
+    steady_stages: SteadyStages
+    steady_cpu_s: float
+    """CPU seconds of the daemon's process during the steady phase."""
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    scoring: str
+    model: str
+    symbols: int
+    backlog: int
+    """Scored candles of the backlog each daemon catches up on first."""
+    steady_rate_per_s: float
+    runs: list[PolicyRun]
 
 
 @dataclass(frozen=True)
@@ -184,6 +245,11 @@ class BenchResult:
     """Streaming scoring beside the windowed ensemble (``candlecast.bench.streaming``)."""
     two_routes: TwoRoutes | None = None
     """The backlog through two routes (``candlecast.bench.two_routes``)."""
+    batch_policy: BatchPolicy | None = None
+    """Lone candles and the ``max_wait_ms`` trade-off (``candlecast.bench.policy``)."""
+
+    def run_of(self, scoring: str, delivery: str) -> DeliveryRun | None:
+        return next((r for r in self.runs if r.scoring == scoring and r.delivery == delivery), None)
 
     def ratios(self) -> dict[str, float]:
         if not self.runs:
@@ -194,7 +260,7 @@ class BenchResult:
             "end_to_end_over_ceiling": main.throughput_per_s / bound,
             "end_to_end_over_naive": main.throughput_per_s / self.naive_per_s,
         }
-        by_mode = {run.delivery: run for run in self.runs}
+        by_mode = {run.delivery: run for run in self.runs if run.scoring == main.scoring}
         if "exactly_once" in by_mode and "at_least_once" in by_mode:
             eos, alo = by_mode["exactly_once"], by_mode["at_least_once"]
             ratios["exactly_once_throughput_over_at_least_once"] = eos.throughput_per_s / alo.throughput_per_s
@@ -207,6 +273,19 @@ class BenchResult:
             ratios["steady_p50_with_streams_over_without_median"] = float(
                 np.median([pair.p50_ratio for pair in main.stream_pairs])
             )
+        for delivery in ("exactly_once", "at_least_once"):
+            window, stream = self.run_of("window", delivery), self.run_of("stream", delivery)
+            if window is None or stream is None:
+                continue
+            ratios[f"stream_over_window_sustained_{delivery}"] = (
+                stream.throughput_after_first_per_s / window.throughput_per_s
+            )
+            for mine, theirs in zip(window.close_bursts, stream.close_bursts, strict=False):
+                key = f"window_over_stream_close_{mine.symbols}_{delivery}"
+                ratios[key] = mine.last_signal_ms / theirs.last_signal_ms
+            for mine_rated, theirs_rated in zip(window.fixed_rates, stream.fixed_rates, strict=False):
+                key = f"window_over_stream_p99_at_{mine_rated.rate_per_s:g}_{delivery}"
+                ratios[key] = mine_rated.latency.p99_ms / theirs_rated.latency.p99_ms
         if self.fencing is not None:
             ratios["fenced_commit_p50_over_unfenced"] = self.fencing.fenced.p50_ms / self.fencing.unfenced.p50_ms
             ratios["fenced_commit_p99_over_unfenced"] = self.fencing.fenced.p99_ms / self.fencing.unfenced.p99_ms
@@ -222,11 +301,164 @@ class BenchResult:
         return msgspec.json.format(msgspec.json.encode(document), indent=2)
 
 
+def batch_policy_rows(figures: BatchPolicy) -> list[tuple[str, str, str]]:
+    """The figures as (measurement, figure, detail) rows."""
+    rows = []
+    for run in figures.runs:
+        lone, stages = run.lone, run.lone_stages
+        rows += [
+            (
+                f"max_wait_ms {run.max_wait_ms:g}: lone candle",
+                f"{lone.p50_ms:.1f} ms p50",
+                f"p99 {lone.p99_ms:.1f}, max {lone.max_ms:.1f} ms (n={lone.count}); consume p50 "
+                f"{stages.consume.p50_ms:.1f} ms; {_in_daemon(stages)}mean forward pass {stages.forward_ms:.1f} ms, "
+                f"mean publish {stages.publish_ms:.1f} ms",
+            ),
+            (
+                f"  steady {figures.steady_rate_per_s:,.0f}/s",
+                f"{run.steady.p99_ms:.1f} ms p99",
+                f"p50 {run.steady.p50_ms:.1f} ms; consume p99 {run.steady_stages.consume.p99_ms:.1f} ms; "
+                f"{_in_daemon(run.steady_stages)}mean batch {run.steady_stages.mean_batch:.1f}, mean forward pass "
+                f"{run.steady_stages.forward_ms:.1f} ms; daemon CPU {run.steady_cpu_s:.1f} s",
+            ),
+            (
+                "  sustained throughput",
+                f"{run.throughput_per_s:,.0f} /s",
+                f"{figures.backlog:,} candles of {figures.symbols:,} symbols first, mean batch "
+                f"{run.throughput_mean_batch:.0f}",
+            ),
+        ]
+    return rows
+
+
+def _in_daemon(stages: SteadyStages) -> str:
+    if stages.in_daemon is None:
+        return ""
+    return f"in the daemon p50 {stages.in_daemon.p50_ms:.1f} p99 {stages.in_daemon.p99_ms:.1f} ms; "
+
+
 def _ms(latency: Latency) -> str:
     return (
         f"p50 {latency.p50_ms:.1f}  p99 {latency.p99_ms:.1f}  p99.9 {latency.p999_ms:.1f}  "
         f"max {latency.max_ms:.1f} ms  (n={latency.count})"
     )
+
+
+def _delivery_rows(run: DeliveryRun, symbols: int) -> list[tuple[str, str, str]]:
+    """One end-to-end run's figures as (measurement, figure, detail) rows."""
+    rows: list[tuple[str, str, str]] = []
+    rows.append((f"[bold]end to end, {run.delivery}[/]", "", f"{run.scoring} scoring, {run.model}"))
+    rows.append(
+        (
+            "  sustained throughput",
+            f"{run.throughput_per_s:,.0f} /s",
+            f"{run.throughput_signals} candles of {symbols} symbols, "
+            f"mean batch {run.throughput_mean_batch:.0f}; after each symbol's first signal "
+            f"{run.throughput_after_first_per_s:,.0f}/s",
+        )
+    )
+    steadies = [(run.steady_rate_per_s, run.steady, run.steady_stages)]
+    steadies += [(rated.rate_per_s, rated.latency, rated.stages) for rated in run.fixed_rates]
+    for rate, latency, stages in steadies:
+        rows.append(
+            (
+                f"  steady {rate:,.0f}/s",
+                f"{latency.p99_ms:.1f} ms p99",
+                f"{_ms(latency)}, mean batch {stages.mean_batch:.1f}",
+            )
+        )
+        rows.append(
+            (
+                "    where it goes",
+                "",
+                f"consume p50 {stages.consume.p50_ms:.1f} p99 {stages.consume.p99_ms:.1f} ms; {_in_daemon(stages)}"
+                f"mean forward pass {stages.forward_ms:.1f} ms, mean publish {stages.publish_ms:.1f} ms",
+            )
+        )
+    for number, pair in enumerate(run.stream_pairs, 1):
+        streams, counts = pair.with_clients, pair.with_clients.counts
+        rows.append(
+            (
+                f"  pair {number}: steady without stream clients",
+                f"{pair.without.p99_ms:.1f} ms p99",
+                f"{_ms(pair.without)}; daemon CPU {pair.without_cpu_s:.1f} s",
+            )
+        )
+        rows.append(
+            (
+                f"  pair {number}: with {streams.clients} stream clients",
+                f"{streams.steady.p99_ms:.1f} ms p99",
+                f"{_ms(streams.steady)}; p99 {pair.p99_ratio:.2f}x, p50 {pair.p50_ratio:.2f}x without "
+                f"(goal p99 < 1.10x); daemon CPU {streams.daemon_cpu_s:.1f} s",
+            )
+        )
+        rows.append(
+            (
+                "    stream clients",
+                f"{streams.disconnected} cut off",
+                f"events received per client {min(counts.received, default=0):,}-{max(counts.received, default=0):,} "
+                f"of {counts.published:,} published; {counts.closed} closed; "
+                f"clients' process CPU {counts.cpu_s:.1f} s",
+            )
+        )
+    rows.append(
+        (
+            f"  burst at {run.burst_rate_per_s:,.0f}/s",
+            f"{run.burst.p99_ms:.1f} ms p99",
+            f"burst candles: {_ms(run.burst)}; whole phase p99 {run.burst_phase.p99_ms:.1f} ms",
+        )
+    )
+    rows += [
+        (
+            f"  {close.symbols:,} symbols close at once",
+            f"{close.last_signal_ms:.0f} ms",
+            f"last signal; lower bound N/ceiling {close.lower_bound_ms:.0f} ms; "
+            f"p50 {close.latency.p50_ms:.0f} ms, mean batch {close.mean_batch:.0f}",
+        )
+        for close in run.close_bursts
+    ]
+    if run.memory is not None:
+        memory = run.memory
+        states = "none" if memory.state_bytes is None else f"{memory.state_bytes / 2**20:.1f} MiB"
+        rows.append(
+            (
+                "  daemon's memory gauges",
+                f"{memory.bytes_per_window:,.0f} B/window",
+                f"{memory.windows:,} windows: arrays {memory.window_bytes / 2**20:.1f} MiB, states {states}",
+            )
+        )
+    return rows
+
+
+def _ratio_rows(result: BenchResult) -> list[tuple[str, str, str]]:
+    ratios = result.ratios()
+    if not ratios:
+        return []
+    ceiling = result.ceiling
+    rows = [
+        ("[bold]ratios[/]", "", ""),
+        (
+            "  end to end / min(ceilings)",
+            f"{ratios['end_to_end_over_ceiling']:.2f}",
+            f"min({ceiling.windows_per_s:,.0f}, {result.io.per_s:,.0f})",
+        ),
+        ("  end to end / naive", f"{ratios['end_to_end_over_naive']:.1f}x", ""),
+    ]
+    if "exactly_once_throughput_over_at_least_once" in ratios:
+        rows.append(
+            (
+                "  exactly-once / at-least-once",
+                f"{ratios['exactly_once_throughput_over_at_least_once']:.2f}",
+                f"throughput; steady p50 {ratios['exactly_once_minus_at_least_once_p50_ms']:+.1f} ms, "
+                f"p99 {ratios['exactly_once_minus_at_least_once_p99_ms']:+.1f} ms",
+            )
+        )
+    rows += [
+        (f"  {key.replace('_', ' ')}", f"{value:.2f}x", "same run, scorings side by side")
+        for key, value in ratios.items()
+        if key.startswith(("stream_over_window", "window_over_stream"))
+    ]
+    return rows
 
 
 def render(result: BenchResult) -> Table:
@@ -267,73 +499,10 @@ def render(result: BenchResult) -> Table:
         f"daemon, max_batch 1 (mean batch {result.naive_mean_batch:.1f})",
     )
     for run in result.runs:
-        table.add_row(f"[bold]end to end, {run.delivery}[/]", "", "")
-        table.add_row(
-            "  sustained throughput",
-            f"{run.throughput_per_s:,.0f} /s",
-            f"{run.throughput_signals} candles of {result.options['symbols']} symbols, "
-            f"mean batch {run.throughput_mean_batch:.0f}",
-        )
-        table.add_row(
-            f"  steady {run.steady_rate_per_s:,.0f}/s",
-            f"{run.steady.p99_ms:.1f} ms p99",
-            f"{_ms(run.steady)}, mean batch {run.steady_stages.mean_batch:.1f}",
-        )
-        stages = run.steady_stages
-        table.add_row(
-            "    where it goes",
-            "",
-            f"consume p50 {stages.consume.p50_ms:.1f} p99 {stages.consume.p99_ms:.1f} ms; "
-            f"mean forward pass {stages.forward_ms:.1f} ms, mean publish {stages.publish_ms:.1f} ms",
-        )
-        for number, pair in enumerate(run.stream_pairs, 1):
-            streams, counts = pair.with_clients, pair.with_clients.counts
-            table.add_row(
-                f"  pair {number}: steady without stream clients",
-                f"{pair.without.p99_ms:.1f} ms p99",
-                f"{_ms(pair.without)}; daemon CPU {pair.without_cpu_s:.1f} s",
-            )
-            table.add_row(
-                f"  pair {number}: with {streams.clients} stream clients",
-                f"{streams.steady.p99_ms:.1f} ms p99",
-                f"{_ms(streams.steady)}; p99 {pair.p99_ratio:.2f}x, p50 {pair.p50_ratio:.2f}x without "
-                f"(goal p99 < 1.10x); daemon CPU {streams.daemon_cpu_s:.1f} s",
-            )
-            table.add_row(
-                "    stream clients",
-                f"{streams.disconnected} cut off",
-                f"events received per client {min(counts.received, default=0):,}-{max(counts.received, default=0):,} "
-                f"of {counts.published:,} published; {counts.closed} closed; "
-                f"clients' process CPU {counts.cpu_s:.1f} s",
-            )
-        table.add_row(
-            f"  burst at {run.burst_rate_per_s:,.0f}/s",
-            f"{run.burst.p99_ms:.1f} ms p99",
-            f"burst candles: {_ms(run.burst)}; whole phase p99 {run.burst_phase.p99_ms:.1f} ms",
-        )
-        for close in run.close_bursts:
-            table.add_row(
-                f"  {close.symbols:,} symbols close at once",
-                f"{close.last_signal_ms:.0f} ms",
-                f"last signal; lower bound N/ceiling {close.lower_bound_ms:.0f} ms; "
-                f"p50 {close.latency.p50_ms:.0f} ms, mean batch {close.mean_batch:.0f}",
-            )
-    ratios = result.ratios()
-    if ratios:
-        table.add_row("[bold]ratios[/]", "", "")
-        table.add_row(
-            "  end to end / min(ceilings)",
-            f"{ratios['end_to_end_over_ceiling']:.2f}",
-            f"min({ceiling.windows_per_s:,.0f}, {result.io.per_s:,.0f})",
-        )
-        table.add_row("  end to end / naive", f"{ratios['end_to_end_over_naive']:.1f}x", "")
-        if "exactly_once_throughput_over_at_least_once" in ratios:
-            table.add_row(
-                "  exactly-once / at-least-once",
-                f"{ratios['exactly_once_throughput_over_at_least_once']:.2f}",
-                f"throughput; steady p50 {ratios['exactly_once_minus_at_least_once_p50_ms']:+.1f} ms, "
-                f"p99 {ratios['exactly_once_minus_at_least_once_p99_ms']:+.1f} ms",
-            )
+        for row in _delivery_rows(run, result.options["symbols"]):
+            table.add_row(*row)
+    for row in _ratio_rows(result):
+        table.add_row(*row)
     table.add_row(
         "produce retries",
         f"{result.produce_retries:,}",
@@ -350,6 +519,15 @@ def render(result: BenchResult) -> Table:
     if result.streaming is not None:
         table.add_row("[bold]streaming scoring (issue 14)[/]", "", "")
         for row in streaming_rows(result.streaming):
+            table.add_row(*row)
+    if result.batch_policy is not None:
+        policy = result.batch_policy
+        table.add_row(
+            "[bold]batch policy[/]",
+            "",
+            f"{policy.scoring} scoring, {policy.model}, at-least-once, {policy.symbols:,} symbols",
+        )
+        for row in batch_policy_rows(policy):
             table.add_row(*row)
     if result.two_routes is not None:
         table.add_row("[bold]two routes (issue 15)[/]", "", "")

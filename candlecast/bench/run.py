@@ -8,22 +8,27 @@ import os
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from rich.console import Console
 
 from candlecast.bench.ceilings import io_ceiling, model_ceiling, naive_baseline
 from candlecast.bench.fencing import commit_fencing_cost
-from candlecast.bench.harness import Bench, counted_produce_retries
+from candlecast.bench.harness import Bench, ServedArtifact, counted_produce_retries
 from candlecast.bench.load import Generator, prefill
 from candlecast.bench.machine import machine
 from candlecast.bench.memory import window_memory
-from candlecast.bench.options import BenchOptions
+from candlecast.bench.options import BenchOptions, Scoring
 from candlecast.bench.phases import delivery_run
+from candlecast.bench.policy import batch_policy_run
 from candlecast.bench.report import BenchResult, ModelCeiling
-from candlecast.bench.streaming import streaming_ceiling
+from candlecast.bench.streaming import export_untrained_streaming, streaming_ceiling
 from candlecast.bench.two_routes import two_route_run
 from candlecast.errors import ConfigError
 from daemon.settings import bundled_registry
+
+if TYPE_CHECKING:
+    from models.torchscript import LoadedModel
 
 
 async def run_bench(
@@ -32,6 +37,7 @@ async def run_bench(
     console: Console,
     bootstrap_servers: str | None = None,
     model: Path | None = None,
+    streaming_model: Path | None = None,
 ) -> BenchResult:
     """Every measurement, in one run; starts (and stops) a local broker unless one is given."""
     import torch
@@ -61,10 +67,22 @@ async def run_bench(
             console.print("starting a local Kafka broker ...")
             kafka = await asyncio.to_thread(LocalKafka(scratch / "kafka", heap="1g").start)
             bootstrap_servers = kafka.bootstrap_servers
+        streaming = None
+        if streaming_model is not None:
+            streaming = (load_artifact(streaming_model, resolve_device(options.device)), streaming_model)
+            if streaming[0].manifest.streaming is None:
+                raise ConfigError(
+                    f"{streaming_model}: not a streaming artifact (its manifest has no streaming section)"
+                )
+        elif loaded.manifest.streaming is not None:
+            streaming = (loaded, model_path)
+        elif "stream" in options.scorings:
+            untrained = scratch / "streaming.pt"
+            streaming = (export_untrained_streaming(loaded, untrained), untrained)
         try:
             bench = Bench(bootstrap_servers, options, model_path, loaded, ceiling, console)
             with counted_produce_retries() as retries:
-                result = await _measure(bench, host, origin, other)
+                result = await _measure(bench, host, origin, other, streaming)
             result.produce_retries = retries.count
         finally:
             if kafka is not None:
@@ -85,7 +103,13 @@ def resolve_model(path: Path | None) -> tuple[Path, str]:
     return entry.artifact, "bundled"
 
 
-async def _measure(bench: Bench, host: dict[str, str], origin: str, other: ModelCeiling | None) -> BenchResult:
+async def _measure(
+    bench: Bench,
+    host: dict[str, str],
+    origin: str,
+    other: ModelCeiling | None,
+    streaming: tuple[LoadedModel, Path] | None,
+) -> BenchResult:
     options, console, manifest = bench.options, bench.console, bench.model.manifest
     workload = bench.workload("S", options.symbols)
     candles, io_sink = await bench.topics("main", options.partitions)
@@ -117,18 +141,6 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
         naive_mean_batch=naive_batch,
         fencing=fencing,
     )
-    backlog = options.symbols * options.scored_per_symbol
-    rate = options.steady_rate
-    async with Generator(bench.bootstrap, candles) as gen:
-        for delivery in options.deliveries:
-            console.print(f"end to end, {delivery}:")
-            run, added = await delivery_run(bench, delivery, workload, candles, backlog, rate, gen)
-            result.runs.append(run)
-            rate = run.steady_rate_per_s
-            backlog += added
-    if options.two_routes and result.runs:
-        console.print("end to end, two routes:")
-        result.two_routes = await two_route_run(bench, options.deliveries[0], result.runs[0].throughput_per_s)
     console.print(f"memory: {options.memory_symbols} symbols")
     result.memory = window_memory(bench.model, options.memory_symbols)
     console.print("streaming scoring beside the windowed ensemble (model only)")
@@ -139,5 +151,37 @@ async def _measure(bench: Bench, host: dict[str, str], origin: str, other: Model
         seconds=2 * options.ceiling_s,
         threads=bench.ceiling.threads,
         close_symbols=max(options.close_bursts, default=options.symbols),
+        streaming=None if streaming is None else streaming[0],
     )
+    artifacts = {"window": bench.windowed()}
+    if streaming is not None:
+        loaded, path = streaming
+        name = f"{loaded.manifest.name}/{loaded.version}"
+        artifacts["stream"] = ServedArtifact("stream", path, name, result.streaming.streaming_per_s)
+    rates: dict[Scoring, float] = {}
+    for index, scoring in enumerate(options.scorings):
+        if index:
+            # Each scoring catches up on the same backlog, on a topic of its own.
+            workload = bench.workload("S", options.symbols)
+            candles, _ = await bench.topics(scoring, options.partitions)
+            console.print(f"writing the backlog again for {scoring} scoring")
+            await prefill(bench.bootstrap, candles, workload.rounds(rounds))
+        backlog = options.symbols * options.scored_per_symbol
+        rate = options.steady_rate
+        async with Generator(bench.bootstrap, candles) as gen:
+            for delivery in options.deliveries:
+                console.print(f"end to end, {scoring} scoring, {delivery}:")
+                run, added = await delivery_run(
+                    bench, artifacts[scoring], delivery, workload, candles, backlog, rate, gen
+                )
+                result.runs.append(run)
+                rate = rates[scoring] = run.steady_rate_per_s
+                backlog += added
+    if options.two_routes and result.runs:
+        console.print("end to end, two routes:")
+        result.two_routes = await two_route_run(bench, options.deliveries[0], result.runs[0].throughput_per_s)
+    if options.max_waits_ms and options.scorings:
+        scoring = options.scorings[-1]
+        rate = options.fixed_rates[0] if options.fixed_rates else rates[scoring]
+        result.batch_policy = await batch_policy_run(bench, artifacts[scoring], rate)
     return result

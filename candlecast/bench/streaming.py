@@ -69,6 +69,50 @@ def default_streaming_module(horizons: int, quantiles: int, window: int) -> torc
     return torch.jit.script(ensemble.eval())
 
 
+def export_untrained_streaming(windowed: LoadedModel, path: Path) -> LoadedModel:
+    """An untrained streaming ensemble of ``DEFAULT_SHAPES`` exported as a verified artifact that the
+    daemon can serve in place of ``windowed``: same window, interval, calendar, gap policy, horizons and
+    quantiles; its features standardised on ``windowed``'s golden windows. A step costs the same
+    whatever the weights, so the daemon's figures with it are those of a trained one."""
+    import torch
+
+    from models.artifact import TimeRange, Training
+    from models.export import export_ensemble, reference_from
+    from models.streaming import LOOKBACK, fit_standardisation, streaming_ensemble
+
+    manifest = windowed.manifest
+    torch.manual_seed(0)
+    ensemble = streaming_ensemble(
+        len(manifest.horizons), len(manifest.quantiles), DEFAULT_SHAPES, span=manifest.window - LOOKBACK
+    )
+    golden = np.asarray(manifest.golden.input, dtype=np.float32)
+    fit_standardisation(ensemble, torch.from_numpy(golden))
+    ensemble.eval()
+    with torch.inference_mode():
+        p, _, _, _, last = ensemble(torch.from_numpy(golden))
+    nothing = TimeRange(start="n/a", end="n/a", windows=0)
+    names = [f"stream{hidden}x{layers}" for hidden, layers in DEFAULT_SHAPES]
+    return export_ensemble(
+        ensemble,
+        path,
+        name=f"{manifest.name}-untrained-streaming",
+        version="0.0.0",
+        window=manifest.window,
+        interval=manifest.interval,
+        calendar=manifest.calendar,
+        gap_policy=manifest.gap_policy,
+        max_missing=manifest.max_missing,
+        horizons=manifest.horizons,
+        quantiles=manifest.quantiles,
+        member_names=names,
+        member_kinds=["stream"] * len(names),
+        training=Training([], [], nothing, nothing, None, 0, 0, {"purpose": "bench: untrained, a step's cost only"}),
+        metrics={},
+        reference=reference_from(last.numpy(), p[:, 0].double().numpy(), hit_rate=0.5, brier=0.25, ece=0.0),
+        golden_windows=golden,
+    )
+
+
 class _SlidingCandles:
     """The scorer fed a window per symbol whose newest candle moves one slot per call, so every call
     after the first steps each state copy once from its cache."""
