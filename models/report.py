@@ -328,9 +328,9 @@ def render_model(figures: Json) -> str:
         "",
         "Calibration (`models.calibration.fit_combination`: Platt scaling per horizon with its intercept "
         "anchored at the training up rate plus a term in the window's own trailing up rate, coefficients shrunk "
-        "by Gaussian priors and set to 0 unless they improve the pooled out-of-fold log loss by more than "
-        "ln(n)/2 independent outcomes per coefficient (windows ending together count once, an h-candle "
-        "horizon's labels once per h times), fitted jointly with the weights on "
+        "by Gaussian priors, each set to 0 unless refitting without it costs the pooled out-of-fold log loss "
+        "more than ln(n)/2 independent outcomes (backward elimination; windows ending together count once, an "
+        "h-candle horizon's labels once per h times), fitted jointly with the weights on "
         f"{', '.join(f'{n:,}' for n in model['calibration'].get('labels') or []) or 'the calibration slice'} "
         "pooled out-of-fold labels per horizon): scale "
         f"{', '.join(f'{v:.3f}' for v in model['calibration']['scale'])}, bias "

@@ -3,8 +3,17 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
-from models.calibration import CalibrationPart, Standardisation, fit_combination
+from models.calibration import (
+    DRIFT_PRIOR_SD,
+    PRIOR_SD,
+    CalibrationPart,
+    Standardisation,
+    fit_combination,
+    fit_logistic,
+    mean_log_loss,
+)
 
 SYMBOLS = 6
 
@@ -46,3 +55,45 @@ def test_an_effect_needs_more_than_one_outcome_per_coefficient() -> None:
     clear = rng.random(n) < 1 / (1 + np.exp(-0.3 * member))
     assert fit_combination([_part(member, faint, times)], np.array([0.5]), _standardisation()).scale[0] == 0.0
     assert fit_combination([_part(member, clear, times)], np.array([0.5]), _standardisation()).scale[0] > 0.15
+
+
+def _two_term_part(member: np.ndarray, drift: np.ndarray, up: np.ndarray) -> CalibrationPart:
+    n = len(up)
+    times = np.arange(n, dtype=np.int64)
+    return CalibrationPart(member[:, None, None], drift[:, None], up[:, None], np.ones((n, 1), dtype=bool), times)
+
+
+def test_a_term_without_its_own_evidence_does_not_ride_on_another() -> None:
+    """A trailing-rate term saving less than its own ln(n) / 2 bar beside a clear member effect gets coefficient 0."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    member = rng.normal(0, 1, n)
+    drift = rng.normal(0, 1, n)
+    # A faint trailing-rate effect, as on crypto-1h fold 3 at 1 hour: fitted non-zero, but it cannot earn its place.
+    up = rng.random(n) < 1 / (1 + np.exp(-(0.3 * member + 0.03 * drift)))
+    bar = np.log(n) / (2 * n)
+    both = fit_logistic(np.c_[member, drift], up, offset=0.0, prior_sd=np.array([PRIOR_SD, DRIFT_PRIOR_SD]), signed=1)
+    alone = fit_logistic(member[:, None], up, offset=0.0)
+    base = mean_log_loss(np.zeros(n), up)
+    joint_gain = base - mean_log_loss(np.c_[member, drift] @ both, up)
+    marginal_gain = mean_log_loss(alone[0] * member, up) - mean_log_loss(np.c_[member, drift] @ both, up)
+    # Together the two clear twice the bar (a whole-fit test keeps both); beside the member the trailing rate does not.
+    assert both[1] != 0.0
+    assert joint_gain > 2 * bar
+    assert marginal_gain < bar
+
+    fitted = fit_combination([_two_term_part(member, drift, up)], np.array([0.5]), _standardisation())
+    assert fitted.drift_coef[0] == 0.0
+    assert fitted.scale[0] == pytest.approx(alone[0])
+
+
+def test_terms_that_each_earn_their_bar_are_all_kept() -> None:
+    """A member effect and a trailing-rate effect, each clear beside the other, both keep non-zero coefficients."""
+    rng = np.random.default_rng(5)
+    n = 4000
+    member = rng.normal(0, 1, n)
+    drift = rng.normal(0, 1, n)
+    up = rng.random(n) < 1 / (1 + np.exp(-(0.3 * member - 0.3 * drift)))
+    fitted = fit_combination([_two_term_part(member, drift, up)], np.array([0.5]), _standardisation())
+    assert fitted.scale[0] > 0.2
+    assert fitted.drift_coef[0] < -0.2
