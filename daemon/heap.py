@@ -5,8 +5,8 @@ models' objects: about 250,000 tracked objects) is never garbage, yet every full
 collection walks it: 116 ms of CPU on the 2-core bench machine, a pause of the event loop and of
 every candle in flight that fell in some 10 s steady phases and not others, and so set their
 p99 (docs/benchmarks.md, "Where the steady-state tail comes from"). Frozen (``gc.freeze``), it
-is skipped: a full collection walks only what the daemon made since (the signal store's ring,
-the strategies' memory): about 10 ms with the ring full at 2,000 symbols. Reference counting still
+is skipped: a full collection walks only what the daemon made since (the strategies' memory, the
+batches in flight; the signal store keeps nothing the collector tracks per signal). Reference counting still
 frees frozen objects; only cycles among them wait for ``gc.unfreeze``, at the daemon's stop.
 """
 

@@ -16,6 +16,12 @@ Events frame is encoded once, when it is recorded, and a batch's frames are join
 clients of every symbol, so a client that keeps up costs one wake-up and one write per batch.
 
 No asyncio here: the edge (``daemon.stream``) passes a ``wake`` callback per client.
+
+Nothing the store keeps per signal is walked by the garbage collector's full collections: a stored
+signal is its frame (bytes) and the scalars the API filters on, in structs the collector does not
+track, and the ``Signal`` is decoded from the frame when asked for. Stored as objects, each key's
+latest signal cost 8 tracked objects, and a full collection with 100,000 symbols stored a pause of
+about 300 ms (docs/benchmarks.md, "Where the steady-state tail comes from").
 """
 
 from __future__ import annotations
@@ -23,22 +29,22 @@ from __future__ import annotations
 import itertools
 from collections import OrderedDict, deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+import msgspec
 
 from daemon.signal import Signal
-from daemon.sse import signal_frame
+from daemon.sse import frame_signal, signal_frame
 
 WindowKey = tuple[str, str]
 
 
-@dataclass(frozen=True, slots=True)
-class StoredSignal:
-    """A committed signal, as the API serves it."""
+class StoredSignal(msgspec.Struct, frozen=True, gc=False):
+    """A committed signal, as the API serves it: bytes and scalars only, never tracked by the collector."""
 
     seq: int
     """Position in this process's stream of committed signals (starts at 1)."""
     route: str
-    signal: Signal
     ts_ms: int
     """Open time of the scored candle, epoch milliseconds."""
     interval_ms: int
@@ -46,6 +52,16 @@ class StoredSignal:
     """When the store recorded it (the daemon's clock), epoch milliseconds."""
     frame: bytes
     """Its Server-Sent Events frame (``daemon.sse``), encoded once for every stream client."""
+    signal_id: str
+    symbol: str
+    interval: str
+    action: str
+    confidence: float
+
+    @property
+    def signal(self) -> Signal:
+        """The signal, decoded from its frame (what was published, field for field)."""
+        return frame_signal(self.frame)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,10 +71,10 @@ class RankedSignal:
     """Time since the scored candle closed (open time plus one interval)."""
 
 
-@dataclass(slots=True)
-class _KeyRecord:
+class _KeyRecord(msgspec.Struct, gc=False):
     latest: StoredSignal
-    actions: dict[str, int] = field(default_factory=dict)
+    actions: dict[str, int] = msgspec.field(default_factory=dict)
+    """Holding only strings and integers, CPython leaves the dict untracked too."""
 
 
 class TooManyClientsError(Exception):
@@ -90,7 +106,7 @@ class Subscription:
         self._wake = wake
 
     def wants(self, stored: StoredSignal) -> bool:
-        return self.symbols is None or stored.signal.symbol in self.symbols
+        return self.symbols is None or stored.symbol in self.symbols
 
     def take(self) -> bytes:
         """The frames of every signal not handed over yet, oldest first, as one write."""
@@ -150,7 +166,19 @@ class SignalStore:
             self.recorded += 1
             frame = signal_frame(signal)
             frames.append(frame)
-            stored = StoredSignal(self.recorded, route, signal, ts_ms, interval_ms, now, frame)
+            stored = StoredSignal(
+                self.recorded,
+                route,
+                ts_ms,
+                interval_ms,
+                now,
+                frame,
+                signal.signal_id,
+                signal.symbol,
+                signal.interval,
+                signal.action,
+                signal.confidence,
+            )
             self._keep(stored)
             self._remember(stored)
             for client in by_symbol.get(signal.symbol, ()):
@@ -180,10 +208,10 @@ class SignalStore:
         ring, seq_of = self._ring, self._seq_of
         if len(ring) == ring.maxlen:
             evicted = ring[0]
-            if seq_of.get(evicted.signal.signal_id) == evicted.seq:
-                del seq_of[evicted.signal.signal_id]
+            if seq_of.get(evicted.signal_id) == evicted.seq:
+                del seq_of[evicted.signal_id]
         ring.append(stored)
-        seq_of[stored.signal.signal_id] = stored.seq
+        seq_of[stored.signal_id] = stored.seq
 
     def _drop_taken_batches(self) -> None:
         """Forget the joined batches every client of every symbol has taken (all of them, without such clients)."""
@@ -209,7 +237,7 @@ class SignalStore:
         return b"".join(parts)
 
     def _remember(self, stored: StoredSignal) -> None:
-        key = (stored.signal.symbol, stored.signal.interval)
+        key = (stored.symbol, stored.interval)
         record = self._keys.get(key)
         if record is None:
             record = self._keys[key] = _KeyRecord(stored)
@@ -218,12 +246,12 @@ class SignalStore:
         else:
             self._keys.move_to_end(key)
             record.latest = stored
-        record.actions[stored.signal.action] = record.actions.get(stored.signal.action, 0) + 1
+        record.actions[stored.action] = record.actions.get(stored.action, 0) + 1
 
     def latest(self, symbol: str | None = None) -> list[StoredSignal]:
         """The latest signal of each (symbol, interval), of one symbol when given, sorted by key."""
         found = [r.latest for key, r in self._keys.items() if symbol is None or key[0] == symbol]
-        return sorted(found, key=lambda s: (s.signal.symbol, s.signal.interval))
+        return sorted(found, key=lambda s: (s.symbol, s.interval))
 
     def actions(self, symbol: str) -> dict[str, dict[str, int]]:
         """Signals recorded per interval and action for a symbol (while its key is remembered)."""
@@ -245,20 +273,19 @@ class SignalStore:
         ranked: list[RankedSignal] = []
         for record in self._keys.values():
             stored = record.latest
-            signal = stored.signal
-            if actions and signal.action not in actions:
+            if actions and stored.action not in actions:
                 continue
-            if interval is not None and signal.interval != interval:
+            if interval is not None and stored.interval != interval:
                 continue
             if route is not None and stored.route != route:
                 continue
-            if signal.confidence < min_confidence:
+            if stored.confidence < min_confidence:
                 continue
             age = now_ms - (stored.ts_ms + stored.interval_ms)
             if age > max_age_intervals * stored.interval_ms:
                 continue
             ranked.append(RankedSignal(stored, age))
-        ranked.sort(key=lambda r: (-r.stored.signal.confidence, -r.stored.ts_ms, r.stored.signal.symbol))
+        ranked.sort(key=lambda r: (-r.stored.confidence, -r.stored.ts_ms, r.stored.symbol))
         return ranked[:limit]
 
     def after(self, signal_id: str) -> list[StoredSignal] | None:

@@ -11,6 +11,8 @@ import msgspec
 from daemon.signal import Signal
 
 _encoder = msgspec.json.Encoder()
+_decoder = msgspec.json.Decoder(Signal)
+_DATA = b"\nevent: signal\ndata: "
 
 GAP_FRAME = b'event: gap\ndata: {"reason": "the last event id is not among the recent signals kept"}\n\n'
 """Sent first to a resumed client whose last id left the ring: the whole ring follows."""
@@ -19,4 +21,9 @@ KEEPALIVE_FRAME = b": keep-alive\n\n"
 
 def signal_frame(signal: Signal) -> bytes:
     """One signal's event (JSON has no raw newline, so ``data:`` is one line)."""
-    return b"".join((b"id: ", signal.signal_id.encode(), b"\nevent: signal\ndata: ", _encoder.encode(signal), b"\n\n"))
+    return b"".join((b"id: ", signal.signal_id.encode(), _DATA, _encoder.encode(signal), b"\n\n"))
+
+
+def frame_signal(frame: bytes) -> Signal:
+    """The signal of a ``signal_frame``, decoded from its ``data:`` line."""
+    return _decoder.decode(frame[frame.index(_DATA) + len(_DATA) : -2])
