@@ -36,6 +36,7 @@ from scipy.stats import norm
 
 from daemon.quality import CALIBRATION_BINS
 from models.bootstrap import Bootstrap
+from models.calibration import evidence_bar as calibration_bar
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -173,9 +174,9 @@ def trailing_outcome_rate(
 
 
 def evidence_bar(coefficients: int, independent: float) -> float:
-    """``models.calibration``'s rule: a fit is kept only when it improves the mean log loss by
-    more than ``ln(n) / 2`` (never less than 1) independent outcomes' worth per coefficient."""
-    return float(coefficients * max(np.log(independent), 2.0) / (2 * independent))
+    """``models.calibration``'s bar for ``coefficients`` coefficients: each must save ``ln(n) / 2``
+    (never less than 1) independent outcomes' worth of mean log loss beside the others."""
+    return coefficients * calibration_bar(independent)
 
 
 @dataclass(frozen=True)
