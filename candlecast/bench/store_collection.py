@@ -2,10 +2,11 @@
 symbol's latest signal and a full resumption ring (docs/benchmarks.md, "Where the steady-state tail
 comes from").
 
-The daemon freezes its start-up heap once its models are warm (``daemon.heap``), so a full collection
-walks only the objects made since, of which the store is the part that grows with the symbols. Here
-everything alive before the store is filled is frozen the same way, and a collection's cost is this
-thread's CPU time (the event loop's pause), the least of ``repeats`` (a loaded machine only adds).
+The daemon makes its store at start-up and freezes its start-up heap once its models are warm
+(``daemon.heap``), so a full collection walks only the objects made since, of which what the store
+keeps of each signal is the part that grows with the symbols. Here the store is made, everything alive
+is frozen the same way, the store is filled, and a collection's cost is this thread's CPU time (the
+event loop's pause), the least of ``repeats`` (a loaded machine only adds).
 
 ``python -m candlecast.bench.store_collection [--symbols 2000 10000 100000] [--ring 10000] [--repeats 5]``
 """
@@ -35,21 +36,24 @@ class Collection:
     """CPU time of one full collection, the least of the repeats."""
 
 
-def filled_store(symbols: int, ring: int) -> SignalStore:
-    """A store as the daemon's after every symbol published a signal (synthetic, of the daemon's shape)."""
-    store = SignalStore(ring=ring, client_buffer=1, max_clients=0, keys=symbols, clock_ms=lambda: 0)
+def empty_store(symbols: int, ring: int) -> SignalStore:
+    """Made before the freeze, as the daemon's is at start-up."""
+    return SignalStore(ring=ring, client_buffer=1, max_clients=0, keys=symbols, clock_ms=lambda: 0)
+
+
+def fill(store: SignalStore, symbols: int) -> None:
+    """Record a signal of every symbol (synthetic, of the daemon's shape), a batch at a time."""
     for first in range(0, symbols, BATCH):
         batch = range(first, min(first + BATCH, symbols))
         store.record("bench", [(synthetic_signal(n, symbols), 0, HOUR_MS) for n in batch])
-    return store
 
 
-def full_collection(build: Callable[[], object], repeats: int) -> Collection:
-    """Freeze what is alive, ``build`` (keeping what it returns alive), then time full collections."""
+def full_collection(make: Callable[[], None], repeats: int) -> Collection:
+    """Freeze what is alive, ``make`` (what it keeps alive is measured), then time full collections."""
     gc.collect()
     gc.freeze()
     try:
-        kept = build()
+        make()
         gc.collect()
         tracked = len(gc.get_objects())
         times = []
@@ -57,7 +61,6 @@ def full_collection(build: Callable[[], object], repeats: int) -> Collection:
             started = time.thread_time()
             gc.collect()
             times.append(time.thread_time() - started)
-        del kept
         return Collection(tracked, 1000 * min(times))
     finally:
         gc.unfreeze()
@@ -71,7 +74,9 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sys.stdout.write("| symbols | tracked objects | full collection, CPU |\n| ---: | ---: | ---: |\n")
     for symbols in args.symbols:
-        found = full_collection(functools.partial(filled_store, symbols, args.ring), args.repeats)
+        store = empty_store(symbols, args.ring)
+        found = full_collection(functools.partial(fill, store, symbols), args.repeats)
+        del store
         sys.stdout.write(f"| {symbols:,} | {found.tracked:,} | {found.cpu_ms:.2f} ms |\n")
         sys.stdout.flush()
     return 0

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import gc
+from collections import OrderedDict
+from collections.abc import Callable
 
 import msgspec
 from hypothesis import given, settings
@@ -88,20 +90,49 @@ def test_top_ranks_by_confidence_and_excludes_stale_and_filtered_signals() -> No
     assert len(s.top(limit=1, now_ms=100 * HOUR, max_age_intervals=2)) == 1
 
 
-def tracked_objects() -> int:
+def tracked_after(fill: Callable[[], object]) -> list[object]:
+    """The objects the collector tracks that ``fill`` made (everything alive before is frozen meanwhile)."""
     gc.collect()
-    return len(gc.get_objects())
+    gc.freeze()
+    try:
+        fill()
+        gc.collect()
+        return gc.get_objects()
+    finally:
+        gc.unfreeze()
 
 
-def test_stored_signals_add_no_objects_for_the_collector_to_walk() -> None:
-    """A thousand keys' latest signals, their ring and their counts leave at most a few more objects tracked
-    by the garbage collector, not some per key: a full collection's pause does not grow with the symbols."""
+def test_stored_signals_add_nothing_per_key_for_the_collector_to_walk() -> None:
+    """Recording a thousand keys' signals into a store made before the heap was frozen (as the daemon's is)
+    leaves at most a few objects for the collector, none holding an entry per key: a full collection's pause
+    does not grow with the symbols."""
     s = store(ring=1_000, keys=1_000)
-    record(s, make_signal(0, "WARM"))
-    before = tracked_objects()
-    s.record("default", ((make_signal(n, f"S{n}"), 99 * HOUR, HOUR) for n in range(1, 1_001)))
+    made = tracked_after(
+        lambda: s.record("default", ((make_signal(n, f"S{n}"), 99 * HOUR, HOUR) for n in range(1_000)))
+    )
     assert len(s.latest()) == 1_000
-    assert tracked_objects() - before <= 10
+    assert len(made) <= 10
+    assert sum(len(gc.get_referents(o)) for o in made) <= 200
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from("ABCDE"), st.sampled_from(["1h", "1d"])), max_size=40), st.integers(1, 6))
+def test_keys_are_forgotten_least_recently_updated_first(updates: list[tuple[str, str]], keys: int) -> None:
+    """The remembered keys, and the order latest, actions and top meet them in, are an LRU cache's."""
+    s = store(keys=keys)
+    reference: OrderedDict[tuple[str, str], int] = OrderedDict()
+    for n, (symbol, interval) in enumerate(updates):
+        record(s, msgspec.structs.replace(make_signal(n, symbol), interval=interval))
+        reference[(symbol, interval)] = reference.pop((symbol, interval), 0) + 1
+        while len(reference) > keys:
+            reference.popitem(last=False)
+    assert [(x.signal.symbol, x.signal.interval) for x in s.latest()] == sorted(reference)
+    ranked = s.top(limit=99, now_ms=100 * HOUR, max_age_intervals=1e9)
+    # Equal confidence and candle: by symbol, then in update order (the sort is stable).
+    assert [(r.stored.signal.symbol, r.stored.signal.interval) for r in ranked] == sorted(reference, key=lambda k: k[0])
+    for symbol in "ABCDE":
+        expected = {i: {"BUY": c} for (sym, i), c in reference.items() if sym == symbol}
+        assert list(s.actions(symbol).items()) == list(expected.items())
 
 
 @settings(max_examples=50, deadline=None)
