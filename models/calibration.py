@@ -22,12 +22,12 @@ The logit of an up move at horizon ``h`` is
 must earn its own place beside the others: refitting without it must cost the pooled log loss
 more than ``ln(n) / 2`` independent outcomes' worth (Schwarz's criterion, never weaker than
 Akaike's one outcome). Backward elimination enforces it: the term whose removal costs least is
-dropped while that cost is below the bar, and the rest are refitted; with no term left the
+dropped while that cost is not above the bar, and the rest are refitted; with no term left the
 horizon predicts the base rate. Testing the fit as a whole instead (total gain against the bar
 times the number of coefficients) let a term without evidence of its own ride on another's: the
 trailing rate's -1.50 on crypto-1h fold 3 at 1 hour, which gained 0.00073 beside the members
-against a bar of 0.00085 and doubled the block's ECE. Outcomes are
-counted as independent only as far as they are: windows that end at the same time (the symbols of
+against a bar of 0.00085, and left that test block's ECE at twice the constant's (0.0395).
+Outcomes are counted as independent only as far as they are: windows that end at the same time (the symbols of
 one market on one day) share that day's market move and count once, and labels of an
 ``h``-candle horizon on consecutive times overlap, so ``n`` is the number of distinct window-end
 times divided by ``h``, both against the priors and in the criterion. Counting every window of six
