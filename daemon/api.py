@@ -212,7 +212,7 @@ async def latest_signals(
     interval: Annotated[str | None, Query(max_length=16, description="Only this interval")] = None,
 ) -> list[StoredSignalBody]:
     found = ctx.store.latest(symbol)
-    return [StoredSignalBody.of(s) for s in found if interval is None or s.signal.interval == interval]
+    return [StoredSignalBody.of(s) for s in found if interval is None or s.interval == interval]
 
 
 @router.get("/signals/top", summary="The strongest current signals", responses=NOT_FOUND)
