@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import statistics
 import time
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,7 @@ from models.dataset import WindowSet, walk_forward
 from models.networks import MEMBER_KINDS, Ensemble, build_member
 from models.streaming import STREAMING_KINDS, StreamingEnsemble, build_streaming_member, fit_standardisation
 from models.streaming_evaluation import service_log_loss
-from models.training import KINDS, deterministic, load_fold, predict, read_run, run_data
+from models.training import KINDS, deterministic, load_fold, predict, read_run, run_data, train_command
 
 BATCH = 512
 FloatArray = npt.NDArray[np.float64]
@@ -255,6 +256,13 @@ def main() -> None:
     document = {
         "run": {"name": run.name, "version": run.version, "members": run.members, "horizons": run.horizons},
         "train_config": run.config,
+        "commands": {
+            "train": train_command(run, args.run),
+            "contribution": shlex.join(
+                ["python", "-m", "models.contribution"]
+                + [f"--{k.replace('_', '-')}={v}" for k, v in vars(args).items() if v is not None]
+            ),
+        },
         "sizes": run.sizes,
         "costs": msgspec.to_builtins(costs),
         "subsets": msgspec.to_builtins(subsets),

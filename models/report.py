@@ -964,6 +964,17 @@ def _render_contribution(members: Json, horizons: list[str]) -> list[str]:
         rows.append(cells)
     weights = [[name, *(f"{w:.2f}" for w in row)] for name, row in zip(whole["members"], whole["weights"], strict=True)]
     weights.append(["calibration scale", *(f"{a:.3f}" for a in whole["scale"])])
+    idle = all(a == 0.0 for subset in members["subsets"] for a in subset["scale"])
+    finding = (
+        [
+            "",
+            "No member earned a weight: the calibration scale is 0 at every horizon in every fit above, so no "
+            "member moves the probability whichever set is kept, the changes are 0, and the choice rests on cost "
+            "alone.",
+        ]
+        if idle
+        else []
+    )
     return [
         f"Contribution, from one training run with every kind as a member ({', '.join(run['members'])}; "
         f"{members['sizes']['folds']} walk-forward folds as this card's, {config['epochs']} epochs at most, patience "
@@ -979,6 +990,14 @@ def _render_contribution(members: Json, horizons: list[str]) -> list[str]:
         f"blocks of {members['options']['block']}):",
         "",
         table(["members", *(f"h{h}" for h in horizons)], rows),
+        *finding,
+        "",
+        "The commands that trained the members' run and measured these figures (`--beside` reads the earlier "
+        "version's card JSON, from the git history):",
+        "",
+        "```sh",
+        *([members["commands"]["train"], members["commands"]["contribution"]] if "commands" in members else []),
+        "```",
         "",
         "The choice rule (`models.contribution.chosen_members`): the streaming members alone when leaving the "
         "windowed ones out is not measurably worse at any horizon (the interval of the change reaches 0), else "
