@@ -177,11 +177,14 @@ class WindowStore:
     def history_available(self, slot: int) -> int:
         """How many full windows ending at a received candle are held besides the newest one: the
         earlier outputs the live path scored that the strategy may still use (and a rebuild re-scores)."""
-        full = self.full_windows(slot)
+        full = self._count.item(slot) - self.length + 1
         if full <= 1:
             return 0
-        ends = (self._head[slot] - 1 - np.arange(1, full)) % self.span
-        return int(np.count_nonzero(self._received[slot, ends]))
+        # A handful of scalars per candle: reading them one by one beats building index arrays.
+        newest = self._head.item(slot) - 1
+        span = self.span
+        received = self._received
+        return sum(1 for back in range(1, full) if received.item(slot, (newest - back) % span))
 
     def scored_backs(self, slot: int, limit: int) -> list[int]:
         """Of the newest ``limit`` full windows, those ending at a received candle (the ones the live
