@@ -212,10 +212,15 @@ class DaemonMetrics:
         if batch.dead_letters:
             self.dead_letters.inc(len(batch.dead_letters))
         actions: Counter[tuple[str, str, str]] = Counter()
+        # Each route's labelled child, looked up once per batch: a ``labels`` call costs more than the observe.
+        end_to_end: dict[int, Histogram] = {}
         for signal, request in batch.signals:
             route = self.routes[request.route]
             actions[(signal.action, signal.strategy.partition("(")[0], route)] += 1
-            self.end_to_end.labels(route).observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
+            child = end_to_end.get(request.route)
+            if child is None:
+                child = end_to_end[request.route] = self.end_to_end.labels(route)
+            child.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
         for (action, strategy, route), count in actions.items():
             self.signals.labels(action, strategy, route).inc(count)
 
