@@ -38,8 +38,10 @@ class _KeyState:
     last_close: float
     step: int = 0
     """Position of that candle in the key's current run."""
-    pending: dict[int, tuple[float, list[float]]] = field(default_factory=dict)
-    """Step -> (close, probability per horizon) of predictions still waiting for an outcome."""
+    pending: dict[int, tuple[float, ...]] = field(default_factory=dict)
+    """Step -> (close, then the probability of each horizon) of predictions still waiting for an
+    outcome: flat tuples of floats, which the garbage collector stops tracking at their first
+    collection, so the longest horizon's worth of them per key adds nothing to a full collection's walk."""
 
 
 Outcome = tuple[int, float, bool]
@@ -87,7 +89,7 @@ class OutcomeTracker:
             return []
         state = self._keys.get(key)
         if state is None:
-            self._remember(key, _KeyState(slot, close, pending={0: (close, probabilities)}))
+            self._remember(key, _KeyState(slot, close, pending={0: (close, *probabilities)}))
             return []
         self._keys.move_to_end(key)
         advance = 1 if slot == state.last_slot + 1 else self._steps(key[1], slot - state.last_slot - 1)
@@ -105,12 +107,12 @@ class OutcomeTracker:
             for index, horizon in self._indexed:
                 waiting = pending.get(target - horizon)
                 if waiting is not None:
-                    outcomes.append((index, waiting[1][index], target_close > waiting[0]))
+                    outcomes.append((index, waiting[index + 1], target_close > waiting[0]))
         oldest_needed = current - self._longest
         while pending and (oldest := next(iter(pending))) <= oldest_needed:
             del pending[oldest]
         state.step, state.last_slot, state.last_close = current, slot, close
-        pending[current] = (close, probabilities)
+        pending[current] = (close, *probabilities)
         return outcomes
 
     def _slot(self, interval_name: str, ts: int) -> int | None:
