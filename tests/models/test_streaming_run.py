@@ -12,28 +12,22 @@ from models.export import export_run, members_note
 from models.networks import Ensemble, build_member
 from models.streaming import StreamingEnsemble
 from models.torchscript import load_artifact
-from models.training import TrainConfig, load_fold, train_run
+from models.training import RunInfo, TrainConfig, load_fold, train_run
 from tests.models.conftest import WINDOW, tiny_spec
 
 SIZES = SplitSizes(folds=2, test=40, validation=30, calibration=30, purge=5)
 
 
-def streaming_config(members: tuple[str, ...]) -> TrainConfig:
-    return TrainConfig(members=members, epochs=1, patience=1, batch_size=64, seed=3, threads=1, hidden=8)
+def train_tiny(candles_csv: Path, out: Path, members: tuple[str, ...], name: str, version: str) -> RunInfo:
+    """A one-epoch run of ``members`` on the tiny spec; its run record."""
+    config = TrainConfig(members=members, epochs=1, patience=1, batch_size=64, seed=3, threads=1, hidden=8)
+    return train_run(candles_csv, out, spec=tiny_spec(), sizes=SIZES, config=config, name=name, version=version)
 
 
 def test_a_run_of_streaming_members_exports_the_step_path(candles_csv: Path, tmp_path: Path) -> None:
     """Streaming kinds alone train a streaming ensemble whose artifact streams, every member marked so."""
     out = tmp_path / "run"
-    run = train_run(
-        candles_csv,
-        out,
-        spec=tiny_spec(),
-        sizes=SIZES,
-        config=streaming_config(("streaming-lstm", "streaming-stacked")),
-        name="tiny-stream",
-        version="0.2.0",
-    )
+    run = train_tiny(candles_csv, out, ("streaming-lstm", "streaming-stacked"), "tiny-stream", "0.2.0")
     ensemble = load_fold(out, run, 1)
     assert isinstance(ensemble, StreamingEnsemble)
     assert (ensemble.span, ensemble.lookback) == (WINDOW - 16, 16)
@@ -49,15 +43,7 @@ def test_a_run_of_streaming_members_exports_the_step_path(candles_csv: Path, tmp
 def test_streaming_beside_windowed_members_scores_whole_windows(candles_csv: Path, tmp_path: Path) -> None:
     """A streaming kind beside a windowed one trains a windowed ensemble: the artifact has no step path."""
     out = tmp_path / "run"
-    run = train_run(
-        candles_csv,
-        out,
-        spec=tiny_spec(),
-        sizes=SIZES,
-        config=streaming_config(("lstm", "streaming-lstm")),
-        name="tiny-mixed",
-        version="0.3.0",
-    )
+    run = train_tiny(candles_csv, out, ("lstm", "streaming-lstm"), "tiny-mixed", "0.3.0")
     ensemble = load_fold(out, run, 1)
     assert type(ensemble) is Ensemble
     export_run(out, tmp_path / "model.pt")
