@@ -7,9 +7,7 @@ callback of this event loop and ``settled`` reaches the same state on every run.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import msgspec
 from prometheus_client import CollectorRegistry
@@ -23,25 +21,12 @@ from daemon.pipeline import ModelHolder, Pipeline
 from daemon.ports import Scorer
 from daemon.settings import Settings
 from daemon.timer import FakeTimer, settled
-from tests.flow.harness import CLOCK_START
+from tests.flow.harness import CLOCK_START, InlineExecutor
 from tests.support.scorer import FakeScorer
 
-T = TypeVar("T")
 ScorerT = TypeVar("ScorerT", bound=Scorer)
 HOUR = 3_600_000
 BASE = 1_699_999_200_000  # 2023-11-14T22:00Z, the start of an hour
-
-
-class InlineExecutor(Executor):
-    """Runs each submitted call at once, in the caller's thread."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:  # handed to the awaiting task, as a thread pool would
-            future.set_exception(exc)
-        return future
 
 
 def feed_hours(broker: MemoryBroker, symbols: int, hours: int) -> None:

@@ -16,20 +16,14 @@ import numpy.typing as npt
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
-from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.core import build_core
-from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.memory_transport import MemoryBroker
 from daemon.settings import IntervalSettings, Settings, StrategySettings, WindowSettings
-from daemon.timer import FakeTimer
 from daemon.window import GapMode
 from models.artifact import ModelOutputs
-from tests.flow.harness import CLOCK_START, without_produce_time
-from tests.flow.test_pipeline import BASE, HOUR, InlineExecutor
+from tests.flow.harness import memory_pipeline, without_produce_time
+from tests.flow.test_pipeline import BASE, HOUR
 from tests.support.scorer import FakeScorer, fake_manifest
 
 PARTITIONS = 2
@@ -112,23 +106,8 @@ async def run_process(
 ) -> None:
     """One daemon process from the broker's commits: for each stage, the model serving it and how many of
     the feed's records are in the log by its end; stops once everything fed is committed."""
-    clock = FakeTimer(CLOCK_START)
-    first = stages[0][1]
-    core = build_core(settings, first, clock)
-    source = MemoryCandleSource(broker, max_records=3)
-    models = ModelHolder(first)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=models,
-        policy=BatchPolicy(max_batch=4),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
-        queue_size=2,
-    )
+    pipeline, source = memory_pipeline(settings, stages[0][1], broker, max_records=3, max_batch=4, queue_size=2)
+    models = pipeline.lanes[0].models
     await source.start()
     run = asyncio.create_task(pipeline.run())
     for upto, model in stages:

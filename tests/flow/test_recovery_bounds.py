@@ -7,20 +7,15 @@ import asyncio
 
 import msgspec
 import numpy as np
-from prometheus_client import CollectorRegistry
 
-from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.core import build_core
 from daemon.engine import SourceRecord
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.pipeline import Pipeline
 from daemon.ports import PartitionRecords
 from daemon.settings import Settings, StrategySettings, WindowSettings
-from daemon.timer import FakeTimer
-from tests.flow.harness import CLOCK_START
-from tests.flow.test_pipeline import BASE, HOUR, InlineExecutor
+from tests.flow.harness import memory_pipeline
+from tests.flow.test_pipeline import BASE, HOUR
 from tests.support.scorer import FakeScorer
 
 STATEFUL = StrategySettings(
@@ -43,22 +38,16 @@ def candle(symbol: str, hour: int, offset: int, partition: int = 0) -> SourceRec
 def pipeline_for(
     settings: Settings, broker: MemoryBroker, *, max_batch: int = 8, queue_size: int = 64, queue_bytes: int = 256 << 20
 ) -> Pipeline[FakeScorer]:
-    clock = FakeTimer(CLOCK_START)
-    scorer = FakeScorer()
-    core = build_core(settings, scorer, clock)
-    return Pipeline(
-        source=MemoryCandleSource(broker, max_records=4),
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=max_batch),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
+    pipeline, _ = memory_pipeline(
+        settings,
+        FakeScorer(),
+        broker,
+        max_records=4,
+        max_batch=max_batch,
         queue_size=queue_size,
         queue_bytes=queue_bytes,
     )
+    return pipeline
 
 
 def test_strategy_history_is_forgotten_with_evicted_windows() -> None:

@@ -15,22 +15,15 @@ import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from prometheus_client import CollectorRegistry
 
-from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.core import build_core
 from daemon.intervals import Interval
-from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.memory_transport import MemoryBroker
 from daemon.settings import IntervalSettings, Settings, WindowSettings
 from daemon.stepped_model import SteppedModel
-from daemon.timer import FakeTimer
 from daemon.window import GapMode
 from models.torchscript import LoadedModel, load_artifact
-from tests.flow.harness import CLOCK_START, STRATEGY, without_produce_time
-from tests.flow.test_pipeline import InlineExecutor
+from tests.flow.harness import STRATEGY, memory_pipeline, without_produce_time
 from tests.support.model import STREAM_WINDOW
 
 PARTITIONS = 2
@@ -74,22 +67,7 @@ def recovery_settings(gap: GapMode) -> Settings:
 async def run_process(broker: MemoryBroker, feed: Feed, config: Settings, loaded: LoadedModel, upto: int) -> None:
     """One process with a fresh step path (no states) from the broker's commits, until the feed's first
     ``upto`` records are committed."""
-    clock = FakeTimer(CLOCK_START)
-    model = SteppedModel(loaded)
-    core = build_core(config, model, clock)
-    source = MemoryCandleSource(broker, max_records=5)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(model),
-        policy=BatchPolicy(max_batch=8),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
-        queue_size=2,
-    )
+    pipeline, source = memory_pipeline(config, SteppedModel(loaded), broker, max_records=5, max_batch=8, queue_size=2)
     await source.start()
     run = asyncio.create_task(pipeline.run())
     for partition, key, value, timestamp in feed.records[sum(len(log) for log in broker.logs) : upto]:
