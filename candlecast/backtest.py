@@ -29,7 +29,6 @@ from daemon.ports import PublishBatch
 from daemon.serving import load_serving_model, served_scoring
 from daemon.settings import ModelSettings, Settings
 from daemon.signal import Signal, encoder
-from daemon.stepped_model import StepTally
 from models.device import resolve_device
 from models.market_fit import misfit
 from models.registry import Registry
@@ -83,7 +82,7 @@ def run_backtest(
     if reason is not None:
         raise DataError(f"{reason}: pick one with --model")
     core = build_core(settings, model, route=route)
-    scorer = served_scoring(model, settings.model.scoring, StepTally(), settings.windows.max_windows)
+    scorer = served_scoring(model, settings.model.scoring, settings.windows.max_windows)
     policy = BatchPolicy(settings.batching.max_batch)
     messages = candles.messages(interval)
     out.mkdir(parents=True, exist_ok=True)

@@ -125,6 +125,7 @@ class DaemonMetrics:
             self.gaps.labels(outcome)
         self.routes: list[str] = []
         """Route names by the pipeline's position (``use_routes``)."""
+        self._route_histograms: list[_RouteHistograms] = []
         self.use_routes([DEFAULT_ROUTE])
         self._seen_rejected: Counter[str] = Counter()
         self._seen_not_finite = 0
@@ -142,9 +143,16 @@ class DaemonMetrics:
         """Label what each route (by the pipeline's position) scores and publishes with its name; its
         latency and batch series exist from now on."""
         self.routes = list(names)
-        for name in names:
-            for histogram in (self.end_to_end, self.queue_wait, self.inference, self.batch_size):
-                histogram.labels(name)
+        # Each route's labelled children, looked up once: a ``labels`` call costs more than the observe.
+        self._route_histograms = [
+            _RouteHistograms(
+                self.end_to_end.labels(name),
+                self.queue_wait.labels(name),
+                self.inference.labels(name),
+                self.batch_size.labels(name),
+            )
+            for name in names
+        ]
 
     def expect_strategy(self, strategy: str, route: str = DEFAULT_ROUTE) -> None:
         """Create the signal series of a route's strategy, one per action, at 0."""
@@ -200,29 +208,34 @@ class DaemonMetrics:
             self._seen_not_finite = not_finite
 
     def observe_forward(self, rows: int, seconds: float, route: int = 0) -> None:
-        name = self.routes[route]
-        self.batch_size.labels(name).observe(rows)
-        self.inference.labels(name).observe(seconds)
+        histograms = self._route_histograms[route]
+        histograms.batch_size.observe(rows)
+        histograms.inference.observe(seconds)
 
     def observe_queue_wait(self, seconds: float, route: int = 0) -> None:
-        self.queue_wait.labels(self.routes[route]).observe(seconds)
+        self._route_histograms[route].queue_wait.observe(seconds)
 
     def observe_publish(self, batch: PublishBatch, seconds: float, acked_ms: float) -> None:
         self.publish.observe(seconds)
         if batch.dead_letters:
             self.dead_letters.inc(len(batch.dead_letters))
         actions: Counter[tuple[str, str, str]] = Counter()
-        # Each route's labelled child, looked up once per batch: a ``labels`` call costs more than the observe.
-        end_to_end: dict[int, Histogram] = {}
         for signal, request in batch.signals:
-            route = self.routes[request.route]
-            actions[(signal.action, signal.strategy.partition("(")[0], route)] += 1
-            child = end_to_end.get(request.route)
-            if child is None:
-                child = end_to_end[request.route] = self.end_to_end.labels(route)
-            child.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
+            actions[(signal.action, signal.strategy.partition("(")[0], self.routes[request.route])] += 1
+            end_to_end = self._route_histograms[request.route].end_to_end
+            end_to_end.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
         for (action, strategy, route), count in actions.items():
             self.signals.labels(action, strategy, route).inc(count)
+
+
+@dataclass(frozen=True, slots=True)
+class _RouteHistograms:
+    """One route's children of the per-route latency and batch histograms."""
+
+    end_to_end: Histogram
+    queue_wait: Histogram
+    inference: Histogram
+    batch_size: Histogram
 
 
 @dataclass(frozen=True, slots=True)

@@ -247,11 +247,10 @@ class Daemon:
         another interval than it claims, stops the start naming the route's field."""
         where = f"routes.{index} ({route.name})" if named else ""
         steps = StepTally()
+        view = self.settings.for_route(route)
         try:
             loaded = await asyncio.to_thread(self._load_model, route.model, resolve_device(route.model.device))
-            model = served_scoring(
-                loaded, route.model.scoring, steps, self.settings.for_route(route).windows.max_windows
-            )
+            model = served_scoring(loaded, route.model.scoring, view.windows.max_windows, steps)
         except CandlecastError as exc:
             if not where:
                 raise
@@ -262,7 +261,6 @@ class Daemon:
                 f"{where}.interval: the route claims {route.interval} candles, but its model "
                 f"{model.manifest.name}/{model.version} serves {interval}"
             )
-        view = self.settings.for_route(route)
         core = build_core(view, model, self.clock, route=route.name)
         self.metrics.expect_strategy(core.builder.strategy.name, route.name)
         for outcome in ("loaded", "unchanged", "refused"):
@@ -451,7 +449,7 @@ class Daemon:
             loaded = await asyncio.to_thread(self._load_model, settings.model, running.device)
             check_compatible(loaded.manifest, running.manifest)
             # A new model starts with no states: they are the steps of this model's weights.
-            candidate = served_scoring(loaded, settings.model.scoring, route.steps, route.view.windows.max_windows)
+            candidate = served_scoring(loaded, settings.model.scoring, route.view.windows.max_windows, route.steps)
             await asyncio.to_thread(warm_up, candidate, route.view.batching.max_batch)
         except CandlecastError as exc:
             refusal = str(exc)

@@ -52,10 +52,12 @@ def load_serving_model(settings: ModelSettings, device: torch.device) -> LoadedM
     return registry.load(served_entry(registry, settings), device)
 
 
-def served_scoring(model: ServedModel, scoring: ScoringMode, tally: StepTally, windows: int) -> ServedModel:
+def served_scoring(
+    model: ServedModel, scoring: ScoringMode, windows: int, tally: StepTally | None = None
+) -> ServedModel:
     """The model as ``model.scoring`` serves it: through its step path (``SteppedModel``, with new
     states for at most ``windows`` keys, the route's ``windows.max_windows``, counting its steps in
-    the route's ``tally``) or its windowed forward; raises ``ConfigError`` naming the setting when
+    the route's ``tally`` when given) or its windowed forward; raises ``ConfigError`` naming the setting when
     ``stream`` meets an artifact without a step path."""
     if resolve_scoring(scoring, model.manifest) == "window":
         return model

@@ -54,10 +54,9 @@ class TalliedStates(RecurrentStates):
 
     def plan(self, rows: Sequence[int], keys: Sequence[Hashable], slots: npt.NDArray[np.int64]) -> StepPlans:
         plans = super().plan(rows, keys, slots)
-        steps = plans.length - plans.starts
-        rebuilt = int(steps[plans.fresh].sum())
+        rebuilt = int((plans.length - plans.starts)[plans.fresh].sum())
         self.tally.rebuilt += rebuilt
-        self.tally.carried += int(steps.sum()) - rebuilt
+        self.tally.carried += plans.steps - rebuilt
         return plans
 
 
@@ -71,8 +70,7 @@ class SteppedModel:
             raise ValueError(f"{model.manifest.name}/{model.version} has no step path")
         self.loaded = model
         self.streaming = streaming
-        self.tally = tally or StepTally()
-        self.states = TalliedStates(streaming, self.tally, rows)
+        self.states = TalliedStates(streaming, tally or StepTally(), rows)
         self._scorer = StreamingScorer(model.module, self.states, model.device)
 
     @property

@@ -28,7 +28,7 @@ from daemon.recurrent_state import reader_copies, restart_slots
 from daemon.serving import load_serving_model, served_scoring
 from daemon.settings import Settings
 from daemon.signal import Signal
-from daemon.stepped_model import SteppedModel, StepTally
+from daemon.stepped_model import SteppedModel
 from tests.flow.harness import (
     all_committed,
     candle_table,
@@ -56,7 +56,6 @@ async def stream_backtest(settings: Settings, table: CandleTable, max_batch: int
     model = served_scoring(
         load_serving_model(settings.model, torch.device("cpu")),
         settings.model.scoring,
-        StepTally(),
         settings.windows.max_windows,
     )
     assert isinstance(model, SteppedModel)

@@ -18,7 +18,7 @@ from daemon.candle import format_ts
 from daemon.core import build_core
 from daemon.serving import load_serving_model, served_scoring
 from daemon.signal import Signal
-from daemon.stepped_model import SteppedModel, StepTally
+from daemon.stepped_model import SteppedModel
 from tests.flow.harness import without_produce_time
 from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
 
@@ -37,7 +37,7 @@ async def test_stream_signals_through_kafka_equal_the_stream_backtest_across_a_r
     base = daemon_settings(kafka.bootstrap_servers, topics, streaming_artifact)
     settings = base.model_copy(update={"model": base.model.model_copy(update={"scoring": "stream"})})
     model = served_scoring(
-        load_serving_model(settings.model, torch.device("cpu")), "stream", StepTally(), settings.windows.max_windows
+        load_serving_model(settings.model, torch.device("cpu")), "stream", settings.windows.max_windows
     )
     assert isinstance(model, SteppedModel)
     core = build_core(settings, model)
