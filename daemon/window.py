@@ -18,6 +18,7 @@ from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import IntEnum, StrEnum
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -172,12 +173,12 @@ class WindowStore:
 
     def full_windows(self, slot: int) -> int:
         """How many full windows the held candles make (one ending at each of the newest candles)."""
-        return max(0, int(self._count[slot]) - self.length + 1)
+        return max(0, self._count.item(slot) - self.length + 1)
 
     def history_available(self, slot: int) -> int:
         """How many full windows ending at a received candle are held besides the newest one: the
         earlier outputs the live path scored that the strategy may still use (and a rebuild re-scores)."""
-        full = self._count.item(slot) - self.length + 1
+        full = self.full_windows(slot)
         if full <= 1:
             return 0
         # A handful of scalars per candle: reading them one by one beats building index arrays.
@@ -321,43 +322,42 @@ class WindowStore:
     def newest_window(self, slot: int) -> npt.NDArray[np.float32]:
         """A copy of one slot's newest window, ``[length, 5]``: ``gather([slot])[0]`` in one or two
         slice copies instead of fancy indexing (the live path takes one per scored candle)."""
-        end = int(self._head[slot])
-        ring = self._values[slot]
-        start = end - self.length
-        window: npt.NDArray[np.float32] = (
-            ring[start:end].copy() if start >= 0 else np.concatenate((ring[start:], ring[:end]))
-        )
+        window: npt.NDArray[np.float32] = self._newest(self._values[slot], slot)
         return window
 
     def newest_slots(self, slot: int) -> npt.NDArray[np.int64]:
         """Slot indices of the candles of one slot's newest window, oldest first (not contiguous
         after a tolerated gap): as ``newest_window``, for the time axis."""
-        end = int(self._head[slot])
-        ring = self._index[slot]
-        start = end - self.length
-        slots: npt.NDArray[np.int64] = (
-            ring[start:end].copy() if start >= 0 else np.concatenate((ring[start:], ring[:end]))
-        )
+        slots: npt.NDArray[np.int64] = self._newest(self._index[slot], slot)
         return slots
+
+    def _newest(self, ring: npt.NDArray[Any], slot: int) -> npt.NDArray[Any]:
+        """The newest ``length`` entries of one slot's ring (its row of a per-candle array), oldest first."""
+        end = int(self._head[slot])
+        start = end - self.length
+        return ring[start:end].copy() if start >= 0 else np.concatenate((ring[start:], ring[:end]))
 
     def gather(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.float32]:
         """Windows of ``length`` candles as one ``[n, length, 5]`` array, oldest candle first.
 
         ``back[i]`` selects the window that ended that many candles before the newest one.
         """
-        rows = np.asarray(slots, dtype=np.int64)
-        ends = self._head[rows] - (0 if back is None else np.asarray(back, dtype=np.int64))
-        positions = (ends[:, None] - self.length + np.arange(self.length)[None, :]) % self.span
-        windows: npt.NDArray[np.float32] = self._values[rows[:, None], positions]
+        windows: npt.NDArray[np.float32] = self._values[self._positions(slots, back)]
         return windows
 
     def gather_slots(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
         """Slot indices of the candles of the windows ``gather`` selects, ``[n, length]``, oldest first."""
+        indices: npt.NDArray[np.int64] = self._index[self._positions(slots, back)]
+        return indices
+
+    def _positions(
+        self, slots: Sequence[int], back: Sequence[int] | None
+    ) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]]:
+        """Index of the selected windows' candles into the per-candle ``[slot, span]`` arrays."""
         rows = np.asarray(slots, dtype=np.int64)
         ends = self._head[rows] - (0 if back is None else np.asarray(back, dtype=np.int64))
         positions = (ends[:, None] - self.length + np.arange(self.length)[None, :]) % self.span
-        indices: npt.NDArray[np.int64] = self._index[rows[:, None], positions]
-        return indices
+        return rows[:, None], positions
 
     def gather_ts(self, slots: Sequence[int], back: Sequence[int] | None = None) -> npt.NDArray[np.int64]:
         """Open time of the newest candle of each selected window."""
