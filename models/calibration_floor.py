@@ -36,7 +36,6 @@ from scipy.stats import norm
 
 from daemon.quality import CALIBRATION_BINS
 from models.bootstrap import Bootstrap
-from models.calibration import evidence_bar as calibration_bar
 
 FloatArray = npt.NDArray[np.float64]
 IntArray = npt.NDArray[np.int64]
@@ -171,12 +170,6 @@ def trailing_outcome_rate(
     taken = np.searchsorted(resolved[order], at, side="right")
     out: FloatArray = after[taken]
     return out
-
-
-def evidence_bar(coefficients: int, independent: float) -> float:
-    """``models.calibration``'s bar for ``coefficients`` coefficients: each must save ``ln(n) / 2``
-    (never less than 1) independent outcomes' worth of mean log loss beside the others."""
-    return coefficients * calibration_bar(independent)
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from models.calibration import (
     CalibrationPart,
     OutOfFold,
     Standardisation,
+    evidence_bar,
     fit_logistic,
     logit,
     mean_log_loss,
@@ -41,7 +42,6 @@ from models.calibration_floor import (
     calibrated_ece,
     calibration_in_the_large,
     dense_index,
-    evidence_bar,
     expected_met,
     market_correlation,
     oracle_bootstrap_ece,
@@ -174,7 +174,7 @@ def fitted_slope(block: Block, j: int, horizon: int, half_life: float) -> Slope:
         float(slope[0]),
         base - mean_log_loss(x @ slope + anchor, up),
         base - mean_log_loss(logit(rate), up),
-        evidence_bar(1, independent),
+        evidence_bar(independent),
     )
 
 
@@ -325,7 +325,7 @@ def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, ob
                 inputs, up, offset=anchor, prior_sd=np.asarray(priors), signed=signed, overlap=len(up) / independent
             )
             gain = mean_log_loss(np.full(len(up), anchor), up) - mean_log_loss(inputs @ v + anchor, up)
-            bar = evidence_bar(int(np.count_nonzero(v)), independent)
+            bar = np.count_nonzero(v) * evidence_bar(independent)
             coefficients[label] = v
             fits[label] = {"coefficients": v.tolist(), "gain": gain, "bar": bar, "kept": gain > bar}
         figures = own_block_figures(
