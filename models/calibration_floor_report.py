@@ -87,17 +87,14 @@ def run_blocks(run_dir: Path, externals: Sequence[Path]) -> tuple[RunInfo, list[
         start = int(test.end_ts.min())
         before = data.select(np.flatnonzero(data.end_ts < start)).labels_before(start)
         constant = ConstantBaseline.fit(fold.part(data, "train")).rate
-        model = predict(load_fold(run_dir, run, fold.index), test.windows).probabilities
+        ensemble = load_fold(run_dir, run, fold.index)
+        model = predict(ensemble, test.windows).probabilities
         blocks.append(Block(f"fold {fold.index} test block", test, model, constant, data, before))
-    last = folds[-1]
-    ensemble = load_fold(run_dir, run, last.index)
-    cutoff = int(last.part(data, "test").end_ts.min())
-    trained = data.select(np.flatnonzero(data.end_ts < cutoff)).labels_before(cutoff)
-    constant = ConstantBaseline.fit(last.part(data, "train")).rate
+    # External sets are scored as the last fold stands: its ensemble, constant and labels resolved before its test.
     for path in externals:
         rows = load_audited_windows(path, run.spec())[0]
         model = predict(ensemble, rows.windows).probabilities
-        blocks.append(Block(f"external set {path.name}", rows, model, constant, rows, trained))
+        blocks.append(Block(f"external set {path.name}", rows, model, constant, rows, before))
     return run, blocks
 
 
