@@ -24,7 +24,6 @@ from models.baselines import ConstantBaseline
 from models.calibration import (
     DRIFT_PRIOR_SD,
     PRIOR_SD,
-    CalibrationPart,
     OutOfFold,
     Standardisation,
     evidence_bar,
@@ -50,7 +49,7 @@ from models.calibration_floor import (
 )
 from models.dataset import WindowSet, load_audited_windows, walk_forward
 from models.evaluation import ECE_LIMIT, LOG_LOSS_MARGIN
-from models.training import Predictions, RunInfo, load_fold, predict, read_run, run_data
+from models.training import Predictions, RunInfo, fold_parts, load_fold, predict, read_run, run_data
 
 HALF_LIVES = (21, 63, 252, 1008)
 """Half-lives of the trailing outcome rate, in resolved candle times."""
@@ -297,10 +296,17 @@ def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, ob
     for fold in walk_forward(data, run.split_sizes()):
         ensemble = load_fold(run_dir, run, fold.index)
         train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
-        own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
+        train_logits = predict(ensemble, train.windows).member_logits
         calibration_logits = predict(ensemble, calibration.windows).member_logits
-        parts: list[CalibrationPart] = [oof.part(fold.cutoffs[2], own) for oof in earlier]
-        parts.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
+        own, parts = fold_parts(
+            train_logits,
+            train,
+            calibration_logits,
+            calibration,
+            cutoff_ts=fold.cutoffs[2],
+            earlier=earlier,
+            horizons=data.horizons,
+        )
         predicted = predict(ensemble, test.windows)
         earlier.append(OutOfFold(predicted.member_logits, test, own))
         x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])

@@ -36,12 +36,12 @@ import numpy.typing as npt
 import torch
 
 from models.bootstrap import Bootstrap, difference
-from models.calibration import OutOfFold, Standardisation, drift_offset, fit_combination, sigmoid
+from models.calibration import OutOfFold, drift_offset, fit_combination, sigmoid
 from models.dataset import WindowSet, walk_forward
 from models.networks import MEMBER_KINDS, Ensemble, build_member
 from models.streaming import STREAMING_KINDS, StreamingEnsemble, build_streaming_member, fit_standardisation
 from models.streaming_evaluation import service_log_loss
-from models.training import KINDS, deterministic, load_fold, predict, read_run, run_data, train_command
+from models.training import KINDS, deterministic, fold_parts, load_fold, predict, read_run, run_data, train_command
 
 BATCH = 512
 FloatArray = npt.NDArray[np.float64]
@@ -147,9 +147,15 @@ def subset_log_loss(
     for fold in folds:
         train, calibration, test = fold.parts
         rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(len(horizons))])
-        own = Standardisation.fit(fold.train[:, keep], train.windows, horizons)
-        pooled = [oof.part(fold.cutoff, own) for oof in earlier]
-        pooled.append(OutOfFold(fold.calibration[:, keep], calibration, own).part(fold.cutoff, own))
+        own, pooled = fold_parts(
+            fold.train[:, keep],
+            train,
+            fold.calibration[:, keep],
+            calibration,
+            cutoff_ts=fold.cutoff,
+            earlier=earlier,
+            horizons=horizons,
+        )
         combination = fit_combination(pooled, rate, own, horizons)
         z = np.einsum("nmh,mh->nh", fold.test[:, keep], combination.weights)
         offset = drift_offset(test.windows, horizons, combination.drift_coef, combination.drift_centre)

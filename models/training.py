@@ -40,7 +40,7 @@ from torch import Tensor
 from candlecast.candlefile import read_candles
 from candlecast.errors import ArtifactError, ConfigError, DataError
 from models.artifact import DataFile, TimeRange
-from models.calibration import Combination, OutOfFold, Standardisation, fit_combination
+from models.calibration import CalibrationPart, Combination, OutOfFold, Standardisation, fit_combination
 from models.dataset import (
     CandleAudit,
     Fold,
@@ -572,6 +572,25 @@ def train_fold(
     return ensemble, info, out_of_fold
 
 
+def fold_parts(
+    train_logits: npt.NDArray[np.float64],
+    train: WindowSet,
+    calibration_logits: npt.NDArray[np.float64],
+    calibration: WindowSet,
+    *,
+    cutoff_ts: int,
+    earlier: Sequence[OutOfFold],
+    horizons: Sequence[int],
+) -> tuple[Standardisation, list[CalibrationPart]]:
+    """A fold's standardisation (fitted on its training-slice member logits) and the parts its
+    combination is fitted on: the ``earlier`` folds' test-block predictions, then its own
+    calibration slice, each without labels realised at or after ``cutoff_ts``."""
+    own = Standardisation.fit(train_logits, train.windows, horizons)
+    parts = [oof.part(cutoff_ts, own) for oof in earlier]
+    parts.append(OutOfFold(calibration_logits, calibration, own).part(cutoff_ts, own))
+    return own, parts
+
+
 def combine_fold(
     ensemble: Ensemble, data: WindowSet, fold: Fold, earlier: Sequence[OutOfFold]
 ) -> tuple[Combination, npt.NDArray[np.float64], OutOfFold]:
@@ -580,10 +599,17 @@ def combine_fold(
     the fold's own test-block predictions."""
     train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
     train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(len(data.horizons))])
-    own = Standardisation.fit(predict(ensemble, train.windows).member_logits, train.windows, data.horizons)
+    train_logits = predict(ensemble, train.windows).member_logits
     calibration_logits = predict(ensemble, calibration.windows).member_logits
-    pooled = [oof.part(fold.cutoffs[2], own) for oof in earlier]
-    pooled.append(OutOfFold(calibration_logits, calibration, own).part(fold.cutoffs[2], own))
+    own, pooled = fold_parts(
+        train_logits,
+        train,
+        calibration_logits,
+        calibration,
+        cutoff_ts=fold.cutoffs[2],
+        earlier=earlier,
+        horizons=data.horizons,
+    )
     combination = fit_combination(pooled, train_rate, own, data.horizons)
     apply_combination(ensemble, combination)
     return combination, train_rate, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
