@@ -466,16 +466,20 @@ def new_ensemble(
     kinds: Sequence[str],
     horizons: Sequence[int],
     quantiles: int,
-    seeds: Sequence[int],
+    seeds: Sequence[int] | None,
     hidden: int | None = None,
     *,
     window: int,
 ) -> Ensemble:
-    """Fresh members of ``kinds``; a ``StreamingEnsemble`` when every member streams (the artifact
-    then exports the step path), else an ``Ensemble`` scoring whole windows."""
+    """Fresh members of ``kinds``, each initialised from its seed in ``seeds`` (None: the global
+    generator as it stands, for weights that are loaded over them); a ``StreamingEnsemble`` when
+    every member streams (the artifact then exports the step path), else an ``Ensemble`` scoring
+    whole windows."""
     members: list[Member] = []
-    for kind, seed in zip(kinds, seeds, strict=True):
-        torch.manual_seed(seed)
+    member_seeds: Sequence[int | None] = [None] * len(kinds) if seeds is None else seeds
+    for kind, seed in zip(kinds, member_seeds, strict=True):
+        if seed is not None:
+            torch.manual_seed(seed)
         if kind in STREAMING_KINDS:
             members.append(build_streaming_member(kind, len(horizons), quantiles, window, hidden))
         else:
@@ -771,7 +775,7 @@ def load_fold(run_dir: Path, run: RunInfo, fold: int) -> Ensemble:
     """A fold's trained ensemble, its weights checked against the digest in ``run.json``."""
     info = run.folds[fold]
     kinds = run.members
-    ensemble = new_ensemble(kinds, run.horizons, len(run.quantiles), [0] * len(kinds), run.hidden, window=run.window)
+    ensemble = new_ensemble(kinds, run.horizons, len(run.quantiles), None, run.hidden, window=run.window)
     path = run_dir / info.weights_file
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
