@@ -28,7 +28,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import numpy as np
 from rich.console import Console
 
 from candlecast.bench.ceilings import model_ceiling
@@ -140,8 +139,7 @@ async def _rounds(bench: Bench, options: StreamCostOptions, result: StreamCostRe
         for number in range(options.rounds):
             for arm in arm_order(options.arms, number):
                 console.print(f"round {number + 1}: {options.rate:g} candles/s {arm} stream clients")
-                phase, values = await _phase(bench, served, workload, gen, options, arm, count, watch)
-                phase.round = number
+                phase, values = await _phase(bench, served, workload, gen, options, number, arm, count, watch)
                 result.phases.append(phase)
                 latencies[arm].append(values)
     for arm in options.arms[1:]:
@@ -157,16 +155,17 @@ async def _phase(
     workload: Workload,
     gen: Generator,
     options: StreamCostOptions,
+    number: int,
     arm: Arm,
     count: int,
     watch: PauseWatch,
 ) -> tuple[Phase, Latencies]:
-    """One steady phase of ``arm``: its figures and its latencies."""
+    """One steady phase of ``arm`` in round ``number``: its figures and its latencies."""
     store = served.daemon.signals
     if arm == "without":
         await asyncio.sleep(QUIET_S)
         values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
-        return Phase(0, arm, Latency.of(values), cpu, pauses, None, 0), values
+        return Phase(number, arm, Latency.of(values), cpu, pauses, None, 0), values
     cut_off = store.disconnected
     niceness = NICED if arm == "niced" else 0
     async with stream_clients("127.0.0.1", served.daemon.http.port, options.clients, niceness) as connected:
@@ -174,7 +173,7 @@ async def _phase(
         published = store.recorded
         values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
         counts = await connected.settle(store.recorded - published)
-    return Phase(0, arm, Latency.of(values), cpu, pauses, counts, store.disconnected - cut_off), values
+    return Phase(number, arm, Latency.of(values), cpu, pauses, counts, store.disconnected - cut_off), values
 
 
 async def _steady(
@@ -245,13 +244,7 @@ def main() -> None:
     console.print(f"done in {time.perf_counter() - started:.0f} s")
     sys.stdout.write(render(result) + "\n")
     if args.out is not None:
-        args.out.write_text(json.dumps(asdict(result), indent=2, default=_plain) + "\n")
-
-
-def _plain(value: object) -> object:
-    if isinstance(value, np.generic):
-        return value.item()
-    raise TypeError(f"not JSON: {type(value).__name__}")
+        args.out.write_text(json.dumps(asdict(result), indent=2) + "\n")
 
 
 if __name__ == "__main__":
