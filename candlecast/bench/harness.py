@@ -89,20 +89,20 @@ class Recorder:
         daemon scores by rebuilding its state) to the last acknowledgement, counting what came between."""
         acked = np.asarray(self.acked_ms[start:], dtype=np.float64)
         candles = np.asarray(self.candle_ms[start:], dtype=np.int64)
-        first = acked[candles == candles.min()].max()
-        later = acked[acked > first]
-        if later.size == 0:
-            return float("nan")
-        return float(later.size / ((later[-1] - first) / 1000.0))
+        return _rate_after(acked, acked[candles == candles.min()].max())
 
     def throughput(self, start: int) -> float:
         """Signals per second from the first acknowledged batch after ``start`` to the last."""
         acked = np.asarray(self.acked_ms[start:], dtype=np.float64)
-        first = acked[0]
-        later = acked[acked > first]
-        if later.size == 0:
-            return float("nan")
-        return float(later.size / ((later[-1] - first) / 1000.0))
+        return _rate_after(acked, acked[0])
+
+
+def _rate_after(acked: npt.NDArray[np.float64], first: float) -> float:
+    """Signals per second of the acknowledgements later than ``first``, from ``first`` to the last of them."""
+    later = acked[acked > first]
+    if later.size == 0:
+        return float("nan")
+    return float(later.size / ((later[-1] - first) / 1000.0))
 
 
 @dataclass
