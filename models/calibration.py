@@ -235,6 +235,18 @@ class Combination:
     """Pooled out-of-fold labels per horizon the fit used."""
 
 
+def pooled_horizon(
+    parts: Sequence[CalibrationPart], j: int, step: int
+) -> tuple[FloatArray, FloatArray, npt.NDArray[np.bool_], float]:
+    """Horizon index ``j``'s labelled rows pooled over ``parts``: standardised member logits
+    ``[N, M]``, trailing-rate drifts, outcomes, and the independent outcomes among them (distinct
+    end times over the horizon's ``step`` candles)."""
+    x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
+    d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
+    up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
+    return x, d, up, sum(p.times(j) for p in parts) / step
+
+
 def fit_combination(
     parts: Sequence[CalibrationPart],
     train_rate: FloatArray,
@@ -253,9 +265,7 @@ def fit_combination(
     losses = np.zeros((count, horizons))
     labels = []
     for j in range(horizons):
-        x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
-        d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
-        up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
+        x, d, up, independent = pooled_horizon(parts, j, steps[j] if steps else 1)
         labels.append(len(up))
         if len(up) < 2:
             raise DataError(f"horizon {j + 1} of {horizons}: fewer than 2 out-of-fold labels to calibrate on")
@@ -263,7 +273,6 @@ def fit_combination(
         usable = bool(np.any(d != 0.0))
         inputs = np.concatenate([x, d[:, None]], axis=1) if usable else x
         priors = np.r_[np.full(count, PRIOR_SD), [DRIFT_PRIOR_SD] * usable]
-        independent = sum(p.times(j) for p in parts) / (steps[j] if steps else 1)
         overlap = len(up) / independent
         v = fit_with_evidence(
             inputs, up, offset=offset, prior_sd=priors, signed=int(usable), overlap=overlap, independent=independent

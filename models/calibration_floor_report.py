@@ -30,6 +30,7 @@ from models.calibration import (
     fit_logistic,
     logit,
     mean_log_loss,
+    pooled_horizon,
     sigmoid,
     trailing_rates,
 )
@@ -309,10 +310,7 @@ def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, ob
         )
         predicted = predict(ensemble, test.windows)
         earlier.append(OutOfFold(predicted.member_logits, test, own))
-        x = np.concatenate([p.standardised[p.valid[:, j], :, j] for p in parts])
-        d = np.concatenate([p.drift[p.valid[:, j], j] for p in parts])
-        up = np.concatenate([p.up[p.valid[:, j], j] for p in parts])
-        independent = sum(p.times(j) for p in parts) / h
+        x, d, up, independent = pooled_horizon(parts, j, h)
         anchor = float(logit(np.asarray(run.folds[fold.index].train_rate[j])))
         count = x.shape[1]
         fits: dict[str, dict[str, object]] = {}
