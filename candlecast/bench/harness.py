@@ -249,7 +249,10 @@ class Bench:
         interval = Interval.parse(manifest.interval, manifest.calendar)
         return Workload(prefix, symbols, interval, self.options.partitions, self.options.seed, suffix)
 
-    def timeout(self, signals: int, per_s: float) -> float:
+    def timeout(self, signals: int, per_s: float | None = None) -> float:
+        """Seconds to wait for ``signals`` at ``per_s`` (by default a quarter of the model's ceiling), generously."""
+        if per_s is None:
+            per_s = self.ceiling.windows_per_s / 4
         return 120.0 + 3.0 * signals / max(per_s, 1.0)
 
 

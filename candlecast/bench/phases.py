@@ -52,7 +52,7 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         recorder = served.recorder
         bench.console.print(f"  {label}: catching up on {backlog} scored candles")
         mark = served.totals()
-        await recorder.wait_for(backlog, bench.timeout(backlog, bench.ceiling.windows_per_s / 4))
+        await recorder.wait_for(backlog, bench.timeout(backlog))
         throughput = recorder.throughput(0)
         cached = recorder.throughput_after_first_round(0)
         throughput_batch = served.mean_since(mark)
@@ -91,7 +91,7 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         offsets += [1.0 + options.burst_s + i / steady_rate for i in range(before)]
         start = len(recorder)
         paced = await gen.paced(workload.stream(len(offsets)), offsets)
-        await recorder.wait_for(start + len(offsets), bench.timeout(len(offsets), bench.ceiling.windows_per_s / 4))
+        await recorder.wait_for(start + len(offsets), bench.timeout(len(offsets)))
         added += len(offsets)
         burst_sent = paced.sent_s[before : before + burst]
         first_ms = int((paced.started + burst_sent[0]) * 1000)
@@ -107,7 +107,7 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
             bench.console.print(f"  {label}: {size} symbols close a candle at once")
             start, mark = len(recorder), served.totals()
             committed_ms = await gen.transaction(workload.first(size)) * 1000
-            await recorder.wait_for(start + size, bench.timeout(size, bench.ceiling.windows_per_s / 4))
+            await recorder.wait_for(start + size, bench.timeout(size))
             added += size
             since_commit = np.asarray(recorder.acked_ms[start:], dtype=np.float64) - committed_ms
             closes.append(
@@ -170,7 +170,7 @@ async def paced_steady(
     await asyncio.sleep(QUIET_S)
     start, cpu = len(recorder), time.process_time()
     await gen.paced(workload.stream(count), [i / rate for i in range(count)])
-    await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
+    await recorder.wait_for(start + count, bench.timeout(count))
     return Latency.of(recorder.latencies(start)), time.process_time() - cpu
 
 

@@ -52,7 +52,7 @@ async def batch_policy_run(bench: Bench, artifact: ServedArtifact, rate: float) 
                 recorder = served.recorder
                 console.print(f"  max_wait_ms {wait:g}: catching up on {backlog} scored candles")
                 mark = served.totals()
-                await recorder.wait_for(backlog, bench.timeout(backlog, bench.ceiling.windows_per_s / 4))
+                await recorder.wait_for(backlog, bench.timeout(backlog))
                 throughput, mean_batch = recorder.throughput(0), served.mean_since(mark)
 
                 console.print(f"  max_wait_ms {wait:g}: {options.lone_candles} lone candles")

@@ -182,7 +182,7 @@ async def _steady(
     recorder = served.recorder
     start, cpu, mark = len(recorder), time.process_time(), watch.mark()
     await gen.paced(workload.stream(count), [i / rate for i in range(count)])
-    await recorder.wait_for(start + count, bench.timeout(count, bench.ceiling.windows_per_s / 4))
+    await recorder.wait_for(start + count, bench.timeout(count))
     return recorder.latencies(start), time.process_time() - cpu, watch.since(mark)
 
 
