@@ -18,7 +18,7 @@ from candlecast.bench.harness import Bench, ServedArtifact, counted_produce_retr
 from candlecast.bench.load import Generator, prefill
 from candlecast.bench.machine import machine
 from candlecast.bench.memory import window_memory
-from candlecast.bench.options import BenchOptions, Scoring
+from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import delivery_run
 from candlecast.bench.policy import batch_policy_run
 from candlecast.bench.report import BenchResult, ModelCeiling
@@ -158,7 +158,6 @@ async def _measure(
         loaded, path = streaming
         name = f"{loaded.manifest.name}/{loaded.version}"
         artifacts["stream"] = ServedArtifact("stream", path, name, result.streaming.streaming_per_s)
-    rates: dict[Scoring, float] = {}
     for index, scoring in enumerate(options.scorings):
         if index:
             # Each scoring catches up on the same backlog, on a topic of its own.
@@ -175,13 +174,14 @@ async def _measure(
                     bench, artifacts[scoring], delivery, workload, candles, backlog, rate, gen
                 )
                 result.runs.append(run)
-                rate = rates[scoring] = run.steady_rate_per_s
+                rate = run.steady_rate_per_s
                 backlog += added
     if options.two_routes and result.runs:
         console.print("end to end, two routes:")
         result.two_routes = await two_route_run(bench, options.deliveries[0], result.runs[0].throughput_per_s)
     if options.max_waits_ms and options.scorings:
         scoring = options.scorings[-1]
-        rate = options.fixed_rates[0] if options.fixed_rates else rates[scoring]
+        # The last run is the last scoring's last delivery: its steady rate.
+        rate = options.fixed_rates[0] if options.fixed_rates else result.runs[-1].steady_rate_per_s
         result.batch_policy = await batch_policy_run(bench, artifacts[scoring], rate)
     return result
