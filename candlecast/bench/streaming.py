@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
     from candlecast.bench.report import Memory
     from models.stepping import StreamingScorer
+    from models.streaming import StreamingEnsemble
     from models.torchscript import LoadedModel
 
 DEFAULT_SHAPES = [(64, 1), (32, 2)]
@@ -63,10 +64,14 @@ def default_streaming_module(horizons: int, quantiles: int, window: int) -> torc
     """An untrained streaming ensemble of ``DEFAULT_SHAPES`` reading ``window``-candle windows, scripted."""
     import torch
 
+    return torch.jit.script(_untrained_ensemble(horizons, quantiles, window).eval())
+
+
+def _untrained_ensemble(horizons: int, quantiles: int, window: int) -> StreamingEnsemble:
+    """A fresh streaming ensemble of ``DEFAULT_SHAPES`` reading ``window``-candle windows."""
     from models.streaming import LOOKBACK, streaming_ensemble
 
-    ensemble = streaming_ensemble(horizons, quantiles, DEFAULT_SHAPES, span=window - LOOKBACK, lookback=LOOKBACK)
-    return torch.jit.script(ensemble.eval())
+    return streaming_ensemble(horizons, quantiles, DEFAULT_SHAPES, span=window - LOOKBACK, lookback=LOOKBACK)
 
 
 def export_untrained_streaming(windowed: LoadedModel, path: Path) -> LoadedModel:
@@ -78,13 +83,11 @@ def export_untrained_streaming(windowed: LoadedModel, path: Path) -> LoadedModel
 
     from models.artifact import TimeRange, Training
     from models.export import export_ensemble, reference_from
-    from models.streaming import LOOKBACK, fit_standardisation, streaming_ensemble
+    from models.streaming import fit_standardisation
 
     manifest = windowed.manifest
     torch.manual_seed(0)
-    ensemble = streaming_ensemble(
-        len(manifest.horizons), len(manifest.quantiles), DEFAULT_SHAPES, span=manifest.window - LOOKBACK
-    )
+    ensemble = _untrained_ensemble(len(manifest.horizons), len(manifest.quantiles), manifest.window)
     golden = np.asarray(manifest.golden.input, dtype=np.float32)
     fit_standardisation(ensemble, torch.from_numpy(golden))
     ensemble.eval()
