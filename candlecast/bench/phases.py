@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -147,19 +148,38 @@ async def staged_steady(
 ) -> tuple[Latency, SteadyStages, float, int]:
     """A steady phase at ``rate`` for ``options.steady_s``: latencies, where they go, the daemon's CPU
     seconds, and the candles it sent."""
-    recorder = served.recorder
-    start, mark = len(recorder), served.totals()
-    forward_mark, publish_mark = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
+    marks = stage_marks(served)
     count = int(rate * bench.options.steady_s)
     latency, cpu = await paced_steady(bench, served, workload, gen, rate, count)
-    stages = SteadyStages(
-        consume=Latency.of(recorder.consume_latencies(start)),
-        forward_ms=1000 * served.mean_since(forward_mark, FORWARD_SECONDS),
-        publish_ms=1000 * served.mean_since(publish_mark, PUBLISH_SECONDS),
-        mean_batch=served.mean_since(mark),
-        in_daemon=Latency.of(recorder.daemon_latencies(start)),
+    return latency, stages_since(served, marks), cpu, count
+
+
+@dataclass(frozen=True)
+class StageMarks:
+    """Where the recorder and the daemon's batch, forward and publish histograms stood at a phase's start."""
+
+    start: int
+    batch: tuple[float, float]
+    forward: tuple[float, float]
+    publish: tuple[float, float]
+
+
+def stage_marks(served: Served) -> StageMarks:
+    return StageMarks(
+        len(served.recorder), served.totals(), served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
     )
-    return latency, stages, cpu, count
+
+
+def stages_since(served: Served, marks: StageMarks) -> SteadyStages:
+    """Where the latency of the signals since ``marks`` went."""
+    recorder = served.recorder
+    return SteadyStages(
+        consume=Latency.of(recorder.consume_latencies(marks.start)),
+        forward_ms=1000 * served.mean_since(marks.forward, FORWARD_SECONDS),
+        publish_ms=1000 * served.mean_since(marks.publish, PUBLISH_SECONDS),
+        mean_batch=served.mean_since(marks.batch),
+        in_daemon=Latency.of(recorder.daemon_latencies(marks.start)),
+    )
 
 
 async def paced_steady(

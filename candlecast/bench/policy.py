@@ -14,8 +14,8 @@ import asyncio
 from candlecast.bench.harness import Bench, ServedArtifact, serving
 from candlecast.bench.load import Generator, prefill
 from candlecast.bench.options import Delivery
-from candlecast.bench.phases import FORWARD_SECONDS, PUBLISH_SECONDS, QUIET_S, staged_steady
-from candlecast.bench.report import BatchPolicy, Latency, PolicyRun, SteadyStages
+from candlecast.bench.phases import QUIET_S, stage_marks, staged_steady, stages_since
+from candlecast.bench.report import BatchPolicy, Latency, PolicyRun
 
 LONE_GAP_S = 0.05
 """Idle time before each lone candle, so that the daemon is waiting for records when it comes."""
@@ -57,20 +57,13 @@ async def batch_policy_run(bench: Bench, artifact: ServedArtifact, rate: float) 
 
                 console.print(f"  max_wait_ms {wait:g}: {options.lone_candles} lone candles")
                 await asyncio.sleep(QUIET_S)
-                start, mark = len(recorder), served.totals()
-                forward, publish = served.totals(FORWARD_SECONDS), served.totals(PUBLISH_SECONDS)
+                marks = stage_marks(served)
                 for sent in range(1, options.lone_candles + 1):
                     await asyncio.sleep(LONE_GAP_S)
                     await gen.paced(workload.stream(1), [0.0])
-                    await recorder.wait_for(start + sent, bench.timeout(1, 1.0))
-                lone_stages = SteadyStages(
-                    consume=Latency.of(recorder.consume_latencies(start)),
-                    forward_ms=1000 * served.mean_since(forward, FORWARD_SECONDS),
-                    publish_ms=1000 * served.mean_since(publish, PUBLISH_SECONDS),
-                    mean_batch=served.mean_since(mark),
-                    in_daemon=Latency.of(recorder.daemon_latencies(start)),
-                )
-                lone = Latency.of(recorder.latencies(start))
+                    await recorder.wait_for(marks.start + sent, bench.timeout(1, 1.0))
+                lone_stages = stages_since(served, marks)
+                lone = Latency.of(recorder.latencies(marks.start))
 
                 console.print(f"  max_wait_ms {wait:g}: steady {rate:.0f} candles/s for {options.steady_s:g} s")
                 steady, stages, cpu, count = await staged_steady(bench, served, workload, gen, rate)

@@ -36,13 +36,12 @@ from candlecast.bench.load import Generator, Workload, prefill
 from candlecast.bench.machine import machine
 from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
 from candlecast.bench.pauses import Pauses, PauseWatch
+from candlecast.bench.phases import QUIET_S
 from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import ClientCounts, Latency
 from candlecast.bench.streams import stream_clients
 
 Arm = Literal["without", "with", "niced"]
-QUIET_S = 1.0
-"""Idle time before each phase, so that none starts while the last one's clients still connect or close."""
 NICED = 19
 
 
