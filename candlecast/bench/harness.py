@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import tempfile
 import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -17,7 +18,7 @@ import numpy as np
 import numpy.typing as npt
 from rich.console import Console
 
-from candlecast.bench.load import Workload, create_topics
+from candlecast.bench.load import Generator, Workload, create_topics, prefill
 from candlecast.bench.options import BenchOptions, Delivery, Scoring
 from candlecast.bench.report import DaemonMemory, ModelCeiling
 from daemon.intervals import Interval
@@ -254,6 +255,48 @@ class Bench:
         if per_s is None:
             per_s = self.ceiling.windows_per_s / 4
         return 120.0 + 3.0 * signals / max(per_s, 1.0)
+
+
+@contextlib.asynccontextmanager
+async def local_bench(prefix: str, options: BenchOptions, console: Console) -> AsyncIterator[tuple[Bench, Path]]:
+    """A bench of the bundled model on a throwaway local Kafka broker, and its scratch directory."""
+    from candlecast.bench.ceilings import model_ceiling
+    from candlecast.bench.run import resolve_model
+    from candlecast.localkafka import LocalKafka
+    from daemon.serving import configure_threads, warm_up
+    from models.torchscript import load_artifact
+
+    with tempfile.TemporaryDirectory(prefix=prefix) as scratch_dir:
+        scratch = Path(scratch_dir)
+        model_path, _ = resolve_model(None)
+        threads = configure_threads(options.threads)
+        loaded = load_artifact(model_path)
+        warm_up(loaded, options.batch)
+        ceiling = model_ceiling(loaded, options.batch, 1.0, threads)
+        configure_threads(options.threads)
+        console.print("starting a local Kafka broker ...")
+        kafka = await asyncio.to_thread(LocalKafka(scratch / "kafka", heap="1g").start)
+        try:
+            yield Bench(kafka.bootstrap_servers, options, model_path, loaded, ceiling, console), scratch
+        finally:
+            await asyncio.to_thread(kafka.stop)
+
+
+@contextlib.asynccontextmanager
+async def primed_serving(
+    bench: Bench, prefix: str, name: str, delivery: Delivery
+) -> AsyncIterator[tuple[Workload, Generator, Served]]:
+    """A daemon on fresh topics ``name`` whose every symbol already holds a full window, and a generator of
+    ``prefix`` candles for it; the caller waits for the daemon's first signals."""
+    options = bench.options
+    workload = bench.workload(prefix, options.symbols)
+    candles, signals = await bench.topics(name, options.partitions)
+    await prefill(bench.bootstrap, candles, workload.rounds(bench.model.manifest.window))
+    settings = bench.settings(
+        candles=candles, signals=signals, group=signals, delivery=delivery, max_batch=options.batch
+    )
+    async with Generator(bench.bootstrap, candles) as gen, serving(settings) as served:
+        yield workload, gen, served
 
 
 class ProduceRetries(logging.Filter):

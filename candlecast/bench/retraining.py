@@ -27,7 +27,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import asdict, dataclass, field
@@ -35,9 +34,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from candlecast.bench.ceilings import model_ceiling
-from candlecast.bench.harness import Bench, serving
-from candlecast.bench.load import Generator, Workload, prefill
+from candlecast.bench.harness import Bench, local_bench, primed_serving
 from candlecast.bench.machine import machine
 from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import paced_steady
@@ -238,51 +235,28 @@ async def beside_retraining(
 
 
 async def measure(options: RetrainingOptions, console: Console) -> RetrainingResult:
-    from candlecast.bench.run import resolve_model
-    from candlecast.localkafka import LocalKafka
-    from daemon.serving import configure_threads, warm_up
-    from models.torchscript import load_artifact
-
-    with tempfile.TemporaryDirectory(prefix="candlecast-retrain-bench-") as scratch_dir:
-        scratch = Path(scratch_dir)
-        model_path, _ = resolve_model(None)
-        threads = configure_threads(options.threads)
-        loaded = load_artifact(model_path)
-        warm_up(loaded, options.batch)
-        ceiling = model_ceiling(loaded, options.batch, 1.0, threads)
-        configure_threads(options.threads)
-        console.print("starting a local Kafka broker ...")
-        kafka = await asyncio.to_thread(LocalKafka(scratch / "kafka", heap="1g").start)
-        try:
-            bench_options = BenchOptions(
-                symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
-            )
-            bench = Bench(kafka.bootstrap_servers, bench_options, model_path, loaded, ceiling, console)
-            result = RetrainingResult(
-                machine=machine(),
-                options=asdict(options),
-                model=f"{loaded.manifest.name}/{loaded.version}",
-                retraining_command=retraining_command(scratch / "registry", scratch / "work"),
-                phase_s=options.steady_s,
-                variants=list(options.variants),
-            )
-            await _rounds(bench, options, result, scratch, console)
-        finally:
-            await asyncio.to_thread(kafka.stop)
+    bench_options = BenchOptions(
+        symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
+    )
+    async with local_bench("candlecast-retrain-bench-", bench_options, console) as (bench, scratch):
+        loaded = bench.model
+        result = RetrainingResult(
+            machine=machine(),
+            options=asdict(options),
+            model=f"{loaded.manifest.name}/{loaded.version}",
+            retraining_command=retraining_command(scratch / "registry", scratch / "work"),
+            phase_s=options.steady_s,
+            variants=list(options.variants),
+        )
+        await _rounds(bench, options, result, scratch, console)
     return result
 
 
 async def _rounds(
     bench: Bench, options: RetrainingOptions, result: RetrainingResult, scratch: Path, console: Console
 ) -> None:
-    workload: Workload = bench.workload("R", options.symbols)
-    candles, signals = await bench.topics("retrain", options.partitions)
-    await prefill(bench.bootstrap, candles, workload.rounds(bench.model.manifest.window))
-    settings = bench.settings(
-        candles=candles, signals=signals, group=signals, delivery="exactly_once", max_batch=options.batch
-    )
     count = int(options.rate * options.steady_s)
-    async with Generator(bench.bootstrap, candles) as gen, serving(settings) as served:
+    async with primed_serving(bench, "R", "retrain", "exactly_once") as (workload, gen, served):
         await served.recorder.wait_for(options.symbols, bench.timeout(options.symbols, 10.0))
 
         async def steady() -> tuple[Latency, float]:

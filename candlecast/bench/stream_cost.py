@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -30,9 +29,8 @@ from typing import Literal
 
 from rich.console import Console
 
-from candlecast.bench.ceilings import model_ceiling
-from candlecast.bench.harness import Bench, Served, serving
-from candlecast.bench.load import Generator, Workload, prefill
+from candlecast.bench.harness import Bench, Served, local_bench, primed_serving
+from candlecast.bench.load import Generator, Workload
 from candlecast.bench.machine import machine
 from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
 from candlecast.bench.pauses import Pauses, PauseWatch
@@ -94,46 +92,22 @@ def arm_order(arms: tuple[Arm, ...], round_: int) -> list[Arm]:
 
 
 async def measure(options: StreamCostOptions, console: Console) -> StreamCostResult:
-    from candlecast.bench.run import resolve_model
-    from candlecast.localkafka import LocalKafka
-    from daemon.serving import configure_threads, warm_up
-    from models.torchscript import load_artifact
-
     load_before = os.getloadavg()[0]
-    with tempfile.TemporaryDirectory(prefix="candlecast-stream-cost-") as scratch_dir:
-        model_path, _ = resolve_model(None)
-        threads = configure_threads(options.threads)
-        loaded = load_artifact(model_path)
-        warm_up(loaded, options.batch)
-        ceiling = model_ceiling(loaded, options.batch, 1.0, threads)
-        configure_threads(options.threads)
-        console.print("starting a local Kafka broker ...")
-        kafka = await asyncio.to_thread(LocalKafka(Path(scratch_dir) / "kafka", heap="1g").start)
-        try:
-            bench_options = BenchOptions(
-                symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
-            )
-            bench = Bench(kafka.bootstrap_servers, bench_options, model_path, loaded, ceiling, console)
-            result = StreamCostResult(
-                machine(), asdict(options), f"{loaded.manifest.name}/{loaded.version}", load_before
-            )
-            await _rounds(bench, options, result, console)
-        finally:
-            await asyncio.to_thread(kafka.stop)
+    bench_options = BenchOptions(
+        symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
+    )
+    async with local_bench("candlecast-stream-cost-", bench_options, console) as (bench, _):
+        loaded = bench.model
+        result = StreamCostResult(machine(), asdict(options), f"{loaded.manifest.name}/{loaded.version}", load_before)
+        await _rounds(bench, options, result, console)
     return result
 
 
 async def _rounds(bench: Bench, options: StreamCostOptions, result: StreamCostResult, console: Console) -> None:
-    workload: Workload = bench.workload("C", options.symbols)
-    candles, signals = await bench.topics("stream-cost", options.partitions)
-    await prefill(bench.bootstrap, candles, workload.rounds(bench.model.manifest.window))
-    settings = bench.settings(
-        candles=candles, signals=signals, group=signals, delivery=options.delivery, max_batch=options.batch
-    )
     count = int(options.rate * options.steady_s)
     latencies: dict[Arm, list[Latencies]] = {arm: [] for arm in options.arms}
     watch = PauseWatch()
-    async with Generator(bench.bootstrap, candles) as gen, serving(settings) as served, watch.watching():
+    async with primed_serving(bench, "C", "stream-cost", options.delivery) as (workload, gen, served), watch.watching():
         await served.recorder.wait_for(options.symbols, bench.timeout(options.symbols, 10.0))
         for number in range(options.rounds):
             for arm in arm_order(options.arms, number):
