@@ -4,7 +4,9 @@
 letters and the consumed offsets (``send_offsets_to_transaction``); consumers reading
 ``read_committed`` see every signal once. ``at_least_once``: an idempotent producer, offsets
 committed only after every record of the batch is acknowledged; a crash in between repeats
-signals with identical content and ``signal_id``.
+signals with identical content and ``signal_id``. Either way each partition's records go to the
+producer as whole record batches, on the partitions its own ``send`` would pick
+(``daemon.record_batches``).
 
 A failed batch is retried whole until it succeeds, with a fresh producer when the old one is
 in an unrecoverable state (a new transactional producer fences and aborts the old one's open
@@ -24,6 +26,7 @@ from typing import Any
 import structlog
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import CommitFailedError, KafkaError, ProducerFenced
+from aiokafka.partitioner import murmur2
 from prometheus_client import CollectorRegistry, Counter
 
 from candlecast.errors import FencedError, TransportError
@@ -31,6 +34,7 @@ from daemon.dead_letters import bounded_record
 from daemon.kafka_commit import KafkaCommitter, MembershipLost
 from daemon.kafka_source import client_options
 from daemon.ports import PublishBatch
+from daemon.record_batches import KeyHashes, Record, partitioned
 from daemon.settings import KafkaSettings
 from daemon.signal import encoder, signal_headers
 
@@ -60,6 +64,7 @@ class KafkaSignalSink:
             "candlecast_producer_errors", "Failed publish attempts (each is retried).", ["error"], registry=registry
         )
         self._producer: AIOKafkaProducer | None = None
+        self._key_hashes = KeyHashes(murmur2)
         self.healthy = True
 
     @property
@@ -87,15 +92,16 @@ class KafkaSignalSink:
             self._producer = None
 
     async def publish(self, batch: PublishBatch) -> None:
+        records = self.records(batch)
         attempt = 0
         while True:
             began = time.monotonic()
             try:
                 producer = await self._ready_producer()
                 if self.transactional:
-                    await self._publish_transaction(producer, batch)
+                    await self._publish_transaction(producer, records, batch)
                 else:
-                    await self._publish_then_commit(producer, batch)
+                    await self._publish_then_commit(producer, records, batch)
             except ProducerFenced as exc:
                 await self._discard_producer()
                 raise FencedError(self.fenced_message(time.monotonic() - began)) from exc
@@ -163,40 +169,65 @@ class KafkaSignalSink:
             except (KafkaError, OSError) as exc:
                 log.debug("closing a failed producer raised", error=repr(exc))
 
-    async def _sends(self, producer: AIOKafkaProducer, batch: PublishBatch) -> list[asyncio.Future[Any]]:
-        settings = self.settings
+    def records(self, batch: PublishBatch) -> tuple[list[Record], list[Record]]:
+        """The batch's signal and dead-letter records, encoded once for every attempt."""
+        max_bytes = self.settings.dead_letter_max_bytes
+        signals = [
+            Record(
+                signal.symbol.encode(),
+                encoder.encode(signal),
+                signal_headers(
+                    signal, source_topic=request.topic, source_partition=request.partition, source_offset=request.offset
+                ),
+            )
+            for signal, request in batch.signals
+        ]
+        letters = [bounded_record(letter, max_bytes) for letter in batch.dead_letters]
+        return signals, [Record(letter.key, letter.value, letter.headers) for letter in letters]
+
+    async def send_records(
+        self, producer: AIOKafkaProducer, topic: str, records: list[Record]
+    ) -> list[asyncio.Future[Any]]:
+        """Each partition's records as whole record batches, on the partitions ``send`` would pick."""
+        if not records:
+            return []
+        grouped = partitioned(records, list(await producer.partitions_for(topic)), self._key_hashes)
         futures: list[asyncio.Future[Any]] = []
-        for signal, request in batch.signals:
-            futures.append(
-                await producer.send(
-                    settings.signals_topic,
-                    encoder.encode(signal),
-                    key=signal.symbol.encode(),
-                    headers=signal_headers(
-                        signal,
-                        source_topic=request.topic,
-                        source_partition=request.partition,
-                        source_offset=request.offset,
-                    ),
-                )
-            )
-        for letter in batch.dead_letters:
-            record = bounded_record(letter, settings.dead_letter_max_bytes)
-            futures.append(
-                await producer.send(settings.dead_letter_topic, record.value, key=record.key, headers=record.headers)
-            )
+        for partition, in_partition in grouped.by_partition.items():
+            builder = producer.create_batch()
+            for key, value, headers in in_partition:
+                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    futures.append(await producer.send_batch(builder, topic, partition=partition))
+                    builder = producer.create_batch()
+                    builder.append(key=key, value=value, timestamp=None, headers=headers)
+            # Closed, the last batch is sent at once instead of lingering for records that will not come.
+            builder.close()
+            futures.append(await producer.send_batch(builder, topic, partition=partition))
+        for key, value, headers in grouped.keyless:
+            futures.append(await producer.send(topic, value, key=key, headers=headers))
         return futures
 
-    async def _publish_transaction(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:
+    async def _sends(
+        self, producer: AIOKafkaProducer, signals: list[Record], dead_letters: list[Record]
+    ) -> list[asyncio.Future[Any]]:
+        futures = await self.send_records(producer, self.settings.signals_topic, signals)
+        futures += await self.send_records(producer, self.settings.dead_letter_topic, dead_letters)
+        return futures
+
+    async def _publish_transaction(
+        self, producer: AIOKafkaProducer, records: tuple[list[Record], list[Record]], batch: PublishBatch
+    ) -> None:
         async with producer.transaction():
-            await self._sends(producer, batch)
+            await self._sends(producer, *records)
             if batch.checkpoint:
                 await self.committer.add_to_transaction(producer, batch.checkpoint)
         if batch.checkpoint:
             self.committer.committed()
 
-    async def _publish_then_commit(self, producer: AIOKafkaProducer, batch: PublishBatch) -> None:
-        futures = await self._sends(producer, batch)
+    async def _publish_then_commit(
+        self, producer: AIOKafkaProducer, records: tuple[list[Record], list[Record]], batch: PublishBatch
+    ) -> None:
+        futures = await self._sends(producer, *records)
         if futures:
             await asyncio.gather(*futures)
         if batch.checkpoint:

@@ -32,6 +32,7 @@ CORE = (
     "daemon.monitoring",
     "daemon.ports",
     "daemon.quality",
+    "daemon.record_batches",
     "daemon.route",
     "daemon.schemas",
     "daemon.signal",
