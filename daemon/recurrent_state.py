@@ -39,6 +39,12 @@ def restart_slots(newest: npt.NDArray[np.int64], span: int) -> npt.NDArray[np.in
     return restarts
 
 
+def slots_at_or_before(slots: npt.NDArray[np.int64], targets: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
+    """``[B, K]`` how many of each row's ``slots [B, T]`` lie at or before each of its ``targets [B, K]``."""
+    counts: npt.NDArray[np.int64] = np.count_nonzero(slots[:, None, :] <= targets[:, :, None], axis=2)
+    return counts
+
+
 def reader_copies(restarts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """``[B]`` the copy a signal reads: the one that restarted earlier (the longer history)."""
     return (restarts[:, 1] < restarts[:, 0]).astype(np.int64)
@@ -107,19 +113,25 @@ class RecurrentStates:
         """The steps that bring each row's copies to the newest of its window's candle ``slots``
         (``[B, T]``, ascending, oldest first; no row twice); raises ``ValueError`` when a window is
         too short for them."""
-        index = np.asarray(rows, dtype=np.int64)
-        if len(np.unique(index)) != len(index):
+        if len(set(rows)) != len(rows):
             raise ValueError("a row appears twice in one plan")
+        index = np.asarray(rows, dtype=np.int64)
         self._ensure(int(index.max()) + 1)
         length = slots.shape[1]
         newest = slots[:, -1]
         restarts = restart_slots(newest, self.span)
         last = self._last[index]
         ours = np.fromiter((self._keys[row] == key for row, key in zip(rows, keys, strict=True)), bool, len(index))
-        held = np.stack([(slots <= last[:, copy, None]).sum(axis=1) - 1 for copy in range(COPIES)], axis=1)
+        # In steady service each copy last stepped the window's previous candle: no search for those.
+        previous = last == slots[:, -2, None]
+        held = np.where(previous, length - 2, -1)
+        search = np.flatnonzero(~previous.all(axis=1))
+        held[search] = slots_at_or_before(slots[search], last[search]) - 1
         found = np.take_along_axis(slots, np.clip(held, 0, length - 1), axis=1) == last
         resume = ours[:, None] & (restarts <= last) & (last <= newest[:, None]) & (held >= 0) & found
-        first = np.stack([(slots < restarts[:, copy, None]).sum(axis=1) for copy in range(COPIES)], axis=1)
+        first = np.zeros_like(held)
+        rebuilt = np.flatnonzero(~resume.all(axis=1))
+        first[rebuilt] = slots_at_or_before(slots[rebuilt], restarts[rebuilt] - 1)
         short = ~resume & (first < self.lookback)
         if short.any():
             b, copy = (int(i) for i in np.argwhere(short)[0])
@@ -132,8 +144,9 @@ class RecurrentStates:
 
     def cached(self, plans: StepPlans) -> npt.NDArray[np.float32]:
         """``[B, 2, state_size]`` the states the plans start from (zeros for fresh copies)."""
-        out: npt.NDArray[np.float32] = self.states[plans.rows]
-        out[plans.fresh] = 0.0
+        out: npt.NDArray[np.float32] = np.take(self.states, plans.rows, axis=0)
+        if plans.fresh.any():
+            out[plans.fresh] = 0.0
         return out
 
     def commit(self, plans: StepPlans, keys: Sequence[Hashable], states: npt.NDArray[np.float32]) -> None:

@@ -49,6 +49,8 @@ def _padded_pairs(state: torch.Tensor) -> torch.Tensor:
 def waves(rows: Sequence[int]) -> list[list[int]]:
     """Positions of ``rows`` split, in order, into runs in which no row appears twice: a key's later
     window in the same batch steps from the state its earlier one left."""
+    if len(set(rows)) == len(rows):
+        return [list(range(len(rows)))]
     out: list[list[int]] = [[]]
     seen: set[int] = set()
     for position, row in enumerate(rows):
@@ -96,16 +98,20 @@ class StreamingScorer:
         windows: npt.NDArray[np.float32],
         slots: npt.NDArray[np.int64],
     ) -> ModelOutputs:
-        wave_keys = [keys[i] for i in wave]
-        plans = self.states.plan([rows[i] for i in wave], wave_keys, slots[wave])
+        if len(wave) == len(keys):
+            # The usual batch, one wave of every window in order: no copies of the windows and slots.
+            wave_keys, wave_rows, wave_windows, wave_slots = keys, rows, windows, slots
+        else:
+            wave_keys, wave_rows = [keys[i] for i in wave], [rows[i] for i in wave]
+            wave_windows, wave_slots = windows[wave], slots[wave]
+        plans = self.states.plan(wave_rows, wave_keys, wave_slots)
         count = len(wave)
         length = windows.shape[1]
         lookback = self.states.lookback
         starts = plans.starts.reshape(-1)
-        pair_window = np.repeat(np.arange(count), COPIES)
         with torch.inference_mode():
             state = torch.from_numpy(self.states.cached(plans)).reshape(count * COPIES, -1).to(self.device)
-            window = torch.from_numpy(np.ascontiguousarray(windows[wave])).to(self.device)
+            window = torch.from_numpy(np.require(wave_windows, np.float32, ["C", "W"])).to(self.device)
             for position in range(int(starts.min()), length):
                 active = np.flatnonzero(starts <= position)
                 recent = window[:, position - lookback : position + 1]
@@ -113,12 +119,12 @@ class StreamingScorer:
                     state = self.module.advance(_padded_pairs(state), _padded(recent))[: len(active)]
                 else:
                     index = torch.from_numpy(active).to(self.device)
-                    lookbacks = recent[torch.from_numpy(pair_window[active]).to(self.device)]
+                    lookbacks = recent[torch.from_numpy(active // COPIES).to(self.device)]
                     stepped = self.module.advance(_padded(state[index]), _padded(lookbacks))[: len(active)]
                     state = state.index_copy(0, index, stepped)
                 self.steps += len(active)
             readers = torch.from_numpy(COPIES * np.arange(count) + plans.readers).to(self.device)
-            outputs = self.module.emit(_padded(state[readers]), _padded(window))
+            outputs = self.module.emit(_padded(state.index_select(0, readers)), _padded(window))
             host = state.cpu().numpy().reshape(count, COPIES, -1)
             p, q, d, m, f = (t[:count].float().cpu().numpy() for t in outputs)
         self.states.commit(plans, wave_keys, host)

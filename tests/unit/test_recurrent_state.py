@@ -140,3 +140,47 @@ def test_rows_grow_to_the_limit_and_no_further() -> None:
         step_one(doubling, row, f"K{row}", window_slots(20))
     assert len(limited.states) == 5
     assert len(doubling.states) == 8
+
+
+@given(st.data())
+def test_a_batch_plan_follows_the_definition_row_by_row(data: st.DataObject) -> None:
+    """Planned for many rows at once (each row's cache this key's or another's, the window the next
+    one, an older one or one with gaps), every copy resumes exactly when its cached state is this
+    key's and its candle is in the window since the copy's restart, one candle after it, and
+    otherwise steps from the restart."""
+    count = data.draw(st.integers(1, 12))
+    store = RecurrentStates(1, SPAN, LOOKBACK)
+    gap = st.lists(st.integers(1, 3), min_size=WINDOW - 1, max_size=WINDOW - 1)
+    cached: list[np.ndarray | None] = []
+    for row in range(count):
+        if data.draw(st.booleans()):
+            slots = window_slots(data.draw(st.integers(40, 80)), data.draw(gap))
+            step_one(store, row, f"K{row}", slots)
+            cached.append(slots[0])
+        else:
+            cached.append(None)
+    keys = [data.draw(st.sampled_from([f"K{row}", "other"])) for row in range(count)]
+    windows = []
+    for row in range(count):
+        before = cached[row]
+        if before is not None and data.draw(st.booleans()):
+            windows.append(np.concatenate([before[1:], [before[-1] + data.draw(st.integers(1, 3))]]))
+        else:
+            windows.append(window_slots(data.draw(st.integers(30, 90)), data.draw(gap))[0])
+    slots = np.stack(windows)
+    plans = store.plan(list(range(count)), keys, slots)
+    restarts = restart_slots(slots[:, -1], SPAN)
+    for row in range(count):
+        window = slots[row].tolist()
+        before = cached[row]
+        last = int(before[-1]) if before is not None else None
+        for copy in (0, 1):
+            resume = (
+                last is not None
+                and keys[row] == f"K{row}"
+                and restarts[row, copy] <= last <= window[-1]
+                and last in window
+            )
+            start = window.index(last) + 1 if resume else sum(s < restarts[row, copy] for s in window)
+            assert plans.fresh[row, copy] == (not resume)
+            assert plans.starts[row, copy] == start
