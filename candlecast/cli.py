@@ -70,6 +70,29 @@ def run(
     asyncio.run(Daemon(settings).run())
 
 
+@app.command("stream-server")
+def stream_server(
+    config: Annotated[
+        Path | None, typer.Option("--config", "-c", help="TOML settings file (env CANDLECAST_* overrides it).")
+    ] = None,
+) -> None:
+    """Serve the live signal stream and latest signals from the signals topic, in a process of its own,
+    until SIGTERM/SIGINT.
+
+    Reads kafka.signals_topic (committed records only, every partition), fills the resumption ring
+    from its tail (api.ring), and serves /api/v1/stream, /api/v1/signals/latest, /metrics, /healthz
+    and /readyz on stream_server.host:stream_server.port with the api.* stream settings and token.
+    Pair it with api.stream_enabled = false in the daemon (docs/operations.md).
+    """
+    from candlecast.logs import configure_logging
+    from daemon.settings import load_settings
+    from daemon.stream_server import serve
+
+    settings = load_settings(config)
+    configure_logging(settings.log.level, settings.log.format)
+    asyncio.run(serve(settings))
+
+
 @app.command("check-config")
 def check_config(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="TOML settings file to check.")] = None,

@@ -49,7 +49,6 @@ from daemon.settings import ApiSettings
 from daemon.signal_store import SignalStore, TooManyClientsError
 from daemon.stream import SignalStreamResponse, StreamWake
 from models.artifact import Manifest
-from models.registry import Registry
 
 PREFIX = "/api/v1"
 TOP_LIMIT = 1000
@@ -146,6 +145,8 @@ def _summary(route: Route) -> dict[str, Any]:
 def _registry_versions(route: Route, manifest: Manifest) -> list[RegistryVersion]:
     if route.registry is None:
         return []
+    from models.registry import Registry  # here: torch comes with it, and the stream server has no model
+
     registry = Registry(route.registry)
     current = registry.current_ref()
     versions = []
@@ -371,7 +372,11 @@ async def score_batch(ctx: Context, body: BatchBody) -> BatchAnswer:
         # Refusals are JSON, not events: named explicitly, or they would take the stream's media type.
         **{
             status: {"content": {"application/json": {"schema": ERROR_SCHEMA}}, "description": answer["description"]}
-            for status, answer in {**ERRORS, 503: {"description": "Every stream slot is taken."}}.items()
+            for status, answer in {
+                **ERRORS,
+                404: {"description": "This daemon serves no stream (api.stream_enabled = false)."},
+                503: {"description": "Every stream slot is taken."},
+            }.items()
         },
     },
 )
@@ -382,6 +387,8 @@ async def stream(
         str | None, Header(max_length=64, description="Resume after this signal id (sent by EventSource)")
     ] = None,
 ) -> SignalStreamResponse:
+    if not ctx.settings.stream_enabled:
+        raise ApiError(404, "this daemon serves no stream: `candlecast stream-server` does", None, "stream_disabled")
     wake = StreamWake()
     try:
         subscription, resumed = ctx.store.subscribe(frozenset(symbol) if symbol else None, last_event_id, wake)

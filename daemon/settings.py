@@ -247,6 +247,11 @@ class ApiSettings(_Section):
         1000, ge=1, description="Signals queued for one stream client; a client that falls further behind is cut off."
     )
     keepalive_s: float = Field(15.0, gt=0, description="Idle stream clients get a comment line this often.")
+    stream_enabled: bool = Field(
+        True,
+        description="Serve /api/v1/stream from the daemon's event loop; false: 404, and `candlecast stream-server` "
+        "serves it from the signals topic in a process of its own (docs/operations.md).",
+    )
 
     def token(self) -> str | None:
         if self.token_file is None:
@@ -258,6 +263,14 @@ class ApiSettings(_Section):
         if not token:
             raise ConfigError(f"api.token_file: {self.token_file} is empty")
         return token
+
+
+class StreamServerSettings(_Section):
+    """`candlecast stream-server`: the live stream and latest signals, read from the signals topic (the
+    stream settings, token and key limit are api's and windows.max_windows, as in the daemon)."""
+
+    host: str = Field("127.0.0.1", description="Address of the stream server's /api/v1/stream and /metrics.")
+    port: int = Field(9465, ge=0, le=65535, description="0 picks a free port (logged).")
 
 
 class MonitoringSettings(_Section):
@@ -401,6 +414,7 @@ class Settings(BaseSettings):
     strategy: StrategySettings = Field(default_factory=StrategySettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     api: ApiSettings = Field(default_factory=ApiSettings)
+    stream_server: StreamServerSettings = Field(default_factory=StreamServerSettings)
     monitoring: MonitoringSettings = Field(default_factory=MonitoringSettings)
     mqtt: MqttSettings = Field(default_factory=MqttSettings)
     log: LogSettings = Field(default_factory=LogSettings)
