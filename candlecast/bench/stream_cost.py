@@ -4,9 +4,13 @@ One daemon (the bundled model, a throwaway local Kafka broker) serves a steady c
 round measures one steady phase per arm, in an order that rotates from round to round: ``without``
 stream clients, ``with`` them (``--clients`` Server-Sent Events clients of every symbol in one child
 process at the bench's own priority, so their CPU competes with the daemon's as a co-located
-dashboard's would) and, with ``--niced``, ``niced`` (the same clients at nice 19, standing for
-clients on another host: the daemon's fan-out is still its own, their reading mostly is not). Each
-arm's p50 and p99 are set against ``without`` round by round; the summary gives the median of the
+dashboard's would), with ``--niced``, ``niced`` (the same clients at nice 19, standing for
+clients on another host: the daemon's fan-out is still its own, their reading mostly is not) and,
+with ``--separate``, ``separate`` (the same clients at nice 19 connected to ``candlecast
+stream-server``, started for the phase at nice 10 as its systemd unit runs it, reading the daemon's
+signals topic: the fan-out leaves the daemon's process; the server's start, ring fill and CPU are
+in the phase's cost, its CPU seconds reported). Each arm's p50 and p99 are set against ``without``
+round by round; the summary gives the median of the
 per-round ratios and the ratio of the pooled latencies, each with a 95% interval from resampled
 rounds (``candlecast.bench.ratios``), and per phase the collector's full collections and the
 event loop's longest stall (``candlecast.bench.pauses``), which tell a phase set by a pause from
@@ -37,10 +41,13 @@ from candlecast.bench.pauses import Pauses, PauseWatch
 from candlecast.bench.phases import QUIET_S
 from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import ClientCounts, Latency
+from candlecast.bench.stream_server_process import stream_server_process
 from candlecast.bench.streams import stream_clients
 
-Arm = Literal["without", "with", "niced"]
+Arm = Literal["without", "with", "niced", "separate"]
 NICED = 19
+SERVER_NICE = 10
+"""The stream server's priority: the ``Nice=`` of systemd/candlecast-stream.service."""
 
 
 @dataclass(frozen=True)
@@ -53,6 +60,8 @@ class StreamCostOptions:
     clients: int = 100
     niced: bool = False
     """Also an arm with the clients at nice 19."""
+    separate: bool = False
+    """Also an arm with the clients (at nice 19) on a stream server process of its own (at nice 10)."""
     delivery: Delivery = "at_least_once"
     partitions: int = 6
     batch: int = 512
@@ -60,7 +69,8 @@ class StreamCostOptions:
 
     @property
     def arms(self) -> tuple[Arm, ...]:
-        return ("without", "with", "niced") if self.niced else ("without", "with")
+        wanted: dict[Arm, bool] = {"without": True, "with": True, "niced": self.niced, "separate": self.separate}
+        return tuple(arm for arm, on in wanted.items() if on)
 
 
 @dataclass
@@ -72,6 +82,8 @@ class Phase:
     pauses: Pauses
     clients: ClientCounts | None
     cut_off: int
+    server_cpu_s: float | None = None
+    """The stream server process's CPU seconds over the phase (``separate`` only)."""
 
 
 @dataclass
@@ -139,6 +151,8 @@ async def _phase(
         await asyncio.sleep(QUIET_S)
         values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
         return Phase(number, arm, Latency.of(values), cpu, pauses, None, 0), values
+    if arm == "separate":
+        return await _separate_phase(bench, served, workload, gen, options, number, count, watch)
     cut_off = store.disconnected
     niceness = NICED if arm == "niced" else 0
     async with stream_clients("127.0.0.1", served.daemon.http.port, options.clients, niceness) as connected:
@@ -147,6 +161,31 @@ async def _phase(
         values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
         counts = await connected.settle(store.recorded - published)
     return Phase(number, arm, Latency.of(values), cpu, pauses, counts, store.disconnected - cut_off), values
+
+
+async def _separate_phase(
+    bench: Bench,
+    served: Served,
+    workload: Workload,
+    gen: Generator,
+    options: StreamCostOptions,
+    number: int,
+    count: int,
+    watch: PauseWatch,
+) -> tuple[Phase, Latencies]:
+    """A steady phase with the clients on a stream server process fed by the daemon's signals topic."""
+    store = served.daemon.signals
+    async with (
+        stream_server_process(served.daemon.settings, SERVER_NICE) as server,
+        stream_clients("127.0.0.1", server.port, options.clients, NICED) as connected,
+    ):
+        await asyncio.sleep(QUIET_S)
+        published, server_cpu = store.recorded, server.cpu_s()
+        values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
+        counts = await connected.settle(store.recorded - published)
+        server_cpu = server.cpu_s() - server_cpu
+    phase = Phase(number, "separate", Latency.of(values), cpu, pauses, counts, counts.closed, server_cpu)
+    return phase, values
 
 
 async def _steady(
@@ -166,17 +205,18 @@ def render(result: StreamCostResult) -> str:
         f"{result.options['clients']} clients; load average before {result.load_before:.2f}",
         "",
         "| round | arm | p50 / p99 ms | daemon CPU s | full collections | longest collection ms "
-        "| longest loop stall ms | clients' CPU s | cut off | events per client (min) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---|",
+        "| longest loop stall ms | clients' CPU s | stream server CPU s | cut off | events per client (min) |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
     for p in result.phases:
         counts = p.clients
         client_cpu = f"{counts.cpu_s:.2f}" if counts else "-"
         events = f"{min(counts.received)} of {counts.published}" if counts and counts.received else "-"
+        server_cpu = "-" if p.server_cpu_s is None else f"{p.server_cpu_s:.2f}"
         lines.append(
             f"| {p.round + 1} | {p.arm} | {p.latency.p50_ms:.1f} / {p.latency.p99_ms:.1f} | {p.daemon_cpu_s:.2f} "
             f"| {p.pauses.full_collections} | {p.pauses.longest_collection_ms:.1f} | {p.pauses.longest_stall_ms:.1f} "
-            f"| {client_cpu} | {p.cut_off} | {events} |"
+            f"| {client_cpu} | {server_cpu} | {p.cut_off} | {events} |"
         )
     lines += ["", "| arm | percentile | per round | median [95%] | pooled [95%] |", "|---|---|---|---|---|"]
     for arm, by_percentile in result.summary.items():
@@ -197,6 +237,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help="rounds of one phase per arm")
     parser.add_argument("--clients", type=int, default=defaults.clients, help="stream clients of every symbol")
     parser.add_argument("--niced", action="store_true", help="also an arm with the clients at nice 19")
+    parser.add_argument(
+        "--separate",
+        action="store_true",
+        help=f"also an arm with the clients (nice {NICED}) on `candlecast stream-server` (nice {SERVER_NICE})",
+    )
     parser.add_argument("--delivery", choices=["exactly_once", "at_least_once"], default=defaults.delivery)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
@@ -209,6 +254,7 @@ def main() -> None:
         rounds=args.rounds,
         clients=args.clients,
         niced=args.niced,
+        separate=args.separate,
         delivery=DELIVERY_CHOICES[args.delivery][0],
     )
     console = Console(stderr=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from candlecast.bench.stream_cost import Arm, arm_order
+from candlecast.bench.stream_cost import Arm, StreamCostOptions, arm_order
 
 
 def test_every_round_runs_each_arm_once_and_each_arm_leads_in_turn() -> None:
@@ -14,3 +14,13 @@ def test_every_round_runs_each_arm_once_and_each_arm_leads_in_turn() -> None:
     assert [order[0] for order in orders[:3]] == ["without", "with", "niced"]
     assert orders[3] == orders[0]
     assert [arm_order(("without", "with"), r) for r in range(2)] == [["without", "with"], ["with", "without"]]
+
+
+def test_the_separate_arm_joins_the_rotation_only_when_asked_for() -> None:
+    """``--separate`` adds the stream-server arm after the others; every round still runs each arm once."""
+    assert StreamCostOptions().arms == ("without", "with")
+    arms = StreamCostOptions(niced=True, separate=True).arms
+    assert arms == ("without", "with", "niced", "separate")
+    assert StreamCostOptions(separate=True).arms == ("without", "with", "separate")
+    assert all(sorted(arm_order(arms, r)) == sorted(arms) for r in range(4))
+    assert [arm_order(arms, r)[0] for r in range(4)] == list(arms)
