@@ -22,7 +22,7 @@ from daemon.candle import Candle, CandleValidator, Rejection, RejectReason, form
 from daemon.checkpoint import Checkpoint, ScoredSince, TopicPartition
 from daemon.signal import DeadLetter, Signal, signal_id
 from daemon.window import Push, WindowKey, WindowStore
-from strategies.base import EnsembleOutput, OutputSpec, Strategy
+from strategies.base import BatchStrategy, Decision, EnsembleOutput, OutputRows, OutputSpec, RowDecisions, Strategy
 
 _STORE_REJECTIONS = {
     Push.DUPLICATE: (RejectReason.DUPLICATE, "a candle with this open time is already in the window"),
@@ -290,16 +290,64 @@ class SignalBuilder:
     def build(self, requests: Sequence[ScoreRequest], outputs: OutputBatch, model_version: str) -> list[Signal | None]:
         """One signal per published request (``None`` for history requests and for outputs that
         are not finite), in request order."""
+        if not requests:
+            return []
         finite: list[bool] = np.asarray(
             np.isfinite(outputs.probabilities).all(axis=1)
             & np.isfinite(outputs.quantiles).all(axis=(1, 2))
             & np.isfinite(outputs.disagreement).all(axis=1),
             dtype=np.bool_,
         ).tolist()
-        probabilities = outputs.probabilities.tolist()
-        quantiles = outputs.quantiles.tolist()
-        disagreement = outputs.disagreement.tolist()
-        produced_at = self._clock()
+        rows = OutputRows(outputs.probabilities, outputs.quantiles, outputs.disagreement)
+        decided = self._decide_rows(rows)
+        if decided is None:
+            return self._build_each(requests, rows, finite, model_version)
+        return self._build_rows(requests, rows, finite, decided, model_version)
+
+    def _decide_rows(self, rows: OutputRows) -> RowDecisions | None:
+        """The whole batch's decisions over arrays, where the strategy can (memory of one candle, a
+        ``decide_rows``); ``None``: decide each request with ``decide`` and its history."""
+        if self._depth or not isinstance(self.strategy, BatchStrategy):
+            return None
+        return self.strategy.decide_rows(rows)
+
+    def _build_rows(
+        self,
+        requests: Sequence[ScoreRequest],
+        rows: OutputRows,
+        finite: list[bool],
+        decided: RowDecisions,
+        model_version: str,
+    ) -> list[Signal | None]:
+        """``_build_each`` for a strategy without memory whose decisions were made for the whole batch:
+        no history is kept, so releases are applied once for the batch."""
+        self._apply_releases(requests[-1].sequence, max(request.sequence for request in requests))
+        actions, confidences = decided.actions, decided.confidences
+        make = self._signal_maker(model_version, rows.probabilities.tolist(), rows.quantiles.tolist(), rows)
+        signals: list[Signal | None] = []
+        for row, request in enumerate(requests):
+            if not request.publish and request.scored_by not in (None, model_version):
+                signals.append(None)  # scored by another version before the restart: not this memory
+                continue
+            self._note_scored((request.topic, request.partition), model_version, request.offset)
+            if not request.publish:
+                signals.append(None)
+                continue
+            if not finite[row]:
+                self.not_finite += 1
+                signals.append(None)
+                continue
+            signals.append(make(request, row, actions[row].value, confidences[row]))
+        return signals
+
+    def _build_each(
+        self, requests: Sequence[ScoreRequest], rows: OutputRows, finite: list[bool], model_version: str
+    ) -> list[Signal | None]:
+        """Each request decided by ``decide`` over its own recent outputs, in request order."""
+        probabilities = rows.probabilities.tolist()
+        quantiles = rows.quantiles.tolist()
+        disagreement = rows.disagreement.tolist()
+        make = self._signal_maker(model_version, probabilities, quantiles, rows)
         signals: list[Signal | None] = []
         for row, request in enumerate(requests):
             self._apply_releases(request.sequence)
@@ -315,7 +363,11 @@ class SignalBuilder:
             publish = request.publish and finite[row]
             if request.publish and not finite[row]:
                 self.not_finite += 1
-            signals.append(self._decide(request, output, model_version, produced_at, publish))
+            decision = self._decide(request, output, model_version, publish)
+            if decision is None:
+                signals.append(None)
+                continue
+            signals.append(make(request, row, decision.action.value, decision.confidence))
         return signals
 
     def _note_scored(self, partition: TopicPartition, model_version: str, offset: int) -> None:
@@ -346,9 +398,11 @@ class SignalBuilder:
         else:
             self._releases.append((sequence, key))
 
-    def _apply_releases(self, sequence: int) -> None:
+    def _apply_releases(self, sequence: int, newest: int | None = None) -> None:
+        """Request ``sequence`` is being decided, after every request up to ``newest`` (default: itself)."""
         releases = self._releases
-        while releases and releases[0][0] <= sequence:
+        newest = sequence if newest is None else newest
+        while releases and releases[0][0] <= newest:
             self._history.pop(releases.popleft()[1], None)
         self._decided = sequence
 
@@ -358,8 +412,8 @@ class SignalBuilder:
         return len(self._history)
 
     def _decide(
-        self, request: ScoreRequest, output: EnsembleOutput, model_version: str, produced_at: str, publish: bool
-    ) -> Signal | None:
+        self, request: ScoreRequest, output: EnsembleOutput, model_version: str, publish: bool
+    ) -> Decision | None:
         past = None
         if self._depth:
             past = self._history.get(request.key)
@@ -383,27 +437,51 @@ class SignalBuilder:
         decision = self.strategy.decide([*earlier, output])
         if past is not None:
             past.append((model_version, output))
-        symbol, interval = request.key
+        return decision
+
+    def _signal_maker(
+        self,
+        model_version: str,
+        probabilities: list[list[float]],
+        quantiles: list[list[list[float]]],
+        rows: OutputRows,
+    ) -> Callable[[ScoreRequest, int, str, float], Signal]:
+        """Builds the signal of a request from its row of the outputs (``rows``, and its probabilities and
+        quantiles as lists: Python floats that are exact copies of the float32 outputs, a fresh list per
+        row that the signal takes) and its decision (action, confidence). What every signal of the batch
+        shares is looked up once."""
+        produced_at = self._clock()
+        disagreement = rows.disagreement[:, 0].tolist()
         keys = self._horizon_keys
-        return Signal(
-            signal_id=signal_id(model_version, self.strategy_name, symbol, interval, request.ts),
-            symbol=symbol,
-            interval=interval,
-            ts=self._format_ts(request.ts),
-            action=decision.action.value,
-            confidence=decision.confidence,
-            probability=output.probabilities[0],
-            horizon=self.spec.horizons[0],
-            probabilities=dict(zip(keys, output.probabilities, strict=True)),
-            quantiles={key: list(q) for key, q in zip(keys, output.quantiles, strict=True)},
-            quantile_levels=list(self.spec.quantiles),
-            disagreement=output.disagreement[0],
-            model_version=model_version,
-            model=self.model,
-            route=self.route,
-            strategy=self.strategy_name,
-            produced_at=produced_at,
-        )
+        horizon = self.spec.horizons[0]
+        levels = self.spec.quantiles
+        strategy, model, route = self.strategy_name, self.model, self.route
+        format_ts = self._format_ts
+
+        def make(request: ScoreRequest, row: int, action: str, confidence: float) -> Signal:
+            symbol, interval = request.key
+            p = probabilities[row]
+            return Signal(
+                signal_id=signal_id(model_version, strategy, symbol, interval, request.ts),
+                symbol=symbol,
+                interval=interval,
+                ts=format_ts(request.ts),
+                action=action,  # type: ignore[arg-type]  # an Action's value
+                confidence=confidence,
+                probability=p[0],
+                horizon=horizon,
+                probabilities=dict(zip(keys, p, strict=True)),
+                quantiles=dict(zip(keys, quantiles[row], strict=True)),
+                quantile_levels=list(levels),
+                disagreement=disagreement[row],
+                model_version=model_version,
+                model=model,
+                route=route,
+                strategy=strategy,
+                produced_at=produced_at,
+            )
+
+        return make
 
     def _format_ts(self, ts: int) -> str:
         text = self._ts_text.get(ts)

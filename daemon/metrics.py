@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 
+import numpy as np
 from prometheus_client import CollectorRegistry, Gauge, Histogram, Info
 from prometheus_client import Counter as PromCounter
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -219,13 +220,38 @@ class DaemonMetrics:
         self.publish.observe(seconds)
         if batch.dead_letters:
             self.dead_letters.inc(len(batch.dead_letters))
-        actions: Counter[tuple[str, str, str]] = Counter()
+        actions: Counter[tuple[str, str, int]] = Counter()
+        latencies: list[list[float]] = [[] for _ in self.routes]
         for signal, request in batch.signals:
-            actions[(signal.action, signal.strategy.partition("(")[0], self.routes[request.route])] += 1
-            end_to_end = self._route_histograms[request.route].end_to_end
-            end_to_end.observe(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
+            actions[(signal.action, signal.strategy, request.route)] += 1
+            latencies[request.route].append(max(0.0, (acked_ms - request.timestamp_ms) / 1000.0))
         for (action, strategy, route), count in actions.items():
-            self.signals.labels(action, strategy, route).inc(count)
+            self.signals.labels(action, strategy.partition("(")[0], self.routes[route]).inc(count)
+        for histograms, amounts in zip(self._route_histograms, latencies, strict=True):
+            observe_each(histograms.end_to_end, amounts)
+
+
+def observe_each(histogram: Histogram, amounts: Sequence[float]) -> None:
+    """``histogram.observe(amount)`` for every amount, in order, with one bucket update per bucket: a
+    batch's end-to-end latencies cost a few numpy calls instead of a locked update per signal. The sum
+    adds the amounts one by one as ``observe`` does, so every sample is the same float.
+
+    Reads prometheus_client's ``Histogram`` internals (``_upper_bounds``, ``_buckets``, ``_sum``): the
+    test beside it compares the exposition with ``observe``'s, so a client that changes them fails it.
+    """
+    if not amounts:
+        return
+    total = histogram._sum.get()
+    for amount in amounts:
+        total += amount
+    histogram._sum.set(total)
+    bounds = histogram._upper_bounds
+    # ``observe`` counts an amount in the first bucket whose bound is >= it (none for NaN: dropped here too).
+    which = np.searchsorted(np.asarray(bounds), np.asarray(amounts, dtype=np.float64), side="left")
+    counts = np.bincount(which, minlength=len(bounds) + 1)[: len(bounds)]
+    for bucket, count in zip(histogram._buckets, counts.tolist(), strict=True):
+        if count:
+            bucket.inc(count)
 
 
 @dataclass(frozen=True, slots=True)

@@ -8,6 +8,7 @@ and replays.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import uuid
 from collections.abc import Mapping
@@ -80,17 +81,25 @@ def signal_headers(
     signal: Signal, *, source_topic: str, source_partition: int, source_offset: int
 ) -> list[tuple[str, bytes]]:
     """Kafka headers of a signal record: what a consumer routes on without reading the value."""
+    return [
+        *_routing_headers(signal.model_version, signal.model, signal.route),
+        ("source", f"{source_topic}/{source_partition}/{source_offset}".encode()),
+    ]
+
+
+@functools.lru_cache(maxsize=64)
+def _routing_headers(model_version: str, model: str | None, route: str | None) -> tuple[tuple[str, bytes], ...]:
+    """The headers every signal of one route and model version shares, encoded once (immutable, so shared)."""
     headers = [
         ("content-type", CONTENT_TYPE.encode()),
         ("schema", SIGNAL_SCHEMA.encode()),
-        ("model-version", signal.model_version.encode()),
+        ("model-version", model_version.encode()),
     ]
-    if signal.model is not None:
-        headers.append(("model", signal.model.encode()))
-    if signal.route is not None:
-        headers.append(("route", signal.route.encode()))
-    headers.append(("source", f"{source_topic}/{source_partition}/{source_offset}".encode()))
-    return headers
+    if model is not None:
+        headers.append(("model", model.encode()))
+    if route is not None:
+        headers.append(("route", route.encode()))
+    return tuple(headers)
 
 
 class DeadLetter(msgspec.Struct, frozen=True, gc=False):

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, field_validator
 
-from strategies.base import Action, EnsembleOutput, OutputSpec
-from strategies.smoothing import BandStrategy, SmoothingParams
+from strategies.base import Action, EnsembleOutput, OutputRows, OutputSpec
+from strategies.smoothing import BandStrategy, SmoothingParams, band_codes
 from strategies.threshold import horizon_index
 
 Threshold = float | dict[int, float]
@@ -65,6 +67,12 @@ class AgreementStrategy(BandStrategy[AgreementParams]):
         if all(q < s + keep_sell for q, s in zip(p, self._sell, strict=True)):
             return Action.SELL
         return Action.HOLD
+
+    def band_rows(self, rows: OutputRows) -> npt.NDArray[np.int8]:
+        p = rows.probabilities[:, self._indices].astype(np.float64)
+        buy = np.all(p > np.asarray(self._buy, dtype=np.float64), axis=1)
+        sell = np.all(p < np.asarray(self._sell, dtype=np.float64), axis=1)
+        return band_codes(np.asarray(buy), np.asarray(sell))
 
 
 def _per_horizon(value: Threshold, horizons: Sequence[int], field: str, low: float, high: float) -> list[float]:

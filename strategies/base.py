@@ -14,6 +14,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
+import numpy as np
+import numpy.typing as npt
+
 
 class Action(StrEnum):
     BUY = "BUY"
@@ -81,6 +84,48 @@ class Strategy(Protocol):
 
     def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
         """Decide for the newest output, ``history[-1]``; earlier entries are older candles."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OutputRows:
+    """The ensemble's predictions for a batch of windows, one row per window (arrays of ``EnsembleOutput``'s
+    fields): what a batch decision reads."""
+
+    probabilities: npt.NDArray[np.float32]
+    """``[B, horizons]``."""
+    quantiles: npt.NDArray[np.float32]
+    """``[B, horizons, quantile levels]``."""
+    disagreement: npt.NDArray[np.float32]
+    """``[B, horizons]``."""
+
+    def output(self, row: int) -> EnsembleOutput:
+        """Row ``row`` as the per-item ``decide`` sees it (Python floats, exact copies of the array's)."""
+        return EnsembleOutput(
+            probabilities=tuple(self.probabilities[row].tolist()),
+            quantiles=tuple(tuple(q) for q in self.quantiles[row].tolist()),
+            disagreement=tuple(self.disagreement[row].tolist()),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class RowDecisions:
+    """One decision per row of an ``OutputRows``, as parallel lists (no ``Decision`` object per row)."""
+
+    actions: list[Action]
+    confidences: list[float]
+
+
+@runtime_checkable
+class BatchStrategy(Strategy, Protocol):
+    """A strategy that can also decide a whole batch of windows at once, over arrays.
+
+    Optional: the daemon decides row by row with ``decide`` when a strategy lacks ``decide_rows`` or
+    it answers ``None``. Only asked of strategies with ``memory == 1`` (no earlier outputs count), and
+    must equal ``decide([rows.output(i)])`` for every row ``i``, bit for bit."""
+
+    def decide_rows(self, rows: OutputRows) -> RowDecisions | None:
+        """Each row's decision as if it were the only output of its history; ``None``: not supported."""
         ...
 
 

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from strategies.base import Action, EnsembleOutput, OutputSpec
+from strategies.base import Action, EnsembleOutput, OutputRows, OutputSpec
+from strategies.smoothing import HOLD_CODE
 from strategies.threshold import ThresholdParams, ThresholdStrategy
 
 
@@ -62,3 +65,17 @@ class GatedStrategy(ThresholdStrategy):
 
     def band(self, output: EnsembleOutput, previous: Action) -> Action:
         return Action.HOLD if self.uncertain(output) else super().band(output, previous)
+
+    def uncertain_rows(self, rows: OutputRows) -> npt.NDArray[np.bool_]:
+        """``uncertain`` for every row at once."""
+        uncertain = np.zeros(len(rows.probabilities), dtype=np.bool_)
+        limit = self._gate.max_disagreement
+        if limit is not None:
+            uncertain |= rows.disagreement[:, self.index].astype(np.float64) > limit
+        if self._gate.max_interval is not None:
+            levels = rows.quantiles[:, self.index].astype(np.float64)
+            uncertain |= levels[:, self._high] - levels[:, self._low] > self._gate.max_interval
+        return uncertain
+
+    def band_rows(self, rows: OutputRows) -> npt.NDArray[np.int8]:
+        return np.where(self.uncertain_rows(rows), np.int8(HOLD_CODE), super().band_rows(rows)).astype(np.int8)

@@ -27,9 +27,23 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Self, TypeVar
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import BaseModel, ConfigDict, Field
 
-from strategies.base import Action, Decision, EnsembleOutput, OutputSpec, directional_confidence
+from strategies.base import (
+    Action,
+    Decision,
+    EnsembleOutput,
+    OutputRows,
+    OutputSpec,
+    RowDecisions,
+    directional_confidence,
+)
+
+BAND_CODES = (Action.HOLD, Action.BUY, Action.SELL)
+"""The action of each code a batch band rule (``BandStrategy.band_rows``) answers with."""
+HOLD_CODE, BUY_CODE, SELL_CODE = 0, 1, 2
 
 BandRule = Callable[[EnsembleOutput, Action], Action]
 """The action a strategy asks for given an output and the action it asked for on the candle before."""
@@ -174,3 +188,25 @@ class BandStrategy(Generic[P]):
     def decide(self, history: Sequence[EnsembleOutput]) -> Decision:
         action = self._smoothing.action(history, self.band)
         return Decision(action, directional_confidence(action, history[-1].probabilities[self.confidence_index]))
+
+    def band_rows(self, rows: OutputRows) -> npt.NDArray[np.int8]:
+        """``band(row, Action.HOLD)`` for every row at once, as ``BAND_CODES`` codes; a class that
+        defines it beside ``band`` lets the daemon decide a batch over arrays (``decide_rows``)."""
+        raise NotImplementedError
+
+    def decide_rows(self, rows: OutputRows) -> RowDecisions | None:
+        """Every row's decision at once when no earlier output counts (``memory == 1``: no hysteresis,
+        no cooldown) and the strategy's own class defines ``band_rows``; else ``None``."""
+        if self.memory != 1 or "band_rows" not in vars(type(self)):
+            # An inherited batch rule would miss what a subclass changed (``band``, ``uncertain``, ...).
+            return None
+        codes = self.band_rows(rows)
+        # float64 arithmetic on the exact float32 values: the same doubles ``directional_confidence`` makes.
+        p = rows.probabilities[:, self.confidence_index].astype(np.float64)
+        confidence = np.where(codes == BUY_CODE, p, np.where(codes == SELL_CODE, 1.0 - p, np.maximum(p, 1.0 - p)))
+        return RowDecisions([BAND_CODES[code] for code in codes.tolist()], confidence.tolist())
+
+
+def band_codes(buy: npt.NDArray[np.bool_], sell: npt.NDArray[np.bool_]) -> npt.NDArray[np.int8]:
+    """BUY where ``buy``, else SELL where ``sell``, else HOLD: the order of a band rule's tests."""
+    return np.where(buy, BUY_CODE, np.where(sell, SELL_CODE, HOLD_CODE)).astype(np.int8)

@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from typing import ClassVar, Self
 
+import numpy as np
+import numpy.typing as npt
 from pydantic import Field, model_validator
 
-from strategies.base import Action, EnsembleOutput, OutputSpec
-from strategies.smoothing import BandStrategy, SmoothingParams
+from strategies.base import Action, EnsembleOutput, OutputRows, OutputSpec
+from strategies.smoothing import BandStrategy, SmoothingParams, band_codes
 
 
 class ThresholdParams(SmoothingParams):
@@ -57,3 +59,7 @@ class ThresholdStrategy(BandStrategy[ThresholdParams]):
         if p < self._p.sell_below or (previous is Action.SELL and p < self._p.sell_below + self._p.hysteresis):
             return Action.SELL
         return Action.HOLD
+
+    def band_rows(self, rows: OutputRows) -> npt.NDArray[np.int8]:
+        p = rows.probabilities[:, self.index].astype(np.float64)
+        return band_codes(p > self._p.buy_above, p < self._p.sell_below)

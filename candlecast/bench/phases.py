@@ -68,9 +68,9 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         fixed = []
         for fixed_rate in options.fixed_rates:
             bench.console.print(f"  {label}: steady {fixed_rate:.0f} candles/s for {options.steady_s:g} s")
-            latency, stages, cpu, count = await staged_steady(bench, served, workload, gen, fixed_rate)
+            latency, stages, cpu, fixed_count = await staged_steady(bench, served, workload, gen, fixed_rate)
             fixed.append(RatedSteady(fixed_rate, latency, stages, cpu))
-            added += count
+            added += fixed_count
 
         pairs = []
         if options.stream_clients:

@@ -7,29 +7,22 @@ Only gross properties are asserted, measured side by side in the same run: timin
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
-import torch
-from rich.console import Console
 
-from candlecast.bench.options import BenchOptions
-from candlecast.bench.report import render
-from candlecast.bench.run import run_bench
-from candlecast.localkafka import LocalKafka
+from tests.bench.conftest import QuickBench
 
 pytestmark = pytest.mark.kafka
 
 
-async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, test_artifact: Path) -> None:
-    threads = torch.get_num_threads()
-    console = Console(record=True, width=200)
-    result = await run_bench(
-        BenchOptions.quick(), console=console, bootstrap_servers=kafka.bootstrap_servers, model=test_artifact
-    )
-    assert torch.get_num_threads() == threads, "the bench restores torch's threads"
+def test_quick_bench_batches_and_reports_every_figure(quick_bench: QuickBench) -> None:
+    """The windowed daemon scores a backlog in batches, faster than one candle per forward pass; every stream
+    client gets every signal; the report shows every figure and torch's threads are restored."""
+    result = quick_bench.result
+    assert quick_bench.threads_after == quick_bench.threads_before, "the bench restores torch's threads"
 
-    (run,) = result.runs
+    run = result.runs[0]
+    assert run.scoring == "window"
     assert result.naive_mean_batch == 1.0
     assert run.throughput_mean_batch > 4, "a backlog must be scored in batches"
     assert run.throughput_per_s > 2 * result.naive_per_s, "batching must beat one candle per forward pass"
@@ -47,8 +40,6 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
     assert result.fencing is not None
     assert result.fencing.fenced.count == result.fencing.unfenced.count == result.fencing.transactions
 
-    console.print(render(result))
-    text = console.export_text()
     for label in (
         "model ceiling",
         "I/O ceiling",
@@ -59,7 +50,7 @@ async def test_quick_bench_batches_and_reports_every_figure(kafka: LocalKafka, t
         "stream clients",
         "group-fenced commit",
     ):
-        assert label in text
+        assert label in quick_bench.text
     figures = json.loads(result.to_json())
     assert figures["ratios"]["end_to_end_over_naive"] > 2
     assert figures["ratios"]["fenced_commit_p50_over_unfenced"] > 0

@@ -6,35 +6,20 @@ Only counts and what each daemon holds are asserted; the figures' timings are in
 
 from __future__ import annotations
 
-import dataclasses
 import json
-from pathlib import Path
 
 import pytest
-from rich.console import Console
 
-from candlecast.bench.options import BenchOptions
-from candlecast.bench.report import render
-from candlecast.bench.run import run_bench
-from candlecast.localkafka import LocalKafka
+from tests.bench.conftest import QuickBench
 
 pytestmark = pytest.mark.kafka
 
 
-async def test_quick_bench_measures_both_scorings_and_the_batch_policy(kafka: LocalKafka, test_artifact: Path) -> None:
+def test_quick_bench_measures_both_scorings_and_the_batch_policy(quick_bench: QuickBench) -> None:
     """Each scoring's daemon scores the whole backlog, a fixed-rate steady phase and a candle close, the streaming
     one holding recurrent states and the windowed one none; then each max_wait_ms daemon scores every lone candle
     in a forward pass of its own."""
-    options = dataclasses.replace(
-        BenchOptions.quick(),
-        scorings=("window", "stream"),
-        fixed_rates=(50.0,),
-        max_waits_ms=(0.0, 5.0),
-        lone_candles=5,
-        stream_clients=0,
-    )
-    console = Console(record=True, width=200)
-    result = await run_bench(options, console=console, bootstrap_servers=kafka.bootstrap_servers, model=test_artifact)
+    options, result = quick_bench.options, quick_bench.result
 
     window, stream = result.runs
     assert (window.scoring, stream.scoring) == ("window", "stream")
@@ -56,8 +41,6 @@ async def test_quick_bench_measures_both_scorings_and_the_batch_policy(kafka: Lo
         assert waited.lone_stages.mean_batch == 1.0, "a lone candle is scored alone"
         assert waited.steady.count == int(policy.steady_rate_per_s * options.steady_s)
 
-    console.print(render(result))
-    text = console.export_text()
-    assert "batch policy" in text and "daemon's memory gauges" in text
+    assert "batch policy" in quick_bench.text and "daemon's memory gauges" in quick_bench.text
     ratios = json.loads(result.to_json())["ratios"]
     assert {"stream_over_window_sustained_exactly_once", "window_over_stream_p99_at_50_exactly_once"} <= ratios.keys()
