@@ -165,6 +165,28 @@ def fit_with_evidence(
     return v
 
 
+def fit_terms(
+    x: FloatArray, d: FloatArray, up: npt.NDArray[np.bool_], *, offset: float, independent: float
+) -> FloatArray:
+    """One horizon's combination under the evidence rule (``fit_with_evidence``): ``[M + 1]``
+    coefficients of the members' standardised logits ``x [N, M]`` and of the trailing-rate drift ``d``
+    (left out, and 0, where it never varies)."""
+    count = x.shape[1]
+    usable = bool(np.any(d != 0.0))
+    inputs = np.concatenate([x, d[:, None]], axis=1) if usable else x
+    priors = np.r_[np.full(count, PRIOR_SD), [DRIFT_PRIOR_SD] * usable]
+    v = fit_with_evidence(
+        inputs,
+        up,
+        offset=offset,
+        prior_sd=priors,
+        signed=int(usable),
+        overlap=len(up) / independent,
+        independent=independent,
+    )
+    return v if usable else np.r_[v, 0.0]
+
+
 @dataclass(frozen=True)
 class Standardisation:
     """A model's member logits and the windows' trailing rates on its training windows."""
@@ -270,20 +292,14 @@ def fit_combination(
         if len(up) < 2:
             raise DataError(f"horizon {j + 1} of {horizons}: fewer than 2 out-of-fold labels to calibrate on")
         offset = float(anchor[j])
-        usable = bool(np.any(d != 0.0))
-        inputs = np.concatenate([x, d[:, None]], axis=1) if usable else x
-        priors = np.r_[np.full(count, PRIOR_SD), [DRIFT_PRIOR_SD] * usable]
         overlap = len(up) / independent
-        v = fit_with_evidence(
-            inputs, up, offset=offset, prior_sd=priors, signed=int(usable), overlap=overlap, independent=independent
-        )
+        v = fit_terms(x, d, up, offset=offset, independent=independent)
         coef = v[:count] / spread[:, j]
         scale[j] = coef.sum()
         if scale[j] > 0:
             weights[:, j] = coef / scale[j]
             bias[j] = offset - float(coef @ mean[:, j])
-        if usable:
-            drift[j] = v[count] / standardisation.drift_spread[j]
+        drift[j] = v[count] / standardisation.drift_spread[j]
         for m in range(count):
             a = float(fit_logistic(x[:, m : m + 1], up, offset=offset, overlap=overlap)[0])
             platt[m, j] = (a / spread[m, j], offset - a * mean[m, j] / spread[m, j])

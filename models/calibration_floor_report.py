@@ -28,6 +28,8 @@ from models.calibration import (
     Standardisation,
     evidence_bar,
     fit_logistic,
+    fit_terms,
+    fit_with_evidence,
     logit,
     mean_log_loss,
     pooled_horizon,
@@ -134,12 +136,12 @@ def outcome_rate(history: WindowSet, j: int, at: IntArray, half_life: float, pri
     return trailing_outcome_rate(h.up[:, j], h.end_ts, h.label_ts[:, j], at, half_life=half_life, prior=prior)
 
 
-def floor_of(p: FloatArray, rows: WindowSet, horizon: int) -> Floor:
-    """The perfect forecaster's floor for ``p`` on ``rows`` (labelled windows), 2000 draws, seed 0."""
+def floor_of(p: FloatArray, rows: WindowSet, horizon: int, *, draws: int, seed: int) -> Floor:
+    """The perfect forecaster's floor for ``p`` on ``rows`` (labelled windows)."""
     times, symbols = dense_index(rows.end_ts), dense_index(rows.symbols)
     correlation = market_correlation(rows.log_return[:, 0], times, symbols)
-    draws = calibrated_ece(p, times, symbols, horizon=horizon, correlation=correlation, draws=2000, seed=0)
-    return Floor.of(draws, ECE_LIMIT)
+    simulated = calibrated_ece(p, times, symbols, horizon=horizon, correlation=correlation, draws=draws, seed=seed)
+    return Floor.of(simulated, ECE_LIMIT)
 
 
 @dataclass(frozen=True)
@@ -284,11 +286,52 @@ def floor_row(block: Block, j: int, horizon: int, *, draws: int, seed: int) -> F
 TERMS = ("members and trailing rate", "members only", "trailing rate only")
 
 
-def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, object]]:
+def term_evidence(
+    x: FloatArray, d: FloatArray, up: BoolArray, *, independent: float, anchor: float
+) -> tuple[dict[str, dict[str, object]], FloatArray]:
+    """Each of ``TERMS`` fitted on one horizon's pooled out-of-fold predictions (standardised member
+    logits ``x``, trailing-rate drifts ``d``): the fit with every coefficient and its pooled gain,
+    the bar each coefficient must clear beside the others, and the coefficients the evidence rule
+    keeps with their gain (the joint fit's are ``fit_combination``'s, ``models.calibration.fit_terms``);
+    and the members-only fit with every coefficient."""
+    count = x.shape[1]
+    overlap = len(up) / independent
+    base = mean_log_loss(np.full(len(up), anchor), up)
+    fits: dict[str, dict[str, object]] = {}
+    coefficients: dict[str, FloatArray] = {}
+    for label, inputs, signed, priors in zip(
+        TERMS,
+        (np.concatenate([x, d[:, None]], axis=1), x, d[:, None]),
+        (1, 0, 1),
+        ([PRIOR_SD] * count + [DRIFT_PRIOR_SD], [PRIOR_SD] * count, [DRIFT_PRIOR_SD]),
+        strict=True,
+    ):
+        prior_sd = np.asarray(priors)
+        v = fit_logistic(inputs, up, offset=anchor, prior_sd=prior_sd, signed=signed, overlap=overlap)
+        kept = (
+            fit_terms(x, d, up, offset=anchor, independent=independent)
+            if label == TERMS[0]
+            else fit_with_evidence(
+                inputs, up, offset=anchor, prior_sd=prior_sd, signed=signed, overlap=overlap, independent=independent
+            )
+        )
+        coefficients[label] = v
+        fits[label] = {
+            "coefficients": v.tolist(),
+            "gain": base - mean_log_loss(inputs @ v + anchor, up),
+            "bar": evidence_bar(independent),
+            "kept": kept.tolist(),
+            "kept_gain": base - mean_log_loss(inputs @ kept + anchor, up),
+        }
+    return fits, coefficients["members only"]
+
+
+def combination_evidence(run_dir: Path, horizon_index: int, *, draws: int, seed: int) -> list[dict[str, object]]:
     """Refit every fold's combination at one horizon as ``models.training.combine_fold`` does,
-    and report per fold each term's share of the evidence (the pooled gain of the joint fit and of
-    each term alone against the rule's bar) and, on the fold's own test block, the stored
-    combination's bins and the members-only fit beside it."""
+    and report per fold each term's share of the evidence (``term_evidence``: the joint fit and each
+    term alone, with every coefficient and with those the evidence rule keeps) and, on the fold's own
+    test block, the stored combination's bins and floors (``draws`` draws from ``seed``) and the
+    members-only fit beside it."""
     run = read_run(run_dir)
     _, data = run_data(run)
     j, h = horizon_index, data.horizons[horizon_index]
@@ -312,25 +355,17 @@ def combination_evidence(run_dir: Path, horizon_index: int) -> list[dict[str, ob
         earlier.append(OutOfFold(predicted.member_logits, test, own))
         x, d, up, independent = pooled_horizon(parts, j, h)
         anchor = float(logit(np.asarray(run.folds[fold.index].train_rate[j])))
-        count = x.shape[1]
-        fits: dict[str, dict[str, object]] = {}
-        coefficients: dict[str, FloatArray] = {}
-        for label, inputs, signed, priors in zip(
-            TERMS,
-            (np.concatenate([x, d[:, None]], axis=1), x, d[:, None]),
-            (1, 0, 1),
-            ([PRIOR_SD] * count + [DRIFT_PRIOR_SD], [PRIOR_SD] * count, [DRIFT_PRIOR_SD]),
-            strict=True,
-        ):
-            v = fit_logistic(
-                inputs, up, offset=anchor, prior_sd=np.asarray(priors), signed=signed, overlap=len(up) / independent
-            )
-            gain = mean_log_loss(np.full(len(up), anchor), up) - mean_log_loss(inputs @ v + anchor, up)
-            bar = np.count_nonzero(v) * evidence_bar(independent)
-            coefficients[label] = v
-            fits[label] = {"coefficients": v.tolist(), "gain": gain, "bar": bar, "kept": gain > bar}
+        fits, members_only = term_evidence(x, d, up, independent=independent, anchor=anchor)
         figures = own_block_figures(
-            run, fold.index, j, test=test, predicted=predicted, own=own, members_only=coefficients["members only"]
+            run,
+            fold.index,
+            j,
+            test=test,
+            predicted=predicted,
+            own=own,
+            members_only=members_only,
+            draws=draws,
+            seed=seed,
         )
         out.append(
             {
@@ -354,6 +389,8 @@ def own_block_figures(
     predicted: Predictions,
     own: Standardisation,
     members_only: FloatArray,
+    draws: int,
+    seed: int,
 ) -> dict[str, object]:
     """The stored combination on its test block: where its mean logit comes from, its bins, its
     floor; and the members-only fit (the trailing-rate term left out) beside it."""
@@ -396,8 +433,8 @@ def own_block_figures(
         "trailing_rate_logit_mean": float(np.mean(drift_term)),
         "trailing_rate_logit_sd": float(np.std(drift_term)),
         "bins": bins,
-        "perfect_model": asdict(floor_of(p, rows, run.horizons[j])),
-        "perfect_constant": asdict(floor_of(constant, rows, run.horizons[j])),
+        "perfect_model": asdict(floor_of(p, rows, run.horizons[j], draws=draws, seed=seed)),
+        "perfect_constant": asdict(floor_of(constant, rows, run.horizons[j], draws=draws, seed=seed)),
     }
 
 
@@ -527,7 +564,7 @@ def main() -> None:
         "rows": [asdict(r) for r in rows],
     }
     if args.explain is not None and args.run is not None:
-        document["explain"] = combination_evidence(args.run, args.explain)
+        document["explain"] = combination_evidence(args.run, args.explain, draws=args.draws, seed=args.seed)
     args.json.write_text(json.dumps(document, indent=2) + "\n")
     if args.markdown:
         args.markdown.write_text(markdown(name, rows))

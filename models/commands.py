@@ -518,6 +518,11 @@ def evaluate(
     )
     if (run is None) == (model is None):
         raise ConfigError("give either --run (a training run) or --model (an artifact), not both")
+    # Read before the evaluation, which takes minutes, so a wrong path fails at once.
+    streaming_files = {
+        "members": _json_file("--members-figures", members_figures),
+        "comparison": _json_file("--streaming-figures", streaming_figures),
+    }
     if model is not None:
         _evaluate_model(
             model,
@@ -558,11 +563,7 @@ def evaluate(
     if members_figures or streaming_figures:
         from models.streaming import STREAMING_KINDS
 
-        figures["streaming"] = {
-            "streaming_kinds": list(STREAMING_KINDS),
-            "members": _json_file(members_figures) if members_figures else None,
-            "comparison": _json_file(streaming_figures) if streaming_figures else None,
-        }
+        figures["streaming"] = {"streaming_kinds": list(STREAMING_KINDS), **streaming_files}
     figures["commands"] = {
         "train": train_command(info, Path(display_path(run))),
         "export": shlex.join(
@@ -748,13 +749,16 @@ def _bundled() -> Path:
     return bundled_registry()
 
 
-def _json_file(path: Path) -> object:
+def _json_file(option: str, path: Path | None) -> object:
+    """The JSON document at ``path`` (None without one); ``ConfigError`` naming ``option`` when it cannot be read."""
     import json
 
+    if path is None:
+        return None
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError) as exc:
-        raise ConfigError(f"{path}: not a readable JSON file ({exc})") from exc
+        raise ConfigError(f"{option}: {path}: not a readable JSON file ({exc})") from exc
 
 
 def _bundled_current() -> str | None:
