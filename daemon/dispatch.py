@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-from daemon.candle import RejectReason
+from daemon.candle import CandleMessage, RejectReason
 from daemon.engine import IngestCounters, SourceRecord
 from daemon.signal import DeadLetter
 
@@ -62,9 +62,10 @@ class Dispatcher:
         """Records refused for want of a route (counted as consumed and rejected, like the ingestors')."""
         self.claims_all = len(claims) == 1 and claims[0].interval is None and claims[0].symbols == "*"
 
-    def route(self, record: SourceRecord) -> int | DeadLetter:
-        """The position of the route that takes the record, or its ``no_route`` dead letter."""
-        route, address = self._claimant(record)
+    def route(self, record: SourceRecord, message: CandleMessage | None = None) -> int | DeadLetter:
+        """The position of the route that takes the record, or its ``no_route`` dead letter; ``message``:
+        the record's value already decoded (``daemon.candle.decode_message``), read instead of the bytes."""
+        route, address = self._claimant(record, message)
         if route is not None:
             return route
         assert address is not None
@@ -74,7 +75,7 @@ class Dispatcher:
             record.key,
             record.value,
             RejectReason.NO_ROUTE.value,
-            f"no route claims {address.symbol} {address.interval} (routes: {self._describe()})",
+            f"no route claims {address[0]} {address[1]} (routes: {self._describe()})",
             record.topic,
             record.partition,
             record.offset,
@@ -86,13 +87,17 @@ class Dispatcher:
         dead-lettered when first read)."""
         return self._claimant(record)[0]
 
-    def _claimant(self, record: SourceRecord) -> tuple[int | None, _Address | None]:
+    def _claimant(
+        self, record: SourceRecord, message: CandleMessage | None = None
+    ) -> tuple[int | None, tuple[str, str] | None]:
         if self.claims_all or len(record.value) > self._max_bytes:
             return 0, None
-        try:
-            address = _address.decode(record.value)
-        except msgspec.DecodeError:  # also a schema error: the first route's validator says which
-            return 0, None
+        address: CandleMessage | _Address | None = message
+        if address is None:
+            try:
+                address = _address.decode(record.value)
+            except msgspec.DecodeError:  # also a schema error: the first route's validator says which
+                return 0, None
         key = (address.symbol, address.interval)
         route = self._routes.get(key, -1)
         if route == -1:
@@ -100,4 +105,4 @@ class Dispatcher:
             if len(self._routes) >= CACHE_LIMIT:
                 self._routes.clear()
             self._routes[key] = route
-        return route, address
+        return route, key

@@ -18,7 +18,7 @@ import msgspec
 import numpy as np
 import numpy.typing as npt
 
-from daemon.candle import Candle, CandleValidator, Rejection, RejectReason, format_ts
+from daemon.candle import Candle, CandleMessage, CandleValidator, Rejection, RejectReason, format_ts
 from daemon.checkpoint import Checkpoint, ScoredSince, TopicPartition
 from daemon.signal import DeadLetter, Signal, signal_id
 from daemon.window import Push, WindowKey, WindowStore
@@ -29,6 +29,7 @@ _STORE_REJECTIONS = {
     Push.OUT_OF_ORDER: (RejectReason.OUT_OF_ORDER, "older than the newest candle of the window"),
     Push.STALE: (RejectReason.STALE, "older than the oldest candle of the window"),
 }
+_NULL_KEY = Rejection(RejectReason.NULL_KEY, "a record without a key is not partitioned by its symbol")
 
 
 class SourceRecord(msgspec.Struct, frozen=True, gc=False):
@@ -136,16 +137,7 @@ class CandleIngestor:
         self._report_released()
         if isinstance(outcome, Rejection):
             self.counters.rejected[outcome.reason] += 1
-            return DeadLetter(
-                record.key,
-                record.value,
-                outcome.reason.value,
-                outcome.detail,
-                record.topic,
-                record.partition,
-                record.offset,
-                record.timestamp_ms,
-            )
+            return _dead_letter(record, outcome)
         if outcome is None:
             return None
         candle, slot = outcome
@@ -164,6 +156,82 @@ class CandleIngestor:
             slots=self.store.newest_slots(slot),
         )
 
+    def ingest_many(
+        self, records: Sequence[SourceRecord], messages: Sequence[CandleMessage | None], received_ns: int, room: int
+    ) -> tuple[list[ScoreRequest], list[DeadLetter], int]:
+        """``ingest`` of each live record in order until ``room`` requests are made: the requests, the
+        dead letters, and how many records were taken. ``messages[i]`` is ``records[i]``'s value decoded
+        (``decode_message``), or ``None`` to validate it from its bytes. The windows are written a run
+        at a time (``WindowStore.append``) and the clock read once unless a candle opens after it."""
+        self._report_released()
+        requests: list[ScoreRequest] = []
+        letters: list[DeadLetter] = []
+        taken = 0
+        while taken < len(records) and len(requests) < room:
+            # Each record makes at most one request: this run cannot overshoot ``room``.
+            run = records[taken : taken + room - len(requests)]
+            self._ingest_run(run, messages[taken : taken + len(run)], received_ns, requests, letters)
+            taken += len(run)
+        return requests, letters, taken
+
+    def _ingest_run(
+        self,
+        records: Sequence[SourceRecord],
+        messages: Sequence[CandleMessage | None],
+        received_ns: int,
+        requests: list[ScoreRequest],
+        letters: list[DeadLetter],
+    ) -> None:
+        validator = self.validator
+        max_bytes = validator.max_message_bytes
+        now_ms = validator.now_ms()
+        checked: list[Candle | Rejection] = []
+        for record, message in zip(records, messages, strict=True):
+            if record.keyed and record.key is None:
+                checked.append(_NULL_KEY)
+            elif message is None or len(record.value) > max_bytes:
+                checked.append(validator.validate(record.value, record.key, record.timestamp_ms))
+            else:
+                checked.append(validator.check(message, record.key, record.timestamp_ms, now_ms))
+        candles = [c for c in checked if isinstance(c, Candle)]
+        accepted = [r for r, c in zip(records, checked, strict=True) if isinstance(c, Candle)]
+        appended = self.store.append(candles, [r.partition for r in accepted], [r.offset for r in accepted])
+        if self.on_release is not None:
+            for key, before in appended.released:
+                self.on_release(key, self._issued + before)
+        self.counters.consumed += len(records)
+        ready = 0
+        verdicts = iter(zip(appended.verdicts, appended.slots, strict=True))
+        for record, outcome in zip(records, checked, strict=True):
+            if isinstance(outcome, Rejection):
+                rejection = outcome
+            else:
+                verdict, slot = next(verdicts)
+                if verdict is Push.READY:
+                    requests.append(
+                        ScoreRequest(
+                            key=(outcome.symbol, outcome.interval),
+                            ts=outcome.ts,
+                            window=appended.windows[ready],
+                            topic=record.topic,
+                            partition=record.partition,
+                            offset=record.offset,
+                            timestamp_ms=record.timestamp_ms,
+                            history=min(self._history_limit, appended.histories[ready]),
+                            received_ns=received_ns,
+                            sequence=self._next_sequence(),
+                            row=slot,
+                            slots=appended.indices[ready],
+                        )
+                    )
+                    ready += 1
+                    continue
+                if verdict is Push.WARMING:
+                    continue
+                rejection = _store_rejection(outcome, verdict, slot)
+            self.counters.rejected[rejection.reason] += 1
+            letters.append(_dead_letter(record, rejection))
+
     def replay(self, record: SourceRecord) -> None:
         """A record read again to rebuild windows: same decisions, nothing scored or dead-lettered."""
         self.counters.replayed += 1
@@ -172,24 +240,19 @@ class CandleIngestor:
 
     def _push(self, record: SourceRecord) -> tuple[Candle, int] | Rejection | None:
         if record.keyed and record.key is None:
-            return Rejection(RejectReason.NULL_KEY, "a record without a key is not partitioned by its symbol")
+            return _NULL_KEY
         checked = self.validator.validate(record.value, record.key, record.timestamp_ms)
         if isinstance(checked, Rejection):
             return checked
         bound = self._bound_partition(checked)
         if bound is not None and bound != record.partition:
-            return Rejection(
-                RejectReason.PARTITION_MISMATCH,
-                f"{checked.symbol} {checked.interval} is read from partition {bound}; "
-                "a second partition would break per-symbol order",
-            )
+            return _store_rejection(checked, None, bound)
         verdict, slot = self.store.push(checked, record.partition, record.offset)
         if verdict is Push.READY:
             return checked, slot
         if verdict is Push.WARMING:
             return None
-        reason, detail = _STORE_REJECTIONS[verdict]
-        return Rejection(reason, f"{detail} ({format_ts(checked.ts)})")
+        return _store_rejection(checked, verdict, slot)
 
     def _bound_partition(self, candle: Candle) -> int | None:
         """The partition a key's window is fed from: a key is bound to one partition while its
@@ -247,6 +310,32 @@ class CandleIngestor:
                     batch = []
         if batch:
             yield batch
+
+
+def _store_rejection(candle: Candle, verdict: Push | None, bound: int) -> Rejection:
+    """Why the window store refused a candle; ``verdict`` ``None``: its key's window is fed from
+    partition ``bound`` (a key is bound to one partition while its window lives)."""
+    if verdict is None:
+        return Rejection(
+            RejectReason.PARTITION_MISMATCH,
+            f"{candle.symbol} {candle.interval} is read from partition {bound}; "
+            "a second partition would break per-symbol order",
+        )
+    reason, detail = _STORE_REJECTIONS[verdict]
+    return Rejection(reason, f"{detail} ({format_ts(candle.ts)})")
+
+
+def _dead_letter(record: SourceRecord, rejection: Rejection) -> DeadLetter:
+    return DeadLetter(
+        record.key,
+        record.value,
+        rejection.reason.value,
+        rejection.detail,
+        record.topic,
+        record.partition,
+        record.offset,
+        record.timestamp_ms,
+    )
 
 
 class SignalBuilder:

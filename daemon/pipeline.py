@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from typing import Generic, TypeVar
@@ -30,6 +30,7 @@ import numpy as np
 import structlog
 
 from daemon.batching import BatchPolicy
+from daemon.candle import decode_message
 from daemon.checkpoint import SOLE_ROUTE, Checkpoint, ScoredSince, Scoring, TopicPartition
 from daemon.dispatch import DEFAULT_ROUTE, Dispatcher, RouteClaim
 from daemon.engine import CandleIngestor, ScoreRequest, SignalBuilder
@@ -125,6 +126,7 @@ class Pipeline(Generic[ScorerT]):
         self.lanes = list(lanes)
         """The routes, in match order: a record goes to the first that claims it."""
         self.dispatcher = Dispatcher([lane.claim for lane in self.lanes], describe_routes, max_message_bytes)
+        self._max_bytes = max_message_bytes
         self.source = source
         self.sink = sink
         self.metrics = metrics
@@ -294,23 +296,49 @@ class Pipeline(Generic[ScorerT]):
                         chunk.requests.extend(history)
                 finally:
                     self._note_rescoring(rebuilding=-1)
-            for record in part.live:
-                routed = dispatcher.route(record)
-                result = routed if isinstance(routed, DeadLetter) else lanes[routed].ingestor.ingest(record, now)
-                if isinstance(result, ScoreRequest):
-                    result.route = routed if isinstance(routed, int) else 0
-                    chunk.requests.append(result)
-                    if len(chunk.requests) >= limit and record is not part.live[-1]:
-                        self._checkpoint(chunk, part, record.offset + 1)
-                        yield chunk
-                        chunk = Chunk([], [], {})
-                elif result is not None:
-                    chunk.dead_letters.append(result)
-                    dead_letters += 1
+            chunk, letters = yield from self._ingest_live(part, chunk, now)
+            dead_letters += letters
             if part.live:
                 self._checkpoint(chunk, part, part.live[-1].offset + 1)
         self.metrics.observe_ingest([lane.ingestor for lane in lanes], dead_letters, dispatcher.counters)
         yield chunk
+
+    def _ingest_live(self, part: PartitionRecords, chunk: Chunk, now: int) -> Generator[Chunk, None, tuple[Chunk, int]]:
+        """A partition's live records into ``chunk``, yielding each chunk they fill; the chunk left open,
+        and how many dead letters were made. Each value is decoded once, for routing and validation
+        alike, and each run of records of one route ingested in one call, up to the chunk's room."""
+        live = part.live
+        limit = self._chunk_limit
+        messages = [decode_message(r.value) if len(r.value) <= self._max_bytes else None for r in live]
+        routes = [self.dispatcher.route(record, message) for record, message in zip(live, messages, strict=True)]
+        dead_letters = 0
+        start = 0
+        while start < len(live):
+            route = routes[start]
+            if isinstance(route, DeadLetter):
+                chunk.dead_letters.append(route)
+                dead_letters += 1
+                start += 1
+                continue
+            stop = start + 1
+            while stop < len(live) and routes[stop] == route:
+                stop += 1
+            # At least one request: a chunk that history filled takes one more, as it always has.
+            room = max(1, limit - len(chunk.requests))
+            requests, letters, taken = self.lanes[route].ingestor.ingest_many(
+                live[start:stop], messages[start:stop], now, room
+            )
+            for request in requests:
+                request.route = route
+            chunk.requests.extend(requests)
+            chunk.dead_letters.extend(letters)
+            dead_letters += len(letters)
+            start += taken
+            if len(chunk.requests) >= limit and start < len(live):
+                self._checkpoint(chunk, part, live[start - 1].offset + 1)
+                yield chunk
+                chunk = Chunk([], [], {})
+        return chunk, dead_letters
 
     def _history(self, part: PartitionRecords, limit: int) -> Iterator[list[ScoreRequest]]:
         """A rebuilt partition's history requests, route by route, each restoring what its commit says."""

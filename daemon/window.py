@@ -68,6 +68,25 @@ class Push(IntEnum):
 
 
 @dataclass(slots=True)
+class Appended:
+    """What ``WindowStore.append`` did with a run of candles, each list in candle order."""
+
+    verdicts: list[Push | None]
+    """Each appended candle's outcome; ``None``: its key's window is fed from another partition
+    (``bound``), so it was not pushed."""
+    slots: list[int]
+    """Each candle's window slot (``-1`` before one); for ``None`` verdicts the partition its key is bound to."""
+    windows: npt.NDArray[np.float32]
+    """``[ready, length, 5]``: the window each ``READY`` candle completed, as it was then."""
+    indices: npt.NDArray[np.int64]
+    """``[ready, length]``: slot indices of those windows' candles (``newest_slots``)."""
+    histories: list[int]
+    """For each ``READY`` candle, ``history_available`` of its window then."""
+    released: list[tuple[WindowKey, int]]
+    """Keys whose windows went, each with how many ``READY`` candles came before the one that let it go."""
+
+
+@dataclass(slots=True)
 class WindowStats:
     """Counters the metrics layer reads; plain ints keep the hot path free of metric calls."""
 
@@ -77,6 +96,86 @@ class WindowStats:
     candles_filled: int = 0
     evictions: int = 0
     expired: int = 0
+
+
+_RESET = GapPolicy()
+"""The policy of an interval without one."""
+
+
+class _Run:
+    """One ``WindowStore.append`` call: its outcomes so far, and the candles queued to be written."""
+
+    def __init__(self, store: WindowStore) -> None:
+        self.store = store
+        self.verdicts: list[Push | None] = []
+        self.slots: list[int] = []
+        self.released: list[tuple[WindowKey, int]] = []
+        self.ready_count = 0
+        self.touched: set[int] = set()
+        """Slots written (or to be) in this run whose window is not read yet, or not yet written."""
+        self.unread: list[int] = []
+        """Slots of ``READY`` candles whose window is to be read after the next write."""
+        self.windows: list[npt.NDArray[np.float32]] = []
+        self.indices: list[npt.NDArray[np.int64]] = []
+        self.histories: list[int] = []
+        self.queued: list[int] = []
+        self.positions: list[int] = []
+        self.values: list[tuple[float, float, float, float, float]] = []
+        self.ts: list[int] = []
+        self.index: list[int] = []
+        self.offsets: list[int] = []
+        self.counts: list[int] = []
+
+    def queue(self, slot: int, position: int, candle: Candle, *, offset: int, index: int, count: int) -> None:
+        self.queued.append(slot)
+        self.positions.append(position)
+        self.values.append((candle.open, candle.high, candle.low, candle.close, candle.volume))
+        self.ts.append(candle.ts)
+        self.index.append(index)
+        self.offsets.append(offset)
+        self.counts.append(count)
+
+    def pushed(self, slot: int, verdict: Push) -> None:
+        self.verdicts.append(verdict)
+        self.slots.append(slot)
+        if verdict is Push.READY:
+            self.ready_count += 1
+            self.unread.append(slot)
+            self.touched.add(slot)
+        elif verdict is Push.WARMING:
+            self.touched.add(slot)
+
+    def write(self) -> None:
+        """Write what is queued and read the windows it completed."""
+        if self.queued:
+            self.store._write_run(self)
+            for pending in (self.queued, self.positions, self.values, self.ts, self.index, self.offsets, self.counts):
+                pending.clear()
+        if self.unread:
+            windows, indices, histories = self.store._read_ready(self.unread)
+            self.windows.append(windows)
+            self.indices.append(indices)
+            self.histories.extend(histories)
+            self.unread.clear()
+        self.touched.clear()
+
+    def appended(self) -> Appended:
+        empty = (0, self.store.length)
+        return Appended(
+            self.verdicts,
+            self.slots,
+            _joined(self.windows, np.zeros((*empty, len(FIELDS)), np.float32)),
+            _joined(self.indices, np.zeros(empty, np.int64)),
+            self.histories,
+            self.released,
+        )
+
+
+def _joined(parts: list[npt.NDArray[Any]], empty: npt.NDArray[Any]) -> npt.NDArray[Any]:
+    """The parts as one array (without a copy when there is one part)."""
+    if len(parts) == 1:
+        return parts[0]
+    return np.concatenate(parts) if parts else empty
 
 
 class WindowStore:
@@ -214,6 +313,91 @@ class WindowStore:
             self._advance_clock(partition, self._codes[candle.interval], index)
         ready = self._count[slot] >= self.length
         return (Push.READY if ready else Push.WARMING), slot
+
+    def append(self, candles: Sequence[Candle], partitions: Sequence[int], offsets: Sequence[int]) -> Appended:
+        """``push`` each candle in order, its key bound to the partition its window is fed from.
+
+        Verdicts, windows, counters and releases are those of pushing one at a time, for a few array
+        writes per run instead of several per candle: a candle that only extends its window (in order,
+        across a gap its policy tolerates or resets) is written together with the others, and its
+        window read after. Any other (a new key, a late candle, a forward fill, a partition clock that
+        moves) first writes what is pending and is pushed alone, and a window written twice in one run
+        writes its first candle first."""
+        run = _Run(self)
+        for candle, partition, offset in zip(candles, partitions, offsets, strict=True):
+            key = (candle.symbol, candle.interval)
+            slot = self._slots.get(key)
+            if slot is not None:
+                bound = self._partition.item(slot)
+                if bound != partition:
+                    run.verdicts.append(None)
+                    run.slots.append(bound)
+                    continue
+                if slot not in run.touched and self._extend(run, slot, candle, offset):
+                    self._slots.move_to_end(key)
+                    continue
+            run.write()
+            verdict, slot = self.push(candle, partition, offset)
+            run.released.extend((gone, run.ready_count) for gone in self.take_released())
+            run.pushed(slot, verdict)
+        run.write()
+        return run.appended()
+
+    def _extend(self, run: _Run, slot: int, candle: Candle, offset: int) -> bool:
+        """Queue ``candle`` on ``run`` if it only extends its window; ``False`` (nothing done) otherwise."""
+        span = self.span
+        head = self._head.item(slot)
+        last = (head - 1) % span
+        if candle.ts <= self._ts.item(slot, last):
+            return False
+        index = self._intervals[candle.interval].slot_index(candle.ts)
+        missing = index - self._index.item(slot, last) - 1
+        reset = False
+        if missing > 0:
+            policy = self._policies.get(candle.interval, _RESET)
+            reset = missing > policy.max_missing or policy.mode is GapMode.RESET
+            if not reset and policy.mode is not GapMode.TOLERATE:
+                return False
+        if self.idle_expiry:
+            clock = self._clocks.get((self._partition.item(slot), self._codes[candle.interval]))
+            if clock is None or index > clock:
+                return False
+        if reset:
+            self.stats.gaps_reset += 1
+        elif missing > 0:
+            self.stats.gaps_tolerated += 1
+        count = 1 if reset else min(self._count.item(slot) + 1, span)
+        run.queue(slot, head, candle, offset=offset, index=index, count=count)
+        run.pushed(slot, Push.READY if count >= self.length else Push.WARMING)
+        return True
+
+    def _write_run(self, run: _Run) -> None:
+        """Write a run's queued candles: one array write per field, each slot at most once."""
+        rows = np.array(run.queued, dtype=np.int64)
+        positions = np.array(run.positions, dtype=np.int64)
+        index = np.array(run.index, dtype=np.int64)
+        self._values[rows, positions] = run.values
+        self._ts[rows, positions] = run.ts
+        self._index[rows, positions] = index
+        self._offsets[rows, positions] = run.offsets
+        self._received[rows, positions] = True
+        self._head[rows] = (positions + 1) % self.span
+        self._count[rows] = run.counts
+        self._newest_index[rows] = index
+
+    def _read_ready(self, slots: list[int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], list[int]]:
+        """Newest windows of ``slots`` (``newest_window``, ``newest_slots``) and their ``history_available``."""
+        rows = np.array(slots, dtype=np.int64)
+        heads = self._head[rows]
+        span, length = self.span, self.length
+        flat = ((heads[:, None] - length + np.arange(length)) % span + (rows * span)[:, None]).ravel()
+        windows = np.take(self._values.reshape(-1, len(FIELDS)), flat, axis=0).reshape(len(rows), length, len(FIELDS))
+        indices = np.take(self._index.reshape(-1), flat).reshape(len(rows), length)
+        backs = np.arange(1, span - length + 1)
+        received = self._received[rows[:, None], (heads[:, None] - 1 - backs) % span]
+        earlier = backs < (self._count[rows] - length + 1)[:, None]
+        histories: list[int] = np.count_nonzero(received & earlier, axis=1).tolist()
+        return windows, indices, histories
 
     def _advance_clock(self, partition: int, code: int, index: int) -> None:
         """Move the partition's candle clock; windows left more than ``idle_expiry`` slots behind it
