@@ -172,8 +172,8 @@ class KafkaSignalSink:
     def records(self, batch: PublishBatch) -> tuple[list[Record], list[Record]]:
         """The batch's signal and dead-letter records, encoded once for every attempt."""
         max_bytes = self.settings.dead_letter_max_bytes
-        signals = [
-            Record(
+        signals: list[Record] = [
+            (
                 signal.symbol.encode(),
                 encoder.encode(signal),
                 signal_headers(
@@ -183,7 +183,7 @@ class KafkaSignalSink:
             for signal, request in batch.signals
         ]
         letters = [bounded_record(letter, max_bytes) for letter in batch.dead_letters]
-        return signals, [Record(letter.key, letter.value, letter.headers) for letter in letters]
+        return signals, [(letter.key, letter.value, letter.headers) for letter in letters]
 
     async def send_records(
         self, producer: AIOKafkaProducer, topic: str, records: list[Record]

@@ -18,8 +18,7 @@ TOPIC = "signals"
 partition_lists = st.lists(st.integers(0, 200), min_size=1, max_size=24, unique=True)
 keys = st.binary(min_size=0, max_size=40)
 records = st.lists(
-    st.builds(
-        Record,
+    st.tuples(
         st.one_of(st.none(), st.sampled_from([b"AAPL", b"MSFT", b"S00042", b"", b"\xff\x00key"]), keys),
         st.binary(max_size=8),
         st.lists(st.tuples(st.sampled_from(["source", "route"]), st.binary(max_size=4)), max_size=2),
@@ -54,7 +53,7 @@ def test_a_keyed_record_goes_where_the_producers_own_send_puts_it(
     the producer's ``_partition`` (its default partitioner over its metadata) picks."""
     leaderless = data.draw(st.sets(st.sampled_from(partitions)))
     chosen, listed = producer_placement(key, partitions, leaderless)
-    grouped = partitioned([Record(key, b"v", [])], listed, KeyHashes(murmur2))
+    grouped = partitioned([(key, b"v", [])], listed, KeyHashes(murmur2))
     assert list(grouped.by_partition) == [chosen]
 
 
@@ -76,13 +75,13 @@ def test_grouping_keeps_every_record_once_and_each_partitions_order(
     batch, and keyless ones are left to the producer in their order."""
     hashes = KeyHashes(murmur2)
     grouped = partitioned(given_records, partitions, hashes)
-    keyed = [r for r in given_records if r.key is not None]
+    keyed = [r for r in given_records if r[0] is not None]
     for partition, in_partition in grouped.by_partition.items():
-        expected = [r for r in keyed if r.key is not None and partition_of(hashes.of(r.key), partitions) == partition]
+        expected = [r for r in keyed if r[0] is not None and partition_of(hashes.of(r[0]), partitions) == partition]
         assert in_partition == expected
         assert in_partition
     assert sum(len(group) for group in grouped.by_partition.values()) == len(keyed)
-    assert grouped.keyless == [r for r in given_records if r.key is None]
+    assert grouped.keyless == [r for r in given_records if r[0] is None]
 
 
 def test_each_keys_hash_is_computed_once_and_the_remembered_keys_are_bounded() -> None:
@@ -108,4 +107,4 @@ def test_each_keys_hash_is_computed_once_and_the_remembered_keys_are_bounded() -
 def test_a_topic_without_partitions_is_refused() -> None:
     """Grouping needs the topic's partitions: an empty list is an error, not a silent drop."""
     with pytest.raises(ValueError, match="without partitions"):
-        partitioned([Record(b"k", b"v", [])], [], KeyHashes(murmur2))
+        partitioned([(b"k", b"v", [])], [], KeyHashes(murmur2))
