@@ -45,6 +45,11 @@ def slots_at_or_before(slots: npt.NDArray[np.int64], targets: npt.NDArray[np.int
     return counts
 
 
+def rows_lacking(mask: npt.NDArray[np.bool_]) -> npt.NDArray[np.int64]:
+    """Rows of a ``[B, 2]`` mask where some copy is False (``all(axis=1)`` is ten times slower)."""
+    return np.flatnonzero(~(mask[:, 0] & mask[:, 1]))
+
+
 def reader_copies(restarts: npt.NDArray[np.int64]) -> npt.NDArray[np.int64]:
     """``[B]`` the copy a signal reads: the one that restarted earlier (the longer history)."""
     return (restarts[:, 1] < restarts[:, 0]).astype(np.int64)
@@ -123,15 +128,18 @@ class RecurrentStates:
         last = self._last[index]
         ours = np.fromiter((self._keys[row] == key for row, key in zip(rows, keys, strict=True)), bool, len(index))
         # In steady service each copy last stepped the window's previous candle: no search for those.
-        previous = last == slots[:, -2, None]
-        held = np.where(previous, length - 2, -1)
-        search = np.flatnonzero(~previous.all(axis=1))
-        held[search] = slots_at_or_before(slots[search], last[search]) - 1
-        found = np.take_along_axis(slots, np.clip(held, 0, length - 1), axis=1) == last
+        found = last == slots[:, -2, None]
+        held = np.where(found, length - 2, -1)
+        search = rows_lacking(found)
+        if len(search):
+            held[search] = slots_at_or_before(slots[search], last[search]) - 1
+            at = np.take_along_axis(slots[search], np.clip(held[search], 0, length - 1), axis=1)
+            found[search] = at == last[search]
         resume = ours[:, None] & (restarts <= last) & (last <= newest[:, None]) & (held >= 0) & found
         first = np.zeros_like(held)
-        rebuilt = np.flatnonzero(~resume.all(axis=1))
-        first[rebuilt] = slots_at_or_before(slots[rebuilt], restarts[rebuilt] - 1)
+        rebuilt = rows_lacking(resume)
+        if len(rebuilt):
+            first[rebuilt] = slots_at_or_before(slots[rebuilt], restarts[rebuilt] - 1)
         short = ~resume & (first < self.lookback)
         if short.any():
             b, copy = (int(i) for i in np.argwhere(short)[0])
