@@ -1,6 +1,6 @@
 """What publishing a batch of signals costs a signal: the sink's record batches (one per partition)
 against one producer ``send`` a record, the sink before them, alternated in one process against a
-real broker, in each delivery mode (docs/benchmarks.md, "Where the per-candle time goes").
+real broker, in each delivery mode (docs/benchmarks.md, "Publishing in record batches").
 
 Each round publishes the same batch of synthetic signals (the daemon's shape, each symbol once, no
 offsets to commit) through both sinks, in turn and in alternating order; a figure is the median over
