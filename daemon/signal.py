@@ -24,7 +24,9 @@ _NAMESPACE = uuid.UUID("6f1c3a52-3f0e-5b8e-9a57-2c1d0c8e4b11")
 _NAMESPACE_BYTES = _NAMESPACE.bytes
 
 
-class Signal(msgspec.Struct, frozen=True, kw_only=True):
+# Not tracked by the garbage collector (``gc=False``): its fields hold only strings, numbers and dicts
+# and lists of them, so it is never part of a reference cycle, and a candle close makes one per symbol.
+class Signal(msgspec.Struct, frozen=True, kw_only=True, gc=False):
     """A trading signal for one scored candle (JSON on the signals topic, key = symbol)."""
 
     signal_id: str

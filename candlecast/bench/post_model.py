@@ -5,9 +5,13 @@ Stages, each fed the same close (the bundled model's horizons, quantiles and fea
 outputs): ``build`` (``SignalBuilder.build``: strategy decisions and signals), ``monitor``
 (``ModelMonitor.observe``: drift, outcomes, per-symbol quality), ``metrics``
 (``DaemonMetrics.observe_publish``) and ``record`` (each signal's Kafka value and headers:
-``encoder.encode``, ``signal_headers``). Old and new alternate, the order swapped every round; each
-round first checks that both produced the same bytes (signals, records, metric expositions,
-per-symbol reports). Figures: microseconds per signal, the median over the rounds, and new / old.
+``encoder.encode``, ``signal_headers``), then ``collect``: one full garbage collection with the
+close's requests, signals and records alive (the start-up heap frozen, as the daemon's). The stages
+run with the collector off (a collection falls in whichever stage allocates when one is due, which
+would blur them), so ``collect`` is where what a close leaves for the collector shows. Old and new
+alternate, the order swapped every round; each round first checks that both produced the same bytes
+(signals, records, metric expositions, per-symbol reports). Figures: microseconds per signal, the
+median over the rounds, and new / old (ratios are what a loaded machine still tells apart).
 
 ``python -m candlecast.bench.post_model [--base REV] [--symbols 10000] [--rounds 9] [--strategy default|memory]``
 """
@@ -50,7 +54,7 @@ STRATEGIES: dict[str, dict[str, Any]] = {
 }
 """The threshold strategy with its defaults (no memory: the daemon's default), and with hysteresis and a
 cooldown (each key's recent outputs count)."""
-STAGES = ("build", "monitor", "metrics", "record")
+STAGES = ("build", "monitor", "metrics", "record", "collect")
 WARM_ROUNDS = 2
 """Rounds before timing: the strategies' and outcome trackers' memories fill."""
 
@@ -167,6 +171,8 @@ def run_round(one: Side, manifest: Manifest, symbols: int, day: int) -> tuple[di
     requests = score_requests(symbols, day)
     outputs = model_outputs(manifest, symbols, day)
     seconds: dict[str, float] = {}
+    gc.collect()  # each side starts its round with the same garbage: none
+    gc.disable()
     began = time.perf_counter()
     built = one.builder.build(requests, outputs, manifest.version)
     seconds["build"] = time.perf_counter() - began
@@ -180,6 +186,10 @@ def run_round(one: Side, manifest: Manifest, symbols: int, day: int) -> tuple[di
     began = time.perf_counter()
     records = one.record(batch.signals)
     seconds["record"] = time.perf_counter() - began
+    gc.enable()
+    began = time.perf_counter()
+    gc.collect()
+    seconds["collect"] = time.perf_counter() - began
     by_symbol = one.monitor.by_symbol
     produced: list[object] = [
         msgspec.json.encode(built),
@@ -222,10 +232,12 @@ def main(argv: list[str] | None = None) -> None:
     new = {"engine": engine, "monitoring": monitoring, "metrics": metrics, "signal": signal}
     sides = {"old": side(old, manifest, strategy, args.symbols), "new": side(new, manifest, strategy, args.symbols)}
     timings: dict[str, dict[str, list[float]]] = {name: {stage: [] for stage in STAGES} for name in sides}
+    # As the daemon does once it is warm (``daemon.heap``): collections walk only what serving made since.
+    gc.collect()
+    gc.freeze()
     for day in range(WARM_ROUNDS + args.rounds):
         produced = {}
         for name in ("old", "new") if day % 2 == 0 else ("new", "old"):
-            gc.collect()  # each side starts its round with the same garbage: none
             seconds, produced[name] = run_round(sides[name], manifest, args.symbols, day)
             if day >= WARM_ROUNDS:
                 for stage in STAGES:
