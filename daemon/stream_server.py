@@ -120,6 +120,7 @@ class StreamServer:
         try:
             await consumer.start()
         except KafkaError as exc:
+            await consumer.stop()
             raise TransportError(f"kafka.bootstrap_servers: cannot reach {kafka.bootstrap_servers}: {exc}") from exc
         heartbeat: asyncio.Task[None] | None = None
         try:
