@@ -200,8 +200,7 @@ class KafkaSignalSink:
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = producer.create_batch()
                     builder.append(key=key, value=value, timestamp=None, headers=headers)
-            # Closed, the last batch is sent at once instead of lingering for records that will not come.
-            builder.close()
+            # Left open, as ``send`` leaves its last batch: it lingers ``linger_ms`` like before.
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         for key, value, headers in grouped.keyless:
             futures.append(await producer.send(topic, value, key=key, headers=headers))
