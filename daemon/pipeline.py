@@ -56,8 +56,16 @@ ScorerT = TypeVar("ScorerT", bound=Scorer)
 class ModelHolder(Generic[ScorerT]):
     """The model in service; swapped between batches by hot reload."""
 
-    def __init__(self, model: ScorerT) -> None:
+    def __init__(self, model: ScorerT, *, stepped: bool = True) -> None:
         self.model = model
+        self.stepped = stepped
+        """The model keeps per-symbol state (``daemon.stepped_model``): its forward passes need the windows'
+        origins. ``False`` for a windowed scorer, which ignores them, so that none are made for it."""
+
+    def swap(self, model: ScorerT, *, stepped: bool) -> None:
+        """Serve ``model`` from the next forward pass on (the caller holds ``Pipeline.between_batches``)."""
+        self.model = model
+        self.stepped = stepped
 
 
 @dataclass(slots=True)
@@ -443,7 +451,7 @@ class Pipeline(Generic[ScorerT]):
                 for route, requests in sorted(by_route.items()):
                     lane = self.lanes[route]
                     model = lane.models.model
-                    score = functools.partial(self._score, route, model, requests)
+                    score = functools.partial(self._score, route, model, lane.models.stepped, requests)
                     scored[route] = (model, await self.run_in_model_thread(score))
             history = sum(1 for requests in by_route.values() for r in requests if not r.publish)
             if history:
@@ -477,8 +485,9 @@ class Pipeline(Generic[ScorerT]):
             parts.append((route, ScoredChunk(Chunk(requests, [], {}), rows, model.version)))
         return parts
 
-    def _score(self, route: int, model: Scorer, requests: Sequence[ScoreRequest]) -> ModelOutputs:
-        """One route's requests through its model, in forward passes of at most its ``max_batch``."""
+    def _score(self, route: int, model: Scorer, stepped: bool, requests: Sequence[ScoreRequest]) -> ModelOutputs:
+        """One route's requests through its model, in forward passes of at most its ``max_batch``; with
+        the windows' origins when the model is ``stepped``."""
         started = int(self.clock.monotonic() * 1e9)
         for request in requests:
             self.metrics.observe_queue_wait(
@@ -489,7 +498,7 @@ class Pipeline(Generic[ScorerT]):
             batch = requests[start:stop]
             windows = np.stack([r.window for r in batch])
             began = self.clock.monotonic()
-            parts.append(model.score(windows, WindowOrigins.of(batch)))
+            parts.append(model.score(windows, WindowOrigins.of(batch) if stepped else None))
             self.metrics.observe_forward(stop - start, self.clock.monotonic() - began, route)
         return concat_outputs(parts)
 

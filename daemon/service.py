@@ -274,7 +274,7 @@ class Daemon:
             RouteClaim(route.symbols, interval),
             core.ingestor,
             core.builder,
-            ModelHolder(model),
+            ModelHolder(model, stepped=isinstance(model, SteppedModel)),
             BatchPolicy(view.batching.max_batch, view.batching.max_wait_ms / 1000),
             [monitor.observe],
         )
@@ -466,7 +466,7 @@ class Daemon:
             self.reloads.labels(route.name, "unchanged").inc()
             return True
         async with self.pipeline.between_batches():
-            route.lane.models.model = candidate
+            route.lane.models.swap(candidate, stepped=isinstance(candidate, SteppedModel))
             route.monitor.use(candidate.manifest, route.core.intervals, route.core.gap_policies)
         self.reloads.labels(route.name, "loaded").inc()
         self._describe_model(route, configure_threads(self.settings.model.threads))
