@@ -46,9 +46,9 @@ class SourceRecord(msgspec.Struct, frozen=True, gc=False):
     """The transport has record keys (Kafka), so a record without one is rejected; MQTT has none."""
 
 
-@dataclass(slots=True)
-class ScoreRequest:
-    """A full window to score, and what the signal for it needs."""
+class ScoreRequest(msgspec.Struct, gc=False):
+    """A full window to score, and what the signal for it needs (a struct the collector does not
+    track: one is made per scored candle)."""
 
     key: WindowKey
     ts: int
@@ -72,7 +72,7 @@ class ScoreRequest:
     """Which of the pipeline's routes (by position) scores it: set by the pipeline at ingest."""
     row: int = -1
     """The window store's slot holding the key's window: a streaming scorer keeps its states there."""
-    slots: npt.NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    slots: npt.NDArray[np.int64] = msgspec.field(default_factory=lambda: np.zeros(0, dtype=np.int64))
     """Slot index (``Interval.slot_index``) of each candle of ``window``, oldest first: the step
     path's restarts and its cached states go by them."""
 
