@@ -159,10 +159,13 @@ class RecurrentStates:
 
     def commit(self, plans: StepPlans, keys: Sequence[Hashable], states: npt.NDArray[np.float32]) -> None:
         """Store ``[B, 2, state_size]`` states that have stepped the plans' newest candles."""
+        if len(keys) != len(plans.rows):
+            raise ValueError(f"{len(keys)} keys for {len(plans.rows)} planned rows")
         self.states[plans.rows] = states
         self._last[plans.rows] = plans.newest[:, None]
-        for row, key in zip(plans.rows.tolist(), keys, strict=True):
-            self._keys[row] = key
+        # A row whose two copies both resumed holds this key already.
+        for i in rows_lacking(~plans.fresh).tolist():
+            self._keys[int(plans.rows[i])] = keys[i]
 
     def forget(self, row: int) -> None:
         """Drop a row's states (its window went); the next plan for it steps from zero."""
