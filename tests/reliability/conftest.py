@@ -9,7 +9,7 @@ import pytest_asyncio
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
-from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
+from tests.support.kafka import daemon_settings, fresh_topics, read_to_end, running_daemon, wait_all_committed
 from tests.support.signals import CandleKey, by_candle
 
 Reference = dict[CandleKey, list[bytes]]
@@ -28,5 +28,5 @@ async def reference(kafka: LocalKafka, test_artifact: Path) -> Reference:
     topics = await fresh_topics(kafka.bootstrap_servers)
     await publish_candles(workload().messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
     async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, test_artifact)):
-        records = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=30, quiet_s=4)
-    return by_candle(records)
+        await wait_all_committed(kafka.bootstrap_servers, topics.candles, topics.group)
+    return by_candle(await read_to_end(kafka.bootstrap_servers, topics.signals))

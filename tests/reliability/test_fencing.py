@@ -12,7 +12,7 @@ from candlecast.errors import FencedError
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
 from tests.reliability.conftest import Reference, workload
-from tests.support.kafka import fresh_topics, read_records
+from tests.support.kafka import fresh_topics, read_records, read_to_end, wait_all_committed
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle
 
@@ -42,7 +42,8 @@ async def test_an_instance_fenced_by_its_twin_exits_instead_of_fencing_back(
     try:
         await asyncio.to_thread(first.wait_ready, 90)
         await publish_candles(messages[:half], bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
-        before = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=60, quiet_s=3)
+        await wait_all_committed(kafka.bootstrap_servers, topics.candles, topics.group)
+        before = await read_to_end(kafka.bootstrap_servers, topics.signals)
         assert before, "the first instance publishes before its twin starts"
         second.start()
         await asyncio.to_thread(second.wait_ready, 90)

@@ -19,7 +19,14 @@ from aiokafka import AIOKafkaProducer
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from daemon.settings import KafkaSettings
-from tests.support.kafka import daemon_settings, fresh_topics, read_records, running_daemon
+from tests.support.kafka import (
+    daemon_settings,
+    fresh_topics,
+    read_records,
+    read_to_end,
+    running_daemon,
+    wait_all_committed,
+)
 from tests.support.signals import by_candle
 
 pytestmark = pytest.mark.kafka
@@ -116,9 +123,8 @@ async def test_bad_messages_go_to_the_dead_letter_topic(kafka: LocalKafka, test_
     clean_topics = await fresh_topics(kafka.bootstrap_servers)
     await produce(kafka.bootstrap_servers, clean_topics.candles, good)
     async with running_daemon(daemon_settings(kafka.bootstrap_servers, clean_topics, test_artifact)):
-        clean = await read_records(
-            kafka.bootstrap_servers, clean_topics.signals, expected=10**9, timeout_s=30, quiet_s=3
-        )
+        await wait_all_committed(kafka.bootstrap_servers, clean_topics.candles, clean_topics.group)
+    clean = await read_to_end(kafka.bootstrap_servers, clean_topics.signals)
 
     topics = await fresh_topics(kafka.bootstrap_servers)
     stream: list[tuple[bytes | None, bytes]] = list(good)
@@ -183,15 +189,15 @@ async def test_hostile_records_between_genuine_candles(kafka: LocalKafka, test_a
     clean_topics = await fresh_topics(kafka.bootstrap_servers)
     await produce(kafka.bootstrap_servers, clean_topics.candles, messages)
     async with running_daemon(daemon_settings(kafka.bootstrap_servers, clean_topics, test_artifact)):
-        clean = await read_records(
-            kafka.bootstrap_servers, clean_topics.signals, expected=10**9, timeout_s=30, quiet_s=3
-        )
+        await wait_all_committed(kafka.bootstrap_servers, clean_topics.candles, clean_topics.group)
+    clean = await read_to_end(kafka.bootstrap_servers, clean_topics.signals)
 
     topics = await fresh_topics(kafka.bootstrap_servers)
     partitions = await produce(kafka.bootstrap_servers, topics.candles, messages[:split])
     async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, test_artifact)):
         # Every symbol's window is bound to its partition before the hostile records arrive.
-        before = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=30, quiet_s=3)
+        await wait_all_committed(kafka.bootstrap_servers, topics.candles, topics.group)
+        before = await read_to_end(kafka.bootstrap_servers, topics.signals)
         assert before
         huge = b'{"symbol": "' + first_symbol.encode() + b'", "padding": "' + b"x" * 2_000_000 + b'"}'
         overflowing = json.loads(last_seen[second_symbol.encode()])

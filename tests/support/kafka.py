@@ -12,6 +12,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError
 
 from daemon.service import Daemon
 from daemon.settings import HttpSettings, KafkaSettings, ModelSettings, Settings
@@ -84,6 +85,66 @@ async def read_records(
     finally:
         await consumer.stop()
     return records
+
+
+async def read_to_end(
+    bootstrap: str, topic: str, *, timeout_s: float = 60.0, isolation_level: str = "read_committed"
+) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read a topic from the start up to its end as of the call (the last stable offset under
+    ``read_committed``): everything committed before, nothing after."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False, group_id=None
+    )
+    await consumer.start()
+    records: list[ConsumerRecord[bytes, bytes]] = []
+    try:
+        partitions = await _partitions(bootstrap, topic)
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        deadline = time.monotonic() + timeout_s
+        for partition in partitions:
+            while await consumer.position(partition) < ends[partition]:
+                if time.monotonic() > deadline:
+                    raise AssertionError(f"{topic} not read to its end in {timeout_s} s")
+                batch = await consumer.getmany(partition, timeout_ms=200)
+                records.extend(batch.get(partition, []))
+    finally:
+        await consumer.stop()
+    return records
+
+
+async def uncommitted(bootstrap: str, topic: str, group: str) -> int:
+    """Records of ``topic`` that ``group`` has not committed yet."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None)
+    await admin.start()
+    try:
+        await consumer.start()
+        committed = await admin.list_consumer_group_offsets(group)
+        ends = await consumer.end_offsets(await _partitions(bootstrap, topic))
+    finally:
+        await consumer.stop()
+        await admin.close()
+    return sum(end - (committed[tp].offset if tp in committed else 0) for tp, end in ends.items())
+
+
+async def wait_all_committed(bootstrap: str, topic: str, group: str, timeout_s: float = 60.0) -> None:
+    """Wait until ``group`` has committed every record of ``topic``: under exactly-once, every output of those
+    records is committed too."""
+    deadline = time.monotonic() + timeout_s
+    left: int | str = "all"
+    while True:
+        try:
+            left = await uncommitted(bootstrap, topic, group)
+        except KafkaError:
+            pass  # the group's coordinator is not there yet (a new broker creates its offsets topic first)
+        else:
+            if left == 0:
+                return
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{group}: {left} records of {topic} still uncommitted after {timeout_s} s")
+        await asyncio.sleep(0.2)
 
 
 async def _partitions(bootstrap: str, topic: str) -> list[TopicPartition]:
