@@ -217,15 +217,16 @@ class KafkaCandleSource:
         for tp, messages in fetched.items():
             if tp not in self._assigned:
                 continue
-            part = PartitionRecords(tp.topic, tp.partition)
+            topic, partition = tp.topic, tp.partition
+            records = [SourceRecord(topic, partition, m.offset, m.key, m.value or b"", m.timestamp) for m in messages]
+            part = PartitionRecords(topic, partition)
             until = self._replay_until.get(tp)
-            for m in messages:
-                record = SourceRecord(tp.topic, tp.partition, m.offset, m.key, m.value or b"", m.timestamp)
-                if until is not None and m.offset < until:
-                    part.replay.append(record)
-                    self._replayed[tp] = self._replayed.get(tp, 0) + 1
-                else:
-                    part.live.append(record)
+            if until is None:
+                part.live = records
+            else:
+                part.replay = [record for record in records if record.offset < until]
+                part.live = [record for record in records if record.offset >= until]
+                self._replayed[tp] = self._replayed.get(tp, 0) + len(part.replay)
             polled.append(part)
         if not await self._finish_rebuilds(polled, epoch):
             # The group rebalanced while we held these records: they belong to the old assignment,

@@ -127,6 +127,7 @@ class _Run:
         self.counts: list[int] = []
 
     def queue(self, slot: int, position: int, candle: Candle, *, offset: int, index: int, count: int) -> None:
+        """A candle to write at ``position`` of ``slot``'s ring, leaving ``count`` candles there."""
         self.queued.append(slot)
         self.positions.append(position)
         self.values.append((candle.open, candle.high, candle.low, candle.close, candle.volume))
@@ -134,6 +135,14 @@ class _Run:
         self.index.append(index)
         self.offsets.append(offset)
         self.counts.append(count)
+        self.touched.add(slot)
+        if count >= self.store.length:
+            self.verdicts.append(Push.READY)
+            self.ready_count += 1
+            self.unread.append(slot)
+        else:
+            self.verdicts.append(Push.WARMING)
+        self.slots.append(slot)
 
     def pushed(self, slot: int, verdict: Push) -> None:
         self.verdicts.append(verdict)
@@ -368,7 +377,6 @@ class WindowStore:
             self.stats.gaps_tolerated += 1
         count = 1 if reset else min(self._count.item(slot) + 1, span)
         run.queue(slot, head, candle, offset=offset, index=index, count=count)
-        run.pushed(slot, Push.READY if count >= self.length else Push.WARMING)
         return True
 
     def _write_run(self, run: _Run) -> None:
