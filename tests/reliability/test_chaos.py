@@ -25,7 +25,15 @@ from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
 from tests.reliability.conftest import Reference, workload
 from tests.reliability.test_broker_failover import busiest_leader
-from tests.support.kafka import Topics, daemon_settings, fresh_topics, read_records, running_daemon
+from tests.support.kafka import (
+    Topics,
+    daemon_settings,
+    fresh_topics,
+    read_records,
+    read_to_end,
+    running_daemon,
+    wait_all_committed,
+)
 from tests.support.process import DaemonProcess, write_config
 from tests.support.signals import by_candle
 
@@ -74,8 +82,9 @@ async def backlog_reference(kafka: LocalKafka, artifact: Path, tables: list[Cand
     for table in tables:
         await publish_candles(table.messages("1d"), bootstrap_servers=kafka.bootstrap_servers, topic=topics.candles)
     async with running_daemon(daemon_settings(kafka.bootstrap_servers, topics, artifact)):
-        records = await read_records(kafka.bootstrap_servers, topics.signals, expected=10**9, timeout_s=600, quiet_s=8)
-        letters = await read_records(kafka.bootstrap_servers, topics.dead_letters, expected=10**9, timeout_s=10)
+        await wait_all_committed(kafka.bootstrap_servers, topics.candles, topics.group, timeout_s=600)
+    records = await read_to_end(kafka.bootstrap_servers, topics.signals)
+    letters = await read_to_end(kafka.bootstrap_servers, topics.dead_letters)
     return by_candle(records), len(letters)
 
 
