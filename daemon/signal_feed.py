@@ -1,20 +1,24 @@
 """Committed signals read back from the signals topic into a ``SignalStore``: pure and synchronous.
 
 The stream server (``daemon.stream_server``) reads the topic with ``read_committed``, so a signal of
-an aborted transaction never gets here. Each poll's records are recorded as one batch (ordered by
-record time, grouped by route as the daemon groups a published batch), so a client that keeps up
-costs one write per poll, whatever the partitions. A record that is not a signal is skipped and
-counted.
+an aborted transaction never gets here. Each poll's records are recorded in record-time order with
+each partition's kept in offset order (``merged``), a run of one route's signals as one batch; the
+clients are woken once per poll, so a client that keeps up costs one write per poll, whatever the
+partitions. A record that is not a signal is skipped and counted.
 
-At start the server reads each partition's last ``ring`` records (``tail_offsets``) and keeps the
-``ring`` newest of them by record time (``newest``): a client that saw a signal before the server
-restarted resumes after it. With several partitions the restarted ring is in record-time order,
-which can differ from the order a client saw live (partitions are fetched one poll at a time): a
-resumed client may get a signal twice (clients deduplicate by ``signal_id``, docs/signals.md).
+So every process delivers each partition in offset order, but interleaves the partitions as they
+were fetched, which no later process can know. At start the server reads each partition's last
+``ring`` records (``tail_offsets``), keeps the ``ring`` newest (``newest``) and marks them refilled,
+a partition per lane (``refill``, ``SignalStore.mark_refilled``): a client resuming after a refilled
+id gets a gap event and then every signal that may have followed it (the other partitions' refilled
+ones, its own partition's later ones), so it may get a signal twice (clients deduplicate by
+``signal_id``, docs/signals.md) but misses none without a gap event saying so.
 """
 
 from __future__ import annotations
 
+import heapq
+import itertools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -46,10 +50,19 @@ def tail_offsets(beginning: Mapping[int, int], end: Mapping[int, int], ring: int
     return {partition: max(beginning[partition], last - ring) for partition, last in end.items()}
 
 
+def merged(records: Iterable[TopicRecord]) -> list[TopicRecord]:
+    """Records by record time (ties to the lower partition), each partition's in offset order even where its
+    record times fall back (producers on several hosts): every process delivers a partition in one order."""
+    lanes: dict[int, list[TopicRecord]] = {}
+    for record in records:
+        lanes.setdefault(record.partition, []).append(record)
+    in_order = (sorted(lanes[partition], key=lambda r: r.offset) for partition in sorted(lanes))
+    return list(heapq.merge(*in_order, key=lambda r: r.timestamp_ms))
+
+
 def newest(records: Iterable[TopicRecord], ring: int) -> list[TopicRecord]:
-    """The ``ring`` newest records by record time (then partition and offset), oldest first."""
-    ordered = sorted(records, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
-    return ordered[-ring:] if ring else []
+    """The last ``ring`` records in ``merged`` order, oldest first."""
+    return merged(records)[-ring:] if ring else []
 
 
 class RecordTime:
@@ -78,18 +91,43 @@ def decoded(value: bytes | None) -> tuple[Signal, int, int] | None:
 
 
 def record_batch(store: SignalStore, clock: RecordTime, records: Sequence[TopicRecord]) -> int:
-    """One poll's records into the store, as one batch per route; returns how many were not signals."""
-    by_route: dict[str, list[tuple[Signal, int, int]]] = {}
-    unreadable = 0
-    ordered = sorted(records, key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    """One poll's records into the store in ``merged`` order; returns how many were not signals."""
+    return _record(store, clock, merged(records))[1]
+
+
+def refill(
+    store: SignalStore,
+    clock: RecordTime,
+    *,
+    tail: Sequence[TopicRecord],
+    starts: Mapping[int, int],
+    beginning: Mapping[int, int],
+    ring: int,
+) -> tuple[int, int]:
+    """The partitions' tails (read from ``starts``) into an empty store: the ``ring`` newest, marked refilled;
+    a partition read from after its ``beginning``, or with tail records left out, is cut. Returns how many
+    records were kept and how many of those were not signals."""
+    kept = newest(tail, ring)
+    kept_at = {(r.partition, r.offset) for r in kept}
+    cut = {p for p, start in starts.items() if start > beginning[p]}
+    cut.update(r.partition for r in tail if (r.partition, r.offset) not in kept_at)
+    lanes, unreadable = _record(store, clock, kept)
+    store.mark_refilled(lanes, cut)
+    return len(kept), unreadable
+
+
+def _record(store: SignalStore, clock: RecordTime, ordered: Sequence[TopicRecord]) -> tuple[list[int], int]:
+    """Records into the store in this order, each run of one route's signals as one batch; returns the
+    partition of each signal recorded and how many records were not signals."""
+    entries: list[tuple[Signal, int, int]] = []
+    partitions: list[int] = []
     for record in ordered:
         entry = decoded(record.value)
-        if entry is None:
-            unreadable += 1
-            continue
-        by_route.setdefault(entry[0].route or DEFAULT_ROUTE, []).append(entry)
+        if entry is not None:
+            entries.append(entry)
+            partitions.append(record.partition)
     if ordered:
-        clock.ms = max(clock.ms, ordered[-1].timestamp_ms)
-    for route, signals in by_route.items():
-        store.record(route, signals)
-    return unreadable
+        clock.ms = max(clock.ms, *(r.timestamp_ms for r in ordered))
+    for route, run in itertools.groupby(entries, key=lambda e: e[0].route or DEFAULT_ROUTE):
+        store.record(route, run)
+    return partitions, len(ordered) - len(entries)

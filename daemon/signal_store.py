@@ -11,6 +11,11 @@ the API shows or streams can later be rolled back. The store keeps:
   already holds ``client_buffer`` signals when another arrives is cut off (``overflowed``), and
   reconnects with its last id.
 
+The stream server (``daemon.signal_feed``) starts by refilling the ring from the signals topic
+(``mark_refilled``): signals earlier processes delivered in an order this one cannot know, except
+within each lane (a topic partition). A client resuming after a refilled id gets, after a gap
+event, every signal that may have followed it in any such order (``RESTARTED_FRAME``).
+
 The stream's cost must not grow with its clients times its signals: each signal's Server-Sent
 Events frame is encoded once, when it is recorded, and a batch's frames are joined once for all the
 clients of every symbol, so a client that keeps up costs one wake-up and one write per batch.
@@ -34,7 +39,7 @@ from dataclasses import dataclass
 import msgspec
 
 from daemon.signal import Signal
-from daemon.sse import frame_signal, signal_frame
+from daemon.sse import RESTARTED_FRAME, RESTARTED_UNKNOWN_FRAME, frame_signal, signal_frame
 
 WindowKey = tuple[str, str]
 
@@ -103,6 +108,8 @@ class Subscription:
         """Clients of every symbol: the sequence number of the last signal handed over."""
         self._queue: deque[bytes] = deque()
         """Clients of some symbols: the frames not yet handed over."""
+        self._preamble: list[bytes] = []
+        """Handed over before the rest: a gap event and the signals resent after the stream server's restart."""
         self._wake = wake
 
     def wants(self, stored: StoredSignal) -> bool:
@@ -115,9 +122,12 @@ class Subscription:
         if self.symbols is None:
             taken = self._store._frames_after(self._cursor)
             self._cursor = self._store.recorded
-            return taken
-        taken = b"".join(self._queue)
-        self._queue.clear()
+        else:
+            taken = b"".join(self._queue)
+            self._queue.clear()
+        if self._preamble:
+            taken = b"".join((*self._preamble, taken))
+            self._preamble = []
         return taken
 
     def _close(self) -> None:
@@ -147,6 +157,14 @@ class SignalStore:
         self._batches: deque[tuple[int, int, bytes]] = deque()
         """(first seq, last seq, joined frames) of the recorded batches some client of every symbol
         has not taken yet, oldest first."""
+        self._refilled: dict[str, int] = {}
+        """signal_id -> sequence number (the first, for an id refilled twice) of the refilled signals."""
+        self._refill_lanes: list[int] = []
+        """The lane of each refilled signal, by sequence number - 1."""
+        self._lane_first: dict[int, int] = {}
+        """lane -> sequence number of its first refilled signal."""
+        self._cut_lanes: frozenset[int] = frozenset()
+        """Lanes whose signals older than the refilled ones were left out."""
         self.recorded = 0
         self.disconnected = 0
         """Clients cut off because their queue was full."""
@@ -296,12 +314,46 @@ class SignalStore:
         first = self._ring[0].seq
         return list(self._ring)[seq - first + 1 :]
 
+    def mark_refilled(self, lanes: Sequence[int], cut: Iterable[int]) -> None:
+        """Marks every signal recorded so far as refilled from history (the stream server's start), not
+        delivered live by this process. ``lanes``: each one's lane (topic partition) in record order; every
+        earlier delivery kept each lane in this order but interleaved the lanes in an order unknown here.
+        ``cut``: the lanes whose older signals were left out."""
+        if not len(lanes) == len(self._ring) == self.recorded:
+            raise ValueError("mark the refilled signals before recording any other, and at most a ring of them")
+        self._refill_lanes = list(lanes)
+        for stored, lane in zip(self._ring, lanes, strict=True):
+            self._refilled.setdefault(stored.signal_id, stored.seq)
+            self._lane_first.setdefault(lane, stored.seq)
+        self._cut_lanes = frozenset(cut)
+
+    def _after_refilled(self, seq: int, subscription: Subscription) -> list[StoredSignal] | None:
+        """For a last id refilled at ``seq``: the ring after it, with ``RESTARTED_FRAME`` and the other lanes'
+        refilled signals before it going first (they may have followed it in an earlier delivery; without
+        other lanes: exact resumption); the whole ring after ``RESTARTED_UNKNOWN_FRAME`` when another lane's
+        older signals are not all in the ring; ``None`` when the id left the ring."""
+        ring = list(self._ring)
+        first = ring[0].seq
+        if seq < first:
+            return None
+        lane = self._refill_lanes[seq - 1]
+        lanes = self._lane_first.keys() | self._cut_lanes
+        if any(other in self._cut_lanes or self._lane_first[other] < first for other in lanes - {lane}):
+            subscription._preamble = [RESTARTED_UNKNOWN_FRAME]
+            return ring
+        refilled = ring[: len(self._refill_lanes) - first + 1]
+        others = [s for s in refilled if self._refill_lanes[s.seq - 1] != lane and subscription.wants(s)]
+        if others:  # after it in the ring or not, the client may have got them before it
+            subscription._preamble = [RESTARTED_FRAME, *(s.frame for s in others if s.seq < seq)]
+        return ring[seq - first + 1 :]
+
     def subscribe(
         self, symbols: frozenset[str] | None, last_id: str | None, wake: Callable[[], None]
     ) -> tuple[Subscription, bool]:
         """A new stream client, its queue holding what it missed after ``last_id``; also whether
-        ``last_id`` was found (when it was not, the client gets the whole ring). Raises
-        ``TooManyClientsError`` when every slot is taken."""
+        ``last_id`` was found (when it was not, the client gets the whole ring; a refilled one may put a gap
+        event and resent signals first, ``_after_refilled``). Raises ``TooManyClientsError`` when every slot
+        is taken."""
         if len(self._clients) >= self.max_clients:
             raise TooManyClientsError(f"{self.max_clients} stream clients already connected")
         # A client of every symbol reads the ring: it must not fall further behind than the ring holds.
@@ -309,7 +361,8 @@ class SignalStore:
         subscription = Subscription(self, symbols, limit, wake)
         resumed = True
         if last_id is not None:
-            missed = self.after(last_id)
+            refilled = self._refilled.get(last_id)
+            missed = self.after(last_id) if refilled is None else self._after_refilled(refilled, subscription)
             if missed is None:
                 resumed = False
                 missed = list(self._ring)

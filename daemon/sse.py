@@ -16,6 +16,18 @@ _DATA = b"\nevent: signal\ndata: "
 
 GAP_FRAME = b'event: gap\ndata: {"reason": "the last event id is not among the recent signals kept"}\n\n'
 """Sent first to a resumed client whose last id left the ring: the whole ring follows."""
+RESTARTED_FRAME = (
+    b'event: gap\ndata: {"reason": "the stream server restarted: signals after the last event id follow, '
+    b'some you saw may come again (deduplicate by signal_id)"}\n\n'
+)
+"""Sent first to a client of the stream server resuming after an id it refilled from the topic, when the
+order the client got signals in is unknown: every signal that may have followed that id follows."""
+RESTARTED_UNKNOWN_FRAME = (
+    b'event: gap\ndata: {"reason": "the stream server restarted and cannot tell which signals you missed: '
+    b'the recent signals kept follow (deduplicate by signal_id); older ones may be missing"}\n\n'
+)
+"""Sent first instead when the refilled ring no longer holds every signal that may have followed that id:
+the whole ring follows, as after ``GAP_FRAME``."""
 KEEPALIVE_FRAME = b": keep-alive\n\n"
 
 

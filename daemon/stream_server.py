@@ -34,7 +34,7 @@ from daemon.api_wiring import StreamCollector
 from daemon.http import Health, HttpServer, build_app
 from daemon.kafka_source import client_options
 from daemon.settings import Settings
-from daemon.signal_feed import RecordTime, TopicRecord, newest, record_batch, tail_offsets
+from daemon.signal_feed import RecordTime, TopicRecord, record_batch, refill, tail_offsets
 from daemon.signal_store import SignalStore
 from daemon.systemd import SystemdNotifier
 
@@ -173,14 +173,13 @@ class StreamServer:
         return []
 
     async def _fill_ring(self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> int:
-        """Read each partition's tail up to its last committed offset; the ring gets the newest."""
+        """Read each partition's tail up to its last committed offset; the ring gets the newest, marked refilled."""
         ring = self.settings.api.ring
         beginning = await consumer.beginning_offsets(partitions)
         end = await consumer.end_offsets(partitions)  # read_committed: the last stable offsets
         by_partition = {tp.partition: tp for tp in partitions}
-        starts = tail_offsets(
-            {tp.partition: beginning[tp] for tp in partitions}, {tp.partition: end[tp] for tp in partitions}, ring
-        )
+        first = {tp.partition: beginning[tp] for tp in partitions}
+        starts = tail_offsets(first, {tp.partition: end[tp] for tp in partitions}, ring)
         for partition, offset in starts.items():
             consumer.seek(by_partition[partition], offset)
         tail: list[TopicRecord] = []
@@ -189,9 +188,9 @@ class StreamServer:
             batch = await consumer.getmany(*behind, timeout_ms=self.settings.kafka.poll_timeout_ms)
             tail.extend(topic_record(r) for records in batch.values() for r in records)
             behind = {tp for tp in behind if await consumer.position(tp) < end[tp]}
-        kept = newest(tail, ring)
-        self._record(kept)
-        return len(kept)
+        kept, skipped = refill(self.store, self.record_time, tail=tail, starts=starts, beginning=first, ring=ring)
+        self._count(kept, skipped)
+        return kept
 
     async def _follow(self, consumer: AIOKafkaConsumer) -> None:
         stopping = asyncio.ensure_future(self._stopping.wait())
@@ -209,8 +208,10 @@ class StreamServer:
     def _record(self, records: Sequence[TopicRecord]) -> None:
         if not records:
             return
-        skipped = record_batch(self.store, self.record_time, records)
-        self.records.labels("streamed").inc(len(records) - skipped)
+        self._count(len(records), record_batch(self.store, self.record_time, records))
+
+    def _count(self, records: int, skipped: int) -> None:
+        self.records.labels("streamed").inc(records - skipped)
         if skipped:
             self.records.labels("skipped").inc(skipped)
             log.warning("records of the signals topic that are not signals skipped", count=skipped)

@@ -23,7 +23,7 @@ from candlecast.replay import publish_candles
 from daemon.candle import format_ts
 from daemon.settings import ApiSettings, KafkaSettings, Settings, StreamServerSettings
 from daemon.signal import Signal, encoder
-from daemon.sse import GAP_FRAME, signal_frame
+from daemon.sse import GAP_FRAME, RESTARTED_FRAME, signal_frame
 from daemon.stream_server import StreamServer
 from models.torchscript import load_artifact
 from tests.support.kafka import create_topics, daemon_settings, fresh_topics, read_records, running_daemon, wait_until
@@ -211,6 +211,40 @@ async def test_a_client_resumes_from_its_last_event_id_after_the_stream_server_r
             too_old = await read_frames(response, 8)
     assert resumed == b"".join(signal_frame(s) for s in signals[3:])
     assert too_old == GAP_FRAME + b"".join(signal_frame(s) for s in signals[2:])
+
+
+async def test_a_signal_fetched_after_the_last_event_id_is_not_missed_across_a_restart(kafka: LocalKafka) -> None:
+    """S, older by record time on another partition, reached the stream after X; after a restart the refilled
+    ring orders S before X, and a client resuming after X gets the restart's gap event and S, not nothing."""
+    bootstrap = kafka.bootstrap_servers
+    topic = f"stream-server-{uuid.uuid4().hex[:8]}"
+    await create_topics(bootstrap, {topic: 2})
+    settings = server_settings(bootstrap, topic, ring=8)
+    x, s = make_signal(1), make_signal(2, "BBB")
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        async with (
+            running_server(settings) as server,
+            httpx.AsyncClient(timeout=GUARD_S) as http,
+            http.stream("GET", url(server)) as response,
+        ):
+            await producer.send_and_wait(topic, encoder.encode(x), partition=0, timestamp_ms=START_MS + 200)
+            seen = await read_frames(response, 1)
+            await producer.send_and_wait(topic, encoder.encode(s), partition=1, timestamp_ms=START_MS + 100)
+            async with http.stream("GET", url(server), headers={"Last-Event-ID": "sig-1"}) as follower:
+                delivered_after = await read_frames(follower, 1)
+    finally:
+        await producer.stop()
+    assert seen == signal_frame(x) and delivered_after == signal_frame(s)
+
+    async with (
+        running_server(settings) as server,
+        httpx.AsyncClient(timeout=GUARD_S) as http,
+        http.stream("GET", url(server), headers={"Last-Event-ID": "sig-1"}) as response,
+    ):
+        resumed = await read_frames(response, 1)
+    assert resumed == RESTARTED_FRAME + signal_frame(s)
 
 
 async def test_a_client_that_stops_reading_is_cut_off_and_the_others_keep_streaming(kafka: LocalKafka) -> None:

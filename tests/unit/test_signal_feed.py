@@ -60,9 +60,11 @@ def test_each_partition_tail_starts_ring_offsets_before_its_end_or_at_its_beginn
 
 
 def test_the_ring_keeps_the_newest_records_by_record_time_across_partitions() -> None:
-    """Tails of several partitions merge by record time (then partition, offset); the ``ring`` newest stay."""
+    """Tails of several partitions merge by record time (ties to the lower partition), each partition's in offset
+    order even where its record times fall back; the last ``ring`` stay."""
     records = [record(1, 0, 10), record(2, 1, 30), record(3, 0, 20), record(4, 1, 20), record(5, 2, 5)]
-    assert [r.offset for r in newest(records, 3)] == [3, 4, 2]
+    assert [r.offset for r in newest(records, 3)] == [3, 2, 4]
+    assert [r.offset for r in newest([record(6, 0, 30), *records], 4)] == [3, 6, 2, 4]
     assert newest(records, 0) == []
 
 
