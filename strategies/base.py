@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
+import msgspec
 import numpy as np
 import numpy.typing as npt
 
@@ -34,8 +35,10 @@ class OutputSpec:
     """Quantile levels of the predicted log return, ascending (e.g. 0.1, 0.5, 0.9)."""
 
 
-@dataclass(frozen=True, slots=True)
-class EnsembleOutput:
+# A struct the garbage collector does not track (``gc=False``: it holds only tuples of floats, so it
+# is never part of a cycle): the daemon keeps ``memory - 1`` of them per symbol for strategies with a
+# memory, which as tracked objects made every full collection walk them all.
+class EnsembleOutput(msgspec.Struct, frozen=True, gc=False):
     """The ensemble's prediction for one window."""
 
     probabilities: tuple[float, ...]

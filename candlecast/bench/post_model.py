@@ -221,8 +221,10 @@ def main(argv: list[str] | None = None) -> None:
         OutputSpec(tuple(manifest.horizons), tuple(manifest.quantiles)), {**STRATEGIES[args.strategy]}
     )
     old_quality = base_module(args.base, "daemon/symbol_quality.py", "_base_symbol_quality")
+    # The base builder remembers outputs as the base's ``EnsembleOutput``s (the strategy reads either).
+    old_outputs = base_module(args.base, "strategies/base.py", "_base_strategies").EnsembleOutput
     old = {
-        "engine": base_module(args.base, "daemon/engine.py", "_base_engine"),
+        "engine": base_module(args.base, "daemon/engine.py", "_base_engine", EnsembleOutput=old_outputs),
         "monitoring": base_module(
             args.base, "daemon/monitoring.py", "_base_monitoring", SymbolQuality=old_quality.SymbolQuality
         ),
