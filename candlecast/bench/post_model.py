@@ -5,13 +5,14 @@ Stages, each fed the same close (the bundled model's horizons, quantiles and fea
 outputs): ``build`` (``SignalBuilder.build``: strategy decisions and signals), ``monitor``
 (``ModelMonitor.observe``: drift, outcomes, per-symbol quality), ``metrics``
 (``DaemonMetrics.observe_publish``) and ``record`` (each signal's Kafka value and headers:
-``encoder.encode``, ``signal_headers``), then ``collect``: one full garbage collection with the
-close's requests, signals and records alive (the start-up heap frozen, as the daemon's). The stages
-run with the collector off (a collection falls in whichever stage allocates when one is due, which
-would blur them), so ``collect`` is where what a close leaves for the collector shows. Old and new
-alternate, the order swapped every round; each round first checks that both produced the same bytes
-(signals, records, metric expositions, per-symbol reports). Figures: microseconds per signal, the
-median over the rounds, and new / old (ratios are what a loaded machine still tells apart).
+``encoder.encode``, ``signal_headers``), then ``collect``: one full garbage collection of what the
+close made and left alive (requests, signals, records, remembered outputs; everything older frozen,
+as the daemon freezes its start-up heap). The stages run with the collector off (a collection falls
+in whichever stage allocates when one is due, which would blur them), so ``collect`` is where what a
+close leaves for the collector shows. Old and new alternate, the order swapped every round; each
+round first checks that both produced the same bytes (signals, records, metric expositions,
+per-symbol reports). Figures: microseconds per signal, the median over the rounds, and new / old
+(ratios are what a loaded machine still tells apart).
 
 ``python -m candlecast.bench.post_model [--base REV] [--symbols 10000] [--rounds 9] [--strategy default|memory]``
 """
@@ -171,7 +172,10 @@ def run_round(one: Side, manifest: Manifest, symbols: int, day: int) -> tuple[di
     requests = score_requests(symbols, day)
     outputs = model_outputs(manifest, symbols, day)
     seconds: dict[str, float] = {}
-    gc.collect()  # each side starts its round with the same garbage: none
+    # Everything older than this close is frozen (both sides' state and the start-up heap, as the daemon
+    # freezes its own): the collection after the stages walks only what this side's close made.
+    gc.collect()
+    gc.freeze()
     gc.disable()
     began = time.perf_counter()
     built = one.builder.build(requests, outputs, manifest.version)
@@ -190,6 +194,7 @@ def run_round(one: Side, manifest: Manifest, symbols: int, day: int) -> tuple[di
     began = time.perf_counter()
     gc.collect()
     seconds["collect"] = time.perf_counter() - began
+    gc.unfreeze()
     by_symbol = one.monitor.by_symbol
     produced: list[object] = [
         msgspec.json.encode(built),
@@ -234,9 +239,6 @@ def main(argv: list[str] | None = None) -> None:
     new = {"engine": engine, "monitoring": monitoring, "metrics": metrics, "signal": signal}
     sides = {"old": side(old, manifest, strategy, args.symbols), "new": side(new, manifest, strategy, args.symbols)}
     timings: dict[str, dict[str, list[float]]] = {name: {stage: [] for stage in STAGES} for name in sides}
-    # As the daemon does once it is warm (``daemon.heap``): collections walk only what serving made since.
-    gc.collect()
-    gc.freeze()
     for day in range(WARM_ROUNDS + args.rounds):
         produced = {}
         for name in ("old", "new") if day % 2 == 0 else ("new", "old"):
