@@ -212,6 +212,10 @@ class KafkaCandleSource:
         fetched = await consumer.getmany(
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.fetch_max_records
         )
+        if self._failure is not None:
+            # Set by a rebalance during the fetch (a drain past its deadline): the partitions are
+            # no longer this instance's, and what was fetched must not be touched.
+            raise self._failure
         epoch = self._epoch
         polled: list[PartitionRecords] = []
         for tp, messages in fetched.items():
