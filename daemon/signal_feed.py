@@ -66,8 +66,9 @@ def newest(records: Iterable[TopicRecord], ring: int) -> list[TopicRecord]:
 
 
 class RecordTime:
-    """The store's clock in the stream server: the newest record time of the batch being recorded, so
-    a stored signal's ``committed_ms`` is when the daemon published it, not when it was read back."""
+    """The store's clock in the stream server: the newest record time of the run being recorded (one
+    record's at a refill), so a stored signal's ``committed_ms`` is when the daemon published it, not when
+    it was read back."""
 
     def __init__(self) -> None:
         self.ms = 0
@@ -111,23 +112,22 @@ def refill(
     kept_at = {(r.partition, r.offset) for r in kept}
     cut = {p for p, start in starts.items() if start > beginning[p]}
     cut.update(r.partition for r in tail if (r.partition, r.offset) not in kept_at)
-    lanes, unreadable = _record(store, clock, kept)
+    # One by one: the tail may span hours, and no client is connected yet to wake per record.
+    lanes, unreadable = _record(store, clock, kept, one_by_one=True)
     store.mark_refilled(lanes, cut)
     return len(kept), unreadable
 
 
-def _record(store: SignalStore, clock: RecordTime, ordered: Sequence[TopicRecord]) -> tuple[list[int], int]:
-    """Records into the store in this order, each run of one route's signals as one batch; returns the
-    partition of each signal recorded and how many records were not signals."""
-    entries: list[tuple[Signal, int, int]] = []
-    partitions: list[int] = []
-    for record in ordered:
-        entry = decoded(record.value)
-        if entry is not None:
-            entries.append(entry)
-            partitions.append(record.partition)
-    if ordered:
-        clock.ms = max(clock.ms, *(r.timestamp_ms for r in ordered))
-    for route, run in itertools.groupby(entries, key=lambda e: e[0].route or DEFAULT_ROUTE):
-        store.record(route, run)
-    return partitions, len(ordered) - len(entries)
+def _record(
+    store: SignalStore, clock: RecordTime, ordered: Sequence[TopicRecord], *, one_by_one: bool = False
+) -> tuple[list[int], int]:
+    """Records into the store in this order, each run of one route's signals as one batch (each signal as
+    its own with ``one_by_one``) stamped with its newest record time; returns the partition of each signal
+    recorded and how many records were not signals."""
+    signals = [(entry, record) for record in ordered if (entry := decoded(record.value)) is not None]
+    for route, run in itertools.groupby(signals, key=lambda s: s[0][0].route or DEFAULT_ROUTE):
+        batch = list(run)
+        for part in [[s] for s in batch] if one_by_one else [batch]:
+            clock.ms = max(r.timestamp_ms for _, r in part)
+            store.record(route, [entry for entry, _ in part])
+    return [r.partition for _, r in signals], len(ordered) - len(signals)

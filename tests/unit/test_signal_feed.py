@@ -7,7 +7,7 @@ import msgspec
 
 from daemon.candle import format_ts
 from daemon.signal import Signal
-from daemon.signal_feed import RecordTime, TopicRecord, decoded, newest, record_batch, tail_offsets
+from daemon.signal_feed import RecordTime, TopicRecord, decoded, newest, record_batch, refill, tail_offsets
 from daemon.signal_store import SignalStore
 from daemon.sse import signal_frame
 
@@ -100,3 +100,20 @@ def test_signals_of_two_routes_in_one_poll_are_recorded_per_route() -> None:
     s, clock = store()
     record_batch(s, clock, [record(1, route="crypto"), record(2, symbol="BBB", route="equities")])
     assert {stored.symbol: stored.route for stored in s.latest()} == {"AAA": "crypto", "BBB": "equities"}
+
+
+def test_each_refilled_signal_keeps_its_own_record_time_as_commit_time() -> None:
+    """Refilled signals of one route, published hours apart, each show when the daemon published it."""
+    s, clock = store()
+    tail = [
+        record(1, 0, START_MS),
+        record(2, 1, START_MS + HOUR_MS, symbol="BBB"),
+        record(3, 0, START_MS + 2 * HOUR_MS),
+    ]
+    refill(s, clock, tail=tail, starts={0: 0, 1: 0}, beginning={0: 0, 1: 0}, ring=10)
+    committed = {stored.signal_id: stored.committed_ms for stored in s.after("id-1") or []}
+    assert committed == {"id-2": START_MS + HOUR_MS, "id-3": START_MS + 2 * HOUR_MS}
+    assert {stored.symbol: stored.committed_ms for stored in s.latest()} == {
+        "AAA": START_MS + 2 * HOUR_MS,
+        "BBB": START_MS + HOUR_MS,
+    }
