@@ -45,8 +45,9 @@ class TopicRecord:
 
 
 def tail_offsets(beginning: Mapping[int, int], end: Mapping[int, int], ring: int) -> dict[int, int]:
-    """Where each partition's tail starts: its last ``ring`` offsets hold every one of the topic's
-    ``ring`` newest signals."""
+    """Where each partition's tail starts: ``ring`` offsets before its end, at most ``ring`` records. Under
+    exactly-once, commit markers and aborted records take offsets too, so a partition's tail may hold fewer
+    than its ``ring`` newest signals; it then starts after its beginning and ``refill`` marks it cut."""
     return {partition: max(beginning[partition], last - ring) for partition, last in end.items()}
 
 
