@@ -8,9 +8,9 @@ dashboard's would), with ``--niced``, ``niced`` (the same clients at nice 19, st
 clients on another host: the daemon's fan-out is still its own, their reading mostly is not) and,
 with ``--separate``, ``separate`` (the same clients at nice 19 connected to ``candlecast
 stream-server``, started for the phase at nice 10 as its systemd unit runs it, reading the daemon's
-signals topic: the fan-out leaves the daemon's process; the server's start, ring fill and CPU are
-in the phase's cost, its CPU seconds reported). Each arm's p50 and p99 are set against ``without``
-round by round; the summary gives the median of the
+signals topic: the fan-out leaves the daemon's process; the server's start and ring fill fall
+before the phase's quiet second, its CPU seconds during the phase are reported). Each arm's p50
+and p99 are set against ``without`` round by round; the summary gives the median of the
 per-round ratios and the ratio of the pooled latencies, each with a 95% interval from resampled
 rounds (``candlecast.bench.ratios``), and per phase the collector's full collections and the
 event loop's longest stall (``candlecast.bench.pauses``), which tell a phase set by a pause from
