@@ -32,3 +32,9 @@ def machine() -> dict[str, str]:
         "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else "none",
         "load_average_before": " ".join(f"{x:.2f}" for x in load),
     }
+
+
+def process_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of a process, all its threads."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

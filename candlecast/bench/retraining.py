@@ -35,7 +35,7 @@ from pathlib import Path
 from rich.console import Console
 
 from candlecast.bench.harness import Bench, local_bench, primed_serving
-from candlecast.bench.machine import machine
+from candlecast.bench.machine import machine, process_cpu_s
 from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import paced_steady
 from candlecast.bench.report import Latency
@@ -171,12 +171,6 @@ def _memory_root() -> Path:
     return CGROUP_V1 / "memory"
 
 
-def _cpu_s(pid: int) -> float:
-    """User plus system CPU seconds of a process, all its threads."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
 def _rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -224,9 +218,9 @@ async def beside_retraining(
         trains = await asyncio.to_thread(_await_training, training, child.pid, warmup_s)
         if child.returncode is not None:
             raise RuntimeError(f"the retraining ended (status {child.returncode}) before the phase")
-        waited, cpu = time.monotonic() - started, _cpu_s(child.pid)
+        waited, cpu = time.monotonic() - started, process_cpu_s(child.pid)
         latency, daemon_cpu = await steady()
-        used, rss = _cpu_s(child.pid) - cpu, _rss_mib(child.pid)
+        used, rss = process_cpu_s(child.pid) - cpu, _rss_mib(child.pid)
     finally:
         if child.returncode is None:
             child.terminate()

@@ -10,13 +10,15 @@ import os
 import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from pathlib import Path
 
+from candlecast.bench.machine import process_cpu_s
 from daemon.settings import Settings
 
 READY_EVENT = "serving the signal stream"
 START_S = 120.0
 """Longest wait for the server to fill its ring and serve."""
+STOP_S = 30.0
+"""Longest wait for the server to stop once terminated, before it is killed."""
 
 
 @dataclass(frozen=True)
@@ -26,8 +28,7 @@ class StreamServerProcess:
 
     def cpu_s(self) -> float:
         """User and system CPU seconds the process used so far."""
-        fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return process_cpu_s(self.pid)
 
 
 def server_environment(settings: Settings) -> dict[str, str]:
@@ -71,7 +72,11 @@ async def stream_server_process(settings: Settings, niceness: int) -> AsyncItera
     finally:
         if child.returncode is None:
             child.terminate()
-        await child.wait()
+        try:
+            await asyncio.wait_for(child.wait(), STOP_S)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
         if drain is not None:
             drain.cancel()
 

@@ -28,6 +28,8 @@ REQUEST = b"GET /api/v1/stream HTTP/1.1\r\nHost: candlecast\r\nAccept: text/even
 EVENT = b"event: signal\n"
 SETTLE_S = 60.0
 """Longest wait, after the phase, for the clients to read what was published."""
+STOP_S = 30.0
+"""Longest wait for the clients' process to stop once terminated, before it is killed."""
 
 
 class StreamClients:
@@ -74,7 +76,11 @@ async def stream_clients(host: str, port: int, count: int, niceness: int = 0) ->
     finally:
         if child.returncode is None:
             child.terminate()
-        await child.wait()
+        try:
+            await asyncio.wait_for(child.wait(), STOP_S)
+        except TimeoutError:
+            child.kill()
+            await child.wait()
 
 
 class _Client(asyncio.Protocol):
