@@ -176,25 +176,29 @@ def run_round(one: Side, manifest: Manifest, symbols: int, day: int) -> tuple[di
     # freezes its own): the collection after the stages walks only what this side's close made.
     gc.collect()
     gc.freeze()
-    gc.disable()
-    began = time.perf_counter()
-    built = one.builder.build(requests, outputs, manifest.version)
-    seconds["build"] = time.perf_counter() - began
-    began = time.perf_counter()
-    one.monitor.observe(ScoredChunk(Chunk(requests, [], {}), outputs, manifest.version))
-    seconds["monitor"] = time.perf_counter() - began
-    batch = PublishBatch([(s, r) for s, r in zip(built, requests, strict=True) if s is not None], [], {})
-    began = time.perf_counter()
-    one.metrics.observe_publish(batch, 0.01, (close_ts(day) + 2 * DAY_MS) * 1.0)
-    seconds["metrics"] = time.perf_counter() - began
-    began = time.perf_counter()
-    records = one.record(batch.signals)
-    seconds["record"] = time.perf_counter() - began
-    gc.enable()
-    began = time.perf_counter()
-    gc.collect()
-    seconds["collect"] = time.perf_counter() - began
-    gc.unfreeze()
+    try:
+        gc.disable()
+        try:
+            began = time.perf_counter()
+            built = one.builder.build(requests, outputs, manifest.version)
+            seconds["build"] = time.perf_counter() - began
+            began = time.perf_counter()
+            one.monitor.observe(ScoredChunk(Chunk(requests, [], {}), outputs, manifest.version))
+            seconds["monitor"] = time.perf_counter() - began
+            batch = PublishBatch([(s, r) for s, r in zip(built, requests, strict=True) if s is not None], [], {})
+            began = time.perf_counter()
+            one.metrics.observe_publish(batch, 0.01, (close_ts(day) + 2 * DAY_MS) * 1.0)
+            seconds["metrics"] = time.perf_counter() - began
+            began = time.perf_counter()
+            records = one.record(batch.signals)
+            seconds["record"] = time.perf_counter() - began
+        finally:
+            gc.enable()
+        began = time.perf_counter()
+        gc.collect()
+        seconds["collect"] = time.perf_counter() - began
+    finally:
+        gc.unfreeze()
     by_symbol = one.monitor.by_symbol
     produced: list[object] = [
         msgspec.json.encode(built),
