@@ -41,9 +41,10 @@ with the defaults: the same outage relative to the daemon's deadlines, in 18 s i
 async def test_single_broker_outage(
     kafka: LocalKafka, test_artifact: Path, tmp_path: Path, reference: Reference
 ) -> None:
-    """Stop the only broker mid-stream for as long as the request timeout, past the session and transaction
-    timeouts, restart it: not ready during the outage, ready again without help, and the signals equal an
-    uninterrupted run's, each exactly once."""
+    """Stop the only broker once the daemon has committed the first half of the candles (idle, no transaction
+    open), for as long as the request timeout, past the session and transaction timeouts, restart it: not ready
+    during the outage, ready again without help, and with the second half the signals equal an uninterrupted
+    run's, each exactly once."""
     table = workload()
     messages = table.messages("1d")
     half = len(messages) // 2
