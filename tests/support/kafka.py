@@ -90,26 +90,36 @@ async def read_records(
 async def read_to_end(
     bootstrap: str, topic: str, *, timeout_s: float = 60.0, isolation_level: str = "read_committed"
 ) -> list[ConsumerRecord[bytes, bytes]]:
-    """Read a topic from the start up to its end as of the call (the last stable offset under
-    ``read_committed``): everything committed before, nothing after."""
+    """Read a topic from the start up to its end once no transaction is open on it (its last stable
+    offset has reached its high watermark; callers' producers are idle by then): every record below
+    that end, none at or past it."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, isolation_level=isolation_level, enable_auto_commit=False, group_id=None
+    )
+    watermarks = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, isolation_level="read_uncommitted", enable_auto_commit=False, group_id=None
     )
     await consumer.start()
     records: list[ConsumerRecord[bytes, bytes]] = []
     try:
+        await watermarks.start()
         partitions = await _partitions(bootstrap, topic)
         consumer.assign(partitions)
         await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
         deadline = time.monotonic() + timeout_s
+        # A group's committed offsets can be visible before its transaction's markers reach this topic.
+        while (ends := await consumer.end_offsets(partitions)) != await watermarks.end_offsets(partitions):
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{topic} still has an open transaction after {timeout_s} s")
+            await asyncio.sleep(0.2)
         for partition in partitions:
             while await consumer.position(partition) < ends[partition]:
                 if time.monotonic() > deadline:
                     raise AssertionError(f"{topic} not read to its end in {timeout_s} s")
                 batch = await consumer.getmany(partition, timeout_ms=200)
-                records.extend(batch.get(partition, []))
+                records.extend(r for r in batch.get(partition, []) if r.offset < ends[partition])
     finally:
+        await watermarks.stop()
         await consumer.stop()
     return records
 
