@@ -1,17 +1,14 @@
 """How the daemon plugs into the query API: each route's model served through the pipeline, the
-routes, the hook that records committed signals by route, and the stream's metrics."""
+routes, and the hook that records committed signals by route."""
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.metrics_core import Metric
-from prometheus_client.registry import Collector
 
 from daemon.api import ApiError
 from daemon.clock import Clock
@@ -87,19 +84,3 @@ def record_published(store: SignalStore, routes: Sequence[str]) -> Callable[[Pub
             store.record(routes[route], signals)
 
     return record
-
-
-class StreamCollector(Collector):
-    """The stream's clients and the ones cut off for falling behind, read from the store at scrape time."""
-
-    def __init__(self, store: SignalStore) -> None:
-        self._store = store
-
-    def collect(self) -> Iterable[Metric]:
-        clients = GaugeMetricFamily("candlecast_stream_clients", "Clients connected to the signal stream.")
-        clients.add_metric([], self._store.clients)
-        cut_off = CounterMetricFamily(
-            "candlecast_stream_clients_cut_off", "Stream clients disconnected for falling behind their buffer."
-        )
-        cut_off.add_metric([], self._store.disconnected)
-        return [clients, cut_off]

@@ -20,14 +20,15 @@ import contextlib
 import json
 import logging
 import socket
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Collection, Generator
 from pathlib import Path
 from typing import Any
 
 import uvicorn
-from fastapi import FastAPI, Request
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Gauge, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -35,8 +36,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from candlecast import __version__
 from daemon.api import ApiContext, ApiError, error_response, router
 from daemon.api_models import ErrorBody
-from daemon.api_wiring import StreamCollector
 from daemon.stream import SlowClientLogFilter
+from daemon.stream_metrics import StreamCollector
 from daemon.timer import SystemTimer, Timer
 
 SERVER_LOGGER = "uvicorn.error"
@@ -151,7 +152,11 @@ async def _no_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
 
-def build_app(registry: CollectorRegistry, health: Health, *, api: bool = True) -> FastAPI:
+def build_app(
+    registry: CollectorRegistry, health: Health, *, api: bool = True, paths: Collection[str] | None = None
+) -> FastAPI:
+    """The application: metrics, health, error shapes and, with ``api``, the API's handlers (those of ``paths``
+    only, when given)."""
     app = FastAPI(
         title="candlecast",
         version=__version__,
@@ -182,7 +187,11 @@ def build_app(registry: CollectorRegistry, health: Health, *, api: bool = True) 
         return JSONResponse(body, status_code=200 if ready else 503)
 
     if api:
-        app.include_router(router)
+        served = router
+        if paths is not None:
+            served = APIRouter()
+            served.routes.extend(r for r in router.routes if isinstance(r, APIRoute) and r.path in paths)
+        app.include_router(served)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, exc: ApiError) -> JSONResponse:
@@ -237,10 +246,11 @@ class HttpServer:
         self._server: uvicorn.Server | None = None
         self._task: asyncio.Task[None] | None = None
 
-    def serve_api(self, context: ApiContext) -> None:
-        """Also serve the query API and the stream from ``context`` (call before ``start``)."""
+    def serve_api(self, context: ApiContext, paths: Collection[str] | None = None) -> None:
+        """Also serve the query API and the stream from ``context``, only the handlers of ``paths`` when given
+        (call before ``start``)."""
         self.api = context
-        self.app = build_app(self.registry, self.health, api=True)
+        self.app = build_app(self.registry, self.health, api=True, paths=paths)
         self.app.state.api = context
         self.registry.register(StreamCollector(context.store))
 

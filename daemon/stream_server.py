@@ -24,14 +24,11 @@ import structlog
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI
-from fastapi.routing import APIRoute
 from prometheus_client import CollectorRegistry, Counter
 
 from candlecast.errors import TransportError
-from daemon.api import PREFIX, ApiContext, router
-from daemon.api_wiring import StreamCollector
-from daemon.http import Health, HttpServer, build_app
+from daemon.api import PREFIX, ApiContext
+from daemon.http import Health, HttpServer
 from daemon.kafka_source import client_options
 from daemon.settings import Settings
 from daemon.signal_feed import RecordTime, TopicRecord, record_batch, refill, tail_offsets
@@ -43,16 +40,6 @@ log = structlog.get_logger("candlecast.stream_server")
 SERVED_PATHS = frozenset({f"{PREFIX}/stream", f"{PREFIX}/signals/latest"})
 """The daemon's API paths the stream server answers; the others need the daemon's models."""
 TOPIC_RETRY_S = 1.0
-
-
-def stream_app(registry: CollectorRegistry, health: Health, context: ApiContext) -> FastAPI:
-    """The daemon's application (metrics, health, error shapes) with only the stream's handlers."""
-    app = build_app(registry, health, api=False)
-    served = APIRouter()
-    served.routes.extend(r for r in router.routes if isinstance(r, APIRoute) and r.path in SERVED_PATHS)
-    app.include_router(served)
-    app.state.api = context
-    return app
 
 
 def topic_record(record: ConsumerRecord[bytes, bytes]) -> TopicRecord:
@@ -90,9 +77,7 @@ class StreamServer:
         )
         # api.stream_enabled turns the daemon's stream off; this process is where it is then served.
         context = ApiContext((), self.store, api.model_copy(update={"stream_enabled": True}), _now_ms, api.token())
-        self.http.app = stream_app(self.registry, self.health, context)
-        self.http.api = context
-        self.registry.register(StreamCollector(self.store))
+        self.http.serve_api(context, SERVED_PATHS)
         self.records = Counter(
             "candlecast_stream_server_records",
             "Records read from the signals topic: streamed, or skipped as not a signal.",

@@ -15,3 +15,11 @@ def test_the_stream_server_loads_kafka_and_http_but_not_torch() -> None:
     loaded = _loaded_after("daemon.stream_server")
     assert {"aiokafka", "fastapi", "uvicorn"} <= loaded
     assert "torch" not in loaded
+
+
+def test_the_stream_server_loads_no_model_wiring() -> None:
+    """The stream server serves the store and its metrics: the daemon's model wiring and model monitoring stay
+    unloaded (the control: the daemon's service loads them)."""
+    wiring = {"daemon.api_wiring", "daemon.monitoring"}
+    assert wiring <= _loaded_after("daemon.service")
+    assert wiring & _loaded_after("daemon.stream_server") == set()
