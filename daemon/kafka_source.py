@@ -41,7 +41,7 @@ from daemon.checkpoint import Scoring, plan_start, rebuild_offset_from, scored_s
 from daemon.engine import SourceRecord
 from daemon.kafka_commit import GroupMembership, KafkaCommitter
 from daemon.kafka_offsets import StableOffsets
-from daemon.kafka_topics import topic_exists
+from daemon.kafka_topics import topic_answer
 from daemon.ports import PartitionRecords, RevokeHandler
 from daemon.settings import KafkaSettings
 
@@ -286,13 +286,9 @@ class KafkaCandleSource:
         """Ask the cluster for its metadata and whether the candle topic exists; used by readiness."""
         if self._admin is None:
             return False
-        try:
-            await asyncio.wait_for(self._admin.describe_cluster(), timeout_s)
-            exists = await asyncio.wait_for(topic_exists(self._admin, self.settings.candles_topic), timeout_s)
-        except (KafkaError, TimeoutError, OSError):
-            self.reachable = False
-        else:
-            self.reachable = True
+        exists = await topic_answer(self._admin, self.settings.candles_topic, timeout_s)
+        self.reachable = exists is not None
+        if exists is not None:
             self._candle_topic_seen(exists)
         return self.reachable
 

@@ -3,10 +3,11 @@ its candle topic is missing, and ``candlecast replay`` refuses a topic that is n
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient
-from aiokafka.errors import for_code
+from aiokafka.errors import KafkaError, for_code
 
 UNKNOWN_TOPIC_OR_PARTITION = 3
 
@@ -20,3 +21,13 @@ async def topic_exists(admin: AIOKafkaAdminClient, topic: str) -> bool:
     if entry["error_code"]:
         raise for_code(entry["error_code"])(f"describing topic {topic}")
     return True
+
+
+async def topic_answer(admin: AIOKafkaAdminClient, topic: str, timeout_s: float) -> bool | None:
+    """Whether ``topic`` exists, the cluster's metadata and the topic each asked within ``timeout_s``;
+    ``None`` when the broker does not answer (readiness, in the daemon and the stream server)."""
+    try:
+        await asyncio.wait_for(admin.describe_cluster(), timeout_s)
+        return await asyncio.wait_for(topic_exists(admin, topic), timeout_s)
+    except (KafkaError, TimeoutError, OSError):
+        return None

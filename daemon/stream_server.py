@@ -8,7 +8,8 @@ serves ``/api/v1/stream`` and ``/api/v1/signals/latest`` with the daemon's own h
 Server-Sent Events frames (``daemon.api``, ``daemon.signal_store``, ``daemon.stream``): the same
 bytes, symbol filter, per-client buffer and cut-off, bearer token and client limit. At start it
 fills its resumption ring from the topic's tail (``daemon.signal_feed``), so ``Last-Event-ID`` works
-across its restarts. ``/metrics``, ``/healthz`` and ``/readyz`` as in the daemon.
+across its restarts. ``/metrics``, ``/healthz`` and ``/readyz`` as in the daemon: ready while its
+broker answers a probe (``daemon.kafka_topics.topic_answer``).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from candlecast.errors import TransportError
 from daemon.api import PREFIX, ApiContext
 from daemon.http import Health, HttpServer
 from daemon.kafka_source import client_options
+from daemon.kafka_topics import topic_answer
 from daemon.settings import Settings
 from daemon.signal_feed import RecordTime, TopicRecord, record_batch, refill, tail_offsets
 from daemon.signal_store import SignalStore
@@ -40,6 +42,9 @@ log = structlog.get_logger("candlecast.stream_server")
 SERVED_PATHS = frozenset({f"{PREFIX}/stream", f"{PREFIX}/signals/latest"})
 """The daemon's API paths the stream server answers; the others need the daemon's models."""
 TOPIC_RETRY_S = 1.0
+PROBE_EVERY_S = 2.0
+"""How often the broker is probed for readiness (as in the daemon)."""
+PROBE_TIMEOUT_S = 3.0
 
 
 def topic_record(record: ConsumerRecord[bytes, bytes]) -> TopicRecord:
@@ -68,6 +73,9 @@ class StreamServer:
             clock_ms=self.record_time,
         )
         self.health = Health(self.registry)
+        self.broker_reachable = False
+        """As the broker last answered: at start, then every ``PROBE_EVERY_S``."""
+        self.health.checks["broker_reachable"] = lambda: (self.broker_reachable, "the broker does not answer")
         self.http = HttpServer(
             self.registry,
             self.health,
@@ -107,9 +115,11 @@ class StreamServer:
         except KafkaError as exc:
             await consumer.stop()
             raise TransportError(f"kafka.bootstrap_servers: cannot reach {kafka.bootstrap_servers}: {exc}") from exc
-        heartbeat: asyncio.Task[None] | None = None
+        admin = AIOKafkaAdminClient(**client_options(kafka))
+        tasks: list[asyncio.Task[None]] = []
         try:
-            partitions = await self._partitions()
+            await admin.start()
+            partitions = await self._partitions(admin)
             if not partitions:
                 return
             consumer.assign(partitions)
@@ -117,7 +127,7 @@ class StreamServer:
             if self._stopping.is_set():
                 return
             self.port = await self.http.start()
-            heartbeat = asyncio.create_task(self.health.heartbeat())
+            tasks += [asyncio.create_task(self.health.heartbeat()), asyncio.create_task(self._probe_broker(admin))]
             self.ready.set()
             self.notifier.ready(f"streaming {kafka.signals_topic}")
             log.info(
@@ -132,29 +142,32 @@ class StreamServer:
         finally:
             self.notifier.stopping()
             await self.http.stop()
-            if heartbeat is not None:
-                heartbeat.cancel()
+            for task in tasks:
+                task.cancel()
+            await admin.close()
             await consumer.stop()
 
-    async def _partitions(self) -> list[TopicPartition]:
+    async def _probe_broker(self, admin: AIOKafkaAdminClient) -> None:
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            topic = self.settings.kafka.signals_topic
+            self.broker_reachable = await topic_answer(admin, topic, PROBE_TIMEOUT_S) is not None
+
+    async def _partitions(self, admin: AIOKafkaAdminClient) -> list[TopicPartition]:
         """Every partition of the signals topic, waiting while the topic does not exist (the port is not open yet)."""
         topic = self.settings.kafka.signals_topic
-        admin = AIOKafkaAdminClient(**client_options(self.settings.kafka))
-        await admin.start()
-        try:
-            warned = False
-            while not self._stopping.is_set():
-                described: list[dict[str, Any]] = await admin.describe_topics([topic])
-                entry = next((e for e in described if e["topic"] == topic), None)
-                if entry is not None and not entry["error_code"] and entry["partitions"]:
-                    return [TopicPartition(topic, p["partition"]) for p in entry["partitions"]]
-                if not warned:
-                    warned = True
-                    log.warning("waiting for the signals topic", topic=topic)
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._stopping.wait(), TOPIC_RETRY_S)
-        finally:
-            await admin.close()
+        warned = False
+        while not self._stopping.is_set():
+            described: list[dict[str, Any]] = await admin.describe_topics([topic])
+            entry = next((e for e in described if e["topic"] == topic), None)
+            if entry is not None and not entry["error_code"] and entry["partitions"]:
+                self.broker_reachable = True
+                return [TopicPartition(topic, p["partition"]) for p in entry["partitions"]]
+            if not warned:
+                warned = True
+                log.warning("waiting for the signals topic", topic=topic)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stopping.wait(), TOPIC_RETRY_S)
         return []
 
     async def _fill_ring(self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> int:

@@ -295,6 +295,8 @@ async def test_the_stream_server_refuses_a_wrong_token_and_clients_beyond_the_li
             assert first.status_code == 200
             second = await http.get(url(server), headers=authorised)
         missing = await http.get(f"http://127.0.0.1:{server.port}/api/v1/routes", headers=authorised)
+        ready = await http.get(f"http://127.0.0.1:{server.port}/readyz")
+    assert ready.status_code == 200 and ready.json()["checks"] == {"broker_reachable": True}
     assert refused.status_code == 401
     assert [body["signal"]["signal_id"] for body in latest.json()] == ["sig-1"]
     assert second.status_code == 503 and second.json()["reason"] == "too_many_clients"
