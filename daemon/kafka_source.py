@@ -213,8 +213,8 @@ class KafkaCandleSource:
             timeout_ms=self.settings.poll_timeout_ms, max_records=self.settings.fetch_max_records
         )
         if self._failure is not None:
-            # Set by a rebalance during the fetch (a drain past its deadline): the partitions are
-            # no longer this instance's, and what was fetched must not be touched.
+            # Set by a rebalance callback that failed during the fetch (a drain that failed or ran past
+            # its deadline, a rebuild plan that never succeeded): what was fetched must not be touched.
             raise self._failure
         epoch = self._epoch
         polled: list[PartitionRecords] = []

@@ -1,7 +1,7 @@
 """A publish batch's records grouped by the partition the producer would have sent each one to.
 
-The sink hands the producer whole record batches, one per partition (``create_batch`` and
-``send_batch``), instead of one ``send`` per record: a ``send`` waits on metadata, checks sizes,
+The sink hands the producer whole record batches, each partition's records in as few as fit (``create_batch``
+and ``send_batch``), instead of one ``send`` per record: a ``send`` waits on metadata, checks sizes,
 partitions and makes futures for every record, the main cost of publishing a large batch. The
 partition must stay the one ``send`` picks, aiokafka's ``DefaultPartitioner`` (murmur2 of the key
 over the topic's partitions, as the Java client), so that every symbol keeps its partition. Its
