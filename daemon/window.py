@@ -135,14 +135,7 @@ class _Run:
         self.index.append(index)
         self.offsets.append(offset)
         self.counts.append(count)
-        self.touched.add(slot)
-        if count >= self.store.length:
-            self.verdicts.append(Push.READY)
-            self.ready_count += 1
-            self.unread.append(slot)
-        else:
-            self.verdicts.append(Push.WARMING)
-        self.slots.append(slot)
+        self.pushed(slot, Push.READY if count >= self.store.length else Push.WARMING)
 
     def pushed(self, slot: int, verdict: Push) -> None:
         self.verdicts.append(verdict)
@@ -361,21 +354,16 @@ class WindowStore:
             return False
         index = self._intervals[candle.interval].slot_index(candle.ts)
         missing = index - self._index.item(slot, last) - 1
-        reset = False
-        if missing > 0:
-            policy = self._policies.get(candle.interval, _RESET)
-            reset = missing > policy.max_missing or policy.mode is GapMode.RESET
-            if not reset and policy.mode is not GapMode.TOLERATE:
-                return False
+        gap = self._gap_mode(candle.interval, missing) if missing > 0 else None
+        if gap is GapMode.FORWARD_FILL:
+            return False
         if self.idle_expiry:
             clock = self._clocks.get((self._partition.item(slot), self._codes[candle.interval]))
             if clock is None or index > clock:
                 return False
-        if reset:
-            self.stats.gaps_reset += 1
-        elif missing > 0:
-            self.stats.gaps_tolerated += 1
-        count = 1 if reset else min(self._count.item(slot) + 1, span)
+        if gap is not None:
+            self._note_gap(gap, missing)
+        count = 1 if gap is GapMode.RESET else min(self._count.item(slot) + 1, span)
         run.queue(slot, head, candle, offset=offset, index=index, count=count)
         return True
 
@@ -433,17 +421,27 @@ class WindowStore:
         missing = interval.missing_between(last, candle.ts)
         if missing <= 0:
             return None
-        policy = self._policies.get(candle.interval, GapPolicy())
-        if missing > policy.max_missing or policy.mode is GapMode.RESET:
-            self.stats.gaps_reset += 1
+        gap = self._gap_mode(candle.interval, missing)
+        self._note_gap(gap, missing)
+        if gap is GapMode.RESET:
             self._count[slot] = 0
-        elif policy.mode is GapMode.TOLERATE:
+        elif gap is GapMode.FORWARD_FILL:
+            self._fill(slot, interval, last, missing)
+        return None
+
+    def _gap_mode(self, interval: str, missing: int) -> GapMode:
+        """What the interval's gap policy does with ``missing`` (> 0) missing candles."""
+        policy = self._policies.get(interval, _RESET)
+        return GapMode.RESET if missing > policy.max_missing else policy.mode
+
+    def _note_gap(self, gap: GapMode, missing: int) -> None:
+        if gap is GapMode.RESET:
+            self.stats.gaps_reset += 1
+        elif gap is GapMode.TOLERATE:
             self.stats.gaps_tolerated += 1
         else:
             self.stats.gaps_filled += 1
             self.stats.candles_filled += missing
-            self._fill(slot, interval, last, missing)
-        return None
 
     def _classify_late(self, slot: int, ts: int) -> Push:
         count = int(self._count[slot])
