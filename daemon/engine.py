@@ -415,15 +415,7 @@ class SignalBuilder:
         make = self._signal_maker(model_version, rows.probabilities.tolist(), rows.quantiles.tolist(), rows)
         signals: list[Signal | None] = []
         for row, request in enumerate(requests):
-            if not request.publish and request.scored_by not in (None, model_version):
-                signals.append(None)  # scored by another version before the restart: not this memory
-                continue
-            self._note_scored((request.topic, request.partition), model_version, request.offset)
-            if not request.publish:
-                signals.append(None)
-                continue
-            if not finite[row]:
-                self.not_finite += 1
+            if not self._gate(request, finite[row], model_version):
                 signals.append(None)
                 continue
             signals.append(make(request, row, actions[row].value, confidences[row]))
@@ -440,24 +432,32 @@ class SignalBuilder:
         signals: list[Signal | None] = []
         for row, request in enumerate(requests):
             self._apply_releases(request.sequence)
-            if not request.publish and request.scored_by not in (None, model_version):
-                signals.append(None)  # scored by another version before the restart: not this memory
+            publish = self._gate(request, finite[row], model_version)
+            if publish is None:
+                signals.append(None)
                 continue
-            self._note_scored((request.topic, request.partition), model_version, request.offset)
             output = EnsembleOutput(
                 probabilities=tuple(probabilities[row]),
                 quantiles=tuple(tuple(q) for q in quantiles[row]),
                 disagreement=tuple(disagreement[row]),
             )
-            publish = request.publish and finite[row]
-            if request.publish and not finite[row]:
-                self.not_finite += 1
             decision = self._decide(request, output, model_version, publish)
             if decision is None:
                 signals.append(None)
                 continue
             signals.append(make(request, row, decision.action.value, decision.confidence))
         return signals
+
+    def _gate(self, request: ScoreRequest, finite: bool, model_version: str) -> bool | None:
+        """``None`` for a request another version scored before the restart (not this memory); otherwise
+        it is noted as scored, and whether its signal is published (a non-finite output is counted, not)."""
+        if not request.publish and request.scored_by not in (None, model_version):
+            return None
+        self._note_scored((request.topic, request.partition), model_version, request.offset)
+        if request.publish and not finite:
+            self.not_finite += 1
+            return False
+        return request.publish
 
     def _note_scored(self, partition: TopicPartition, model_version: str, offset: int) -> None:
         scored = self._scored.get(partition)
