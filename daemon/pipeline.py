@@ -342,7 +342,8 @@ class Pipeline(Generic[ScorerT]):
             chunk.dead_letters.extend(letters)
             dead_letters += len(letters)
             start += taken
-            if len(chunk.requests) >= limit and start < len(live):
+            # Only a run that added requests closes the chunk: one that history filled waits for one.
+            if requests and len(chunk.requests) >= limit and start < len(live):
                 self._checkpoint(chunk, part, live[start - 1].offset + 1)
                 yield chunk
                 chunk = Chunk([], [], {})
