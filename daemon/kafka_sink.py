@@ -199,7 +199,9 @@ class KafkaSignalSink:
                 if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
                     futures.append(await producer.send_batch(builder, topic, partition=partition))
                     builder = producer.create_batch()
-                    builder.append(key=key, value=value, timestamp=None, headers=headers)
+                    if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                        # An empty batch always takes one record; dropping it silently would lose a signal.
+                        raise TransportError(f"an empty record batch for {topic}[{partition}] refused a record")
             # Left open, as ``send`` leaves its last batch: it lingers ``linger_ms`` like before.
             futures.append(await producer.send_batch(builder, topic, partition=partition))
         for key, value, headers in grouped.keyless:
