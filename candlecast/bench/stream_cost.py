@@ -4,17 +4,17 @@ One daemon (the bundled model, a throwaway local Kafka broker) serves a steady c
 round measures one steady phase per arm, in an order that rotates from round to round: ``without``
 stream clients, ``with`` them (``--clients`` Server-Sent Events clients of every symbol in one child
 process at the bench's own priority, so their CPU competes with the daemon's as a co-located
-dashboard's would), with ``--niced``, ``niced`` (the same clients at nice 19, standing for
-clients on another host: the daemon's fan-out is still its own, their reading mostly is not) and,
-with ``--separate``, ``separate`` (the same clients at nice 19 connected to ``candlecast
-stream-server``, started for the phase at nice 10 as its systemd unit runs it, reading the daemon's
-signals topic: the fan-out leaves the daemon's process; the server's start and ring fill fall
-before the phase's quiet second, its CPU seconds during the phase are reported). Each arm's p50
-and p99 are set against ``without`` round by round; the summary gives the median of the
+dashboard's would; left out with ``--no-in-daemon``), with ``--niced``, ``niced`` (the same clients
+at nice 19, standing for clients on another host: the daemon's fan-out is still its own, their
+reading mostly is not) and, with ``--separate``, ``separate`` (the same clients at nice 19 connected
+to ``candlecast stream-server``, started for the phase at nice 10 as its systemd unit runs it,
+reading the daemon's signals topic: the fan-out leaves the daemon's process; the server's start and
+ring fill fall before the phase's quiet second, its CPU seconds during the phase are reported). Each
+arm's p50 and p99 are set against ``without`` round by round; the summary gives the median of the
 per-round ratios and the ratio of the pooled latencies, each with a 95% interval from resampled
-rounds (``candlecast.bench.ratios``), and per phase the collector's full collections and the
-event loop's longest stall (``candlecast.bench.pauses``), which tell a phase set by a pause from
-one set by the clients.
+rounds (``candlecast.bench.ratios``), and per phase the collector's full collections and the event
+loop's longest stall (``candlecast.bench.pauses``), which tell a phase set by a pause from one set
+by the clients.
 
 ``python -m candlecast.bench.stream_cost --out FILE.json`` (``--help`` lists the options).
 """
@@ -58,6 +58,8 @@ class StreamCostOptions:
     steady_s: float = 10.0
     rounds: int = 8
     clients: int = 100
+    in_daemon: bool = True
+    """The arm with the clients on the daemon's own stream (off: more rounds of the others in the same time)."""
     niced: bool = False
     """Also an arm with the clients at nice 19."""
     separate: bool = False
@@ -69,7 +71,12 @@ class StreamCostOptions:
 
     @property
     def arms(self) -> tuple[Arm, ...]:
-        wanted: dict[Arm, bool] = {"without": True, "with": True, "niced": self.niced, "separate": self.separate}
+        wanted: dict[Arm, bool] = {
+            "without": True,
+            "with": self.in_daemon,
+            "niced": self.niced,
+            "separate": self.separate,
+        }
         return tuple(arm for arm, on in wanted.items() if on)
 
 
@@ -236,6 +243,9 @@ def main() -> None:
     parser.add_argument("--steady-s", type=float, default=defaults.steady_s, help="seconds of each phase")
     parser.add_argument("--rounds", type=int, default=defaults.rounds, help="rounds of one phase per arm")
     parser.add_argument("--clients", type=int, default=defaults.clients, help="stream clients of every symbol")
+    parser.add_argument(
+        "--no-in-daemon", action="store_true", help="leave out the arm with the clients on the daemon's own stream"
+    )
     parser.add_argument("--niced", action="store_true", help="also an arm with the clients at nice 19")
     parser.add_argument(
         "--separate",
@@ -247,12 +257,15 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 2 or args.clients < 1:
         parser.error("--rounds needs at least 2 (an interval), --clients at least 1")
+    if args.no_in_daemon and not (args.niced or args.separate):
+        parser.error("--no-in-daemon leaves no arm with clients: add --niced or --separate")
     options = StreamCostOptions(
         symbols=args.symbols,
         rate=args.rate,
         steady_s=args.steady_s,
         rounds=args.rounds,
         clients=args.clients,
+        in_daemon=not args.no_in_daemon,
         niced=args.niced,
         separate=args.separate,
         delivery=DELIVERY_CHOICES[args.delivery][0],

@@ -22,5 +22,6 @@ def test_the_separate_arm_joins_the_rotation_only_when_asked_for() -> None:
     arms = StreamCostOptions(niced=True, separate=True).arms
     assert arms == ("without", "with", "niced", "separate")
     assert StreamCostOptions(separate=True).arms == ("without", "with", "separate")
+    assert StreamCostOptions(in_daemon=False, separate=True).arms == ("without", "separate")
     assert all(sorted(arm_order(arms, r)) == sorted(arms) for r in range(4))
     assert [arm_order(arms, r)[0] for r in range(4)] == list(arms)
