@@ -52,7 +52,7 @@ from models.calibration_floor import (
 )
 from models.dataset import WindowSet, load_audited_windows, walk_forward
 from models.evaluation import ECE_LIMIT, LOG_LOSS_MARGIN
-from models.training import Predictions, RunInfo, fold_parts, load_fold, predict, read_run, run_data
+from models.training import Predictions, RunInfo, ensemble_fold_parts, load_fold, predict, read_run, run_data
 
 HALF_LIVES = (21, 63, 252, 1008)
 """Half-lives of the trailing outcome rate, in resolved candle times."""
@@ -339,18 +339,7 @@ def combination_evidence(run_dir: Path, horizon_index: int, *, draws: int, seed:
     out = []
     for fold in walk_forward(data, run.split_sizes()):
         ensemble = load_fold(run_dir, run, fold.index)
-        train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
-        train_logits = predict(ensemble, train.windows).member_logits
-        calibration_logits = predict(ensemble, calibration.windows).member_logits
-        own, parts = fold_parts(
-            train_logits,
-            train,
-            calibration_logits,
-            calibration,
-            cutoff_ts=fold.cutoffs[2],
-            earlier=earlier,
-            horizons=data.horizons,
-        )
+        _, test, own, parts = ensemble_fold_parts(ensemble, data, fold, earlier)
         predicted = predict(ensemble, test.windows)
         earlier.append(OutOfFold(predicted.member_logits, test, own))
         x, d, up, independent = pooled_horizon(parts, j, h)

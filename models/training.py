@@ -595,25 +595,32 @@ def fold_parts(
     return own, parts
 
 
+def ensemble_fold_parts(
+    ensemble: Ensemble, data: WindowSet, fold: Fold, earlier: Sequence[OutOfFold]
+) -> tuple[WindowSet, WindowSet, Standardisation, list[CalibrationPart]]:
+    """A trained fold's training and test slices, and ``fold_parts`` on its members' logits for its
+    training and calibration slices: the standardisation and the parts its combination is fitted on."""
+    train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
+    own, parts = fold_parts(
+        predict(ensemble, train.windows).member_logits,
+        train,
+        predict(ensemble, calibration.windows).member_logits,
+        calibration,
+        cutoff_ts=fold.cutoffs[2],
+        earlier=earlier,
+        horizons=data.horizons,
+    )
+    return train, test, own, parts
+
+
 def combine_fold(
     ensemble: Ensemble, data: WindowSet, fold: Fold, earlier: Sequence[OutOfFold]
 ) -> tuple[Combination, npt.NDArray[np.float64], OutOfFold]:
     """Fit a trained fold's combination on its calibration slice pooled with the ``earlier`` folds'
     test-block predictions and write it into the ensemble; returns it, the training up rate and
     the fold's own test-block predictions."""
-    train, calibration, test = (fold.part(data, s) for s in ("train", "calibration", "test"))
+    train, test, own, pooled = ensemble_fold_parts(ensemble, data, fold, earlier)
     train_rate = np.array([train.up[train.valid[:, j], j].mean() for j in range(len(data.horizons))])
-    train_logits = predict(ensemble, train.windows).member_logits
-    calibration_logits = predict(ensemble, calibration.windows).member_logits
-    own, pooled = fold_parts(
-        train_logits,
-        train,
-        calibration_logits,
-        calibration,
-        cutoff_ts=fold.cutoffs[2],
-        earlier=earlier,
-        horizons=data.horizons,
-    )
     combination = fit_combination(pooled, train_rate, own, data.horizons)
     apply_combination(ensemble, combination)
     return combination, train_rate, OutOfFold(predict(ensemble, test.windows).member_logits, test, own)
