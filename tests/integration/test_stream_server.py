@@ -20,42 +20,23 @@ from prometheus_client import CollectorRegistry
 from candlecast.candlefile import bundled_path, read_candles
 from candlecast.localkafka import LocalKafka
 from candlecast.replay import publish_candles
-from daemon.candle import format_ts
 from daemon.settings import ApiSettings, KafkaSettings, Settings, StreamServerSettings
 from daemon.signal import Signal, encoder
 from daemon.sse import GAP_FRAME, RESTARTED_FRAME, signal_frame
 from daemon.stream_server import StreamServer
 from models.torchscript import load_artifact
 from tests.support.kafka import create_topics, daemon_settings, fresh_topics, read_records, running_daemon, wait_until
+from tests.support.signal_builder import START_MS, hourly_signal
 
 pytestmark = pytest.mark.kafka
 
 GUARD_S = 60  # a hung test fails instead of blocking the suite; nothing is asserted on time
 EVENT = b"event: signal\n"
-HOUR_MS = 3_600_000
-START_MS = 1_704_067_200_000
 SIGNALS_PER_SYMBOL = 10
 
 
 def make_signal(n: int, symbol: str = "AAA", padding: str = "") -> Signal:
-    return Signal(
-        signal_id=f"sig-{n}",
-        symbol=symbol,
-        interval="1h",
-        ts=format_ts(START_MS + n * HOUR_MS),
-        action="BUY",
-        confidence=0.6,
-        probability=0.6,
-        horizon=1,
-        probabilities={"1": 0.6},
-        quantiles={"1": [0.0]},
-        quantile_levels=[0.5],
-        disagreement=0.0,
-        model_version="1",
-        route="default",
-        strategy=f"s{padding}",
-        produced_at="p",
-    )
+    return hourly_signal(f"sig-{n}", n, symbol, strategy=f"s{padding}")
 
 
 async def one_partition_topic(bootstrap: str) -> str:

@@ -5,35 +5,15 @@ from __future__ import annotations
 
 import msgspec
 
-from daemon.candle import format_ts
 from daemon.signal import Signal
 from daemon.signal_feed import RecordTime, TopicRecord, decoded, newest, record_batch, refill, tail_offsets
 from daemon.signal_store import SignalStore
 from daemon.sse import signal_frame
-
-HOUR_MS = 3_600_000
-START_MS = 1_704_067_200_000
+from tests.support.signal_builder import HOUR_MS, START_MS, hourly_signal
 
 
 def signal(n: int, symbol: str = "AAA", route: str | None = "default") -> Signal:
-    return Signal(
-        signal_id=f"id-{n}",
-        symbol=symbol,
-        interval="1h",
-        ts=format_ts(START_MS + n * HOUR_MS),
-        action="BUY",
-        confidence=0.6,
-        probability=0.6,
-        horizon=1,
-        probabilities={"1": 0.6},
-        quantiles={"1": [0.0]},
-        quantile_levels=[0.5],
-        disagreement=0.0,
-        model_version="1",
-        route=route,
-        strategy="s",
-        produced_at="p",
-    )
+    return hourly_signal(f"id-{n}", n, symbol, route)
 
 
 def record(

@@ -7,35 +7,15 @@ import msgspec
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from daemon.candle import format_ts
 from daemon.signal import Signal
 from daemon.signal_feed import RecordTime, TopicRecord, record_batch, refill
 from daemon.signal_store import SignalStore
 from daemon.sse import GAP_FRAME, RESTARTED_FRAME, RESTARTED_UNKNOWN_FRAME, signal_frame
-
-HOUR_MS = 3_600_000
-START_MS = 1_704_067_200_000
+from tests.support.signal_builder import START_MS, hourly_signal
 
 
 def signal(name: str, symbol: str = "AAA") -> Signal:
-    return Signal(
-        signal_id=name,
-        symbol=symbol,
-        interval="1h",
-        ts=format_ts(START_MS),
-        action="BUY",
-        confidence=0.6,
-        probability=0.6,
-        horizon=1,
-        probabilities={"1": 0.6},
-        quantiles={"1": [0.0]},
-        quantile_levels=[0.5],
-        disagreement=0.0,
-        model_version="1",
-        route="default",
-        strategy="s",
-        produced_at="p",
-    )
+    return hourly_signal(name, symbol=symbol)
 
 
 def record(name: str, partition: int, offset: int, at_ms: int, symbol: str = "AAA") -> TopicRecord:
