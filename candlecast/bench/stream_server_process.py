@@ -11,6 +11,7 @@ import sys
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
+from candlecast.bench.children import stop_child
 from candlecast.bench.machine import process_cpu_s
 from daemon.settings import Settings
 
@@ -70,13 +71,7 @@ async def stream_server_process(settings: Settings, niceness: int) -> AsyncItera
         drain = asyncio.create_task(_discard(child.stderr))  # its later log lines must not fill the pipe
         yield StreamServerProcess(child.pid, port)
     finally:
-        if child.returncode is None:
-            child.terminate()
-        try:
-            await asyncio.wait_for(child.wait(), STOP_S)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
+        await stop_child(child, STOP_S)
         if drain is not None:
             drain.cancel()
 

@@ -22,6 +22,7 @@ import sys
 import time
 from collections.abc import AsyncIterator
 
+from candlecast.bench.children import stop_child
 from candlecast.bench.report import ClientCounts
 
 REQUEST = b"GET /api/v1/stream HTTP/1.1\r\nHost: candlecast\r\nAccept: text/event-stream\r\n\r\n"
@@ -74,13 +75,7 @@ async def stream_clients(host: str, port: int, count: int, niceness: int = 0) ->
             raise RuntimeError(f"the {count} stream clients could not connect to {host}:{port}")
         yield StreamClients(child)
     finally:
-        if child.returncode is None:
-            child.terminate()
-        try:
-            await asyncio.wait_for(child.wait(), STOP_S)
-        except TimeoutError:
-            child.kill()
-            await child.wait()
+        await stop_child(child, STOP_S)
 
 
 class _Client(asyncio.Protocol):
