@@ -9,28 +9,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-from collections.abc import AsyncIterator, Callable, Sequence
-from concurrent.futures import Executor, Future
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
 
 import torch
-from prometheus_client import CollectorRegistry
 
 from candlecast.candlefile import CandleTable, bundled_path, read_candles
 from daemon.backtest import backtest, candle_records
 from daemon.batching import BatchPolicy
 from daemon.core import build_core
 from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink, MemoryTransports
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline, ScorerT
 from daemon.service import Daemon
 from daemon.serving import ModelLoader, ServedModel, load_serving_model
 from daemon.settings import BatchingSettings, HttpSettings, ModelSettings, Settings, StrategySettings
 from daemon.signal import Signal
 from daemon.systemd import SystemdNotifier
 from daemon.timer import FakeTimer
+from tests.flow.inline_pipeline import CLOCK_START as CLOCK_START
 from tests.support.scorer import FakeScorer, fake_manifest
 
 CANDLES_PER_SYMBOL = 80
@@ -38,8 +34,6 @@ STRATEGY = StrategySettings(
     name="threshold", params={"buy_above": 0.501, "sell_below": 0.472, "hysteresis": 0.003, "cooldown": 2, "memory": 4}
 )
 """Thresholds inside the test model's output range with a memory, so decisions depend on earlier outputs."""
-CLOCK_START = 4_000_000_000.0
-"""Year 2096: after every bundled candle, so none opens after the daemon's (fake) clock."""
 
 
 FAKE_V1 = Path("fake-model-0.0.1")
@@ -215,49 +209,3 @@ async def all_committed(broker: MemoryBroker) -> None:
     """Wait until every partition's commit covers its whole log."""
     for partition, log in enumerate(broker.logs):
         await broker.wait_committed(partition, len(log))
-
-
-T = TypeVar("T")
-
-
-class InlineExecutor(Executor):
-    """Runs each submitted call at once, in the caller's thread."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        try:
-            future.set_result(fn(*args, **kwargs))
-        except Exception as exc:  # handed to the awaiting task, as a thread pool would
-            future.set_exception(exc)
-        return future
-
-
-def memory_pipeline(
-    settings: Settings,
-    scorer: ScorerT,
-    broker: MemoryBroker,
-    *,
-    max_records: int,
-    max_batch: int,
-    queue_size: int,
-    queue_bytes: int = 256 << 20,
-) -> tuple[Pipeline[ScorerT], MemoryCandleSource]:
-    """The real pipeline of ``settings`` on ``broker``'s in-memory transports, ``scorer`` run inline, a fake
-    timer, and polls of at most ``max_records``; with its source (started by the caller)."""
-    clock = FakeTimer(CLOCK_START)
-    core = build_core(settings, scorer, clock)
-    source = MemoryCandleSource(broker, max_records=max_records)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=max_batch),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
-        queue_size=queue_size,
-        queue_bytes=queue_bytes,
-    )
-    return pipeline, source

@@ -12,27 +12,19 @@ import asyncio
 import os
 import resource
 import tracemalloc
-from collections.abc import Callable
-from concurrent.futures import Executor, Future
 from pathlib import Path
-from typing import Any, TypeVar
 
 import msgspec
-from prometheus_client import CollectorRegistry
 
-from daemon.batching import BatchPolicy
 from daemon.candle import CandleMessage
-from daemon.core import build_core
-from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySignalSink
-from daemon.metrics import DaemonMetrics
-from daemon.pipeline import ModelHolder, Pipeline
+from daemon.memory_transport import MemoryBroker
+from daemon.pipeline import Pipeline
 from daemon.settings import BatchingSettings, Settings, StrategySettings, WindowSettings
-from daemon.timer import FakeTimer
+from tests.flow.inline_pipeline import memory_pipeline
 from tests.support.scorer import FakeScorer
 
 HOUR = 3_600_000
 BASE = 1_699_999_200_000
-CLOCK_START = 4_000_000_000.0
 
 SYMBOLS = int(os.environ.get("CANDLECAST_SOAK_SYMBOLS", "1000"))
 WAVE = max(1, SYMBOLS // 50)
@@ -50,18 +42,6 @@ PLATEAU_BOUND = 64 << 20
 STATEFUL = StrategySettings(
     name="threshold", params={"buy_above": 0.55, "sell_below": 0.45, "hysteresis": 0.02, "cooldown": 2, "memory": 4}
 )
-
-
-T = TypeVar("T")
-
-
-class InlineExecutor(Executor):
-    """Runs the model inline (no torch here: this module imports nothing that loads it, so RSS is the daemon's)."""
-
-    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
-        future: Future[T] = Future()
-        future.set_result(fn(*args, **kwargs))
-        return future
 
 
 def wave(hour: int) -> list[tuple[bytes, bytes, int]]:
@@ -101,23 +81,8 @@ async def churn() -> tuple[Pipeline[FakeScorer], int, int, list[int]]:
         batching=BatchingSettings(max_batch=512, queue_chunks=4),
         strategy=STATEFUL,
     )
-    clock = FakeTimer(CLOCK_START)
-    scorer = FakeScorer()
-    core = build_core(settings, scorer, clock)
     broker = MemoryBroker()
-    source = MemoryCandleSource(broker, max_records=2000)
-    pipeline = Pipeline(
-        source=source,
-        sink=MemorySignalSink(broker),
-        ingestor=core.ingestor,
-        builder=core.builder,
-        models=ModelHolder(scorer),
-        policy=BatchPolicy(max_batch=512),
-        metrics=DaemonMetrics(CollectorRegistry()),
-        clock=clock,
-        executor=InlineExecutor(),
-        queue_size=4,
-    )
+    pipeline, source = memory_pipeline(settings, FakeScorer(), broker, max_records=2000, max_batch=512, queue_size=4)
     await source.start()
     run = asyncio.create_task(pipeline.run())
     peak = published = 0

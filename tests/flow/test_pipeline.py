@@ -21,7 +21,7 @@ from daemon.pipeline import ModelHolder, Pipeline
 from daemon.ports import Scorer
 from daemon.settings import Settings
 from daemon.timer import FakeTimer, settled
-from tests.flow.harness import CLOCK_START, InlineExecutor
+from tests.flow.inline_pipeline import CLOCK_START, InlineExecutor
 from tests.support.scorer import FakeScorer
 
 ScorerT = TypeVar("ScorerT", bound=Scorer)

@@ -22,7 +22,8 @@ from daemon.memory_transport import MemoryBroker
 from daemon.settings import IntervalSettings, Settings, StrategySettings, WindowSettings
 from daemon.window import GapMode
 from models.artifact import ModelOutputs
-from tests.flow.harness import memory_pipeline, without_produce_time
+from tests.flow.harness import without_produce_time
+from tests.flow.inline_pipeline import memory_pipeline
 from tests.flow.test_pipeline import BASE, HOUR
 from tests.support.scorer import FakeScorer, fake_manifest
 

@@ -14,7 +14,7 @@ from daemon.memory_transport import MemoryBroker, MemoryCandleSource, MemorySign
 from daemon.pipeline import Pipeline
 from daemon.ports import PartitionRecords
 from daemon.settings import Settings, StrategySettings, WindowSettings
-from tests.flow.harness import memory_pipeline
+from tests.flow.inline_pipeline import memory_pipeline
 from tests.flow.test_pipeline import BASE, HOUR
 from tests.support.scorer import FakeScorer
 

@@ -23,7 +23,8 @@ from daemon.settings import IntervalSettings, Settings, WindowSettings
 from daemon.stepped_model import SteppedModel
 from daemon.window import GapMode
 from models.torchscript import LoadedModel, load_artifact
-from tests.flow.harness import STRATEGY, memory_pipeline, without_produce_time
+from tests.flow.harness import STRATEGY, without_produce_time
+from tests.flow.inline_pipeline import memory_pipeline
 from tests.support.model import STREAM_WINDOW
 
 PARTITIONS = 2
