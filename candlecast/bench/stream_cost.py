@@ -41,8 +41,8 @@ from candlecast.bench.pauses import Pauses, PauseWatch
 from candlecast.bench.phases import QUIET_S
 from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import ClientCounts, Latency
-from candlecast.bench.stream_server_process import stream_server_process
-from candlecast.bench.streams import stream_clients
+from candlecast.bench.stream_server_process import StreamServerProcess, stream_server_process
+from candlecast.bench.streams import StreamClients, stream_clients
 
 Arm = Literal["without", "with", "niced", "separate"]
 NICED = 19
@@ -163,10 +163,9 @@ async def _phase(
     cut_off = store.disconnected
     niceness = NICED if arm == "niced" else 0
     async with stream_clients("127.0.0.1", served.daemon.http.port, options.clients, niceness) as connected:
-        await asyncio.sleep(QUIET_S)
-        published = store.recorded
-        values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
-        counts = await connected.settle(store.recorded - published)
+        values, cpu, pauses, counts, _ = await _streamed_steady(
+            bench, served, workload, gen, options, count, watch, connected
+        )
     return Phase(number, arm, Latency.of(values), cpu, pauses, counts, store.disconnected - cut_off), values
 
 
@@ -181,18 +180,37 @@ async def _separate_phase(
     watch: PauseWatch,
 ) -> tuple[Phase, Latencies]:
     """A steady phase with the clients on a stream server process fed by the daemon's signals topic."""
-    store = served.daemon.signals
     async with (
         stream_server_process(served.daemon.settings, SERVER_NICE) as server,
         stream_clients("127.0.0.1", server.port, options.clients, NICED) as connected,
     ):
-        await asyncio.sleep(QUIET_S)
-        published, server_cpu = store.recorded, server.cpu_s()
-        values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
-        counts = await connected.settle(store.recorded - published)
-        server_cpu = server.cpu_s() - server_cpu
+        values, cpu, pauses, counts, server_cpu = await _streamed_steady(
+            bench, served, workload, gen, options, count, watch, connected, server
+        )
     phase = Phase(number, "separate", Latency.of(values), cpu, pauses, counts, counts.closed, server_cpu)
     return phase, values
+
+
+async def _streamed_steady(
+    bench: Bench,
+    served: Served,
+    workload: Workload,
+    gen: Generator,
+    options: StreamCostOptions,
+    count: int,
+    watch: PauseWatch,
+    connected: StreamClients,
+    server: StreamServerProcess | None = None,
+) -> tuple[Latencies, float, Pauses, ClientCounts, float | None]:
+    """A steady phase, after the quiet wait, with ``connected`` clients reading: the same steps for every arm
+    with clients, so their figures compare. Returns what ``_steady`` does, the clients' counts and, given the
+    ``server`` they read from, its CPU seconds over the phase."""
+    store = served.daemon.signals
+    await asyncio.sleep(QUIET_S)
+    published, server_start = store.recorded, 0.0 if server is None else server.cpu_s()
+    values, cpu, pauses = await _steady(bench, served, workload, gen, options.rate, count, watch)
+    counts = await connected.settle(store.recorded - published)
+    return values, cpu, pauses, counts, None if server is None else server.cpu_s() - server_start
 
 
 async def _steady(
