@@ -404,7 +404,8 @@ class KafkaCandleSource:
 async def _within(work: Awaitable[None], seconds: float) -> bool:
     """Whether ``work`` finished within ``seconds`` (it is cancelled if not)."""
     try:
-        await asyncio.wait_for(work, seconds)
+        async with asyncio.timeout(seconds):
+            await work
     except TimeoutError:
         return False
     return True

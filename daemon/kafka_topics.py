@@ -27,7 +27,9 @@ async def topic_answer(admin: AIOKafkaAdminClient, topic: str, timeout_s: float)
     """Whether ``topic`` exists, the cluster's metadata and the topic each asked within ``timeout_s``;
     ``None`` when the broker does not answer (readiness, in the daemon and the stream server)."""
     try:
-        await asyncio.wait_for(admin.describe_cluster(), timeout_s)
-        return await asyncio.wait_for(topic_exists(admin, topic), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await admin.describe_cluster()
+        async with asyncio.timeout(timeout_s):
+            return await topic_exists(admin, topic)
     except (KafkaError, TimeoutError, OSError):
         return None

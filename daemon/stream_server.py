@@ -167,7 +167,8 @@ class StreamServer:
                 warned = True
                 log.warning("waiting for the signals topic", topic=topic)
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stopping.wait(), TOPIC_RETRY_S)
+                async with asyncio.timeout(TOPIC_RETRY_S):
+                    await self._stopping.wait()
         return []
 
     async def _fill_ring(self, consumer: AIOKafkaConsumer, partitions: Sequence[TopicPartition]) -> int:

@@ -10,7 +10,8 @@ async def stop_child(child: asyncio.subprocess.Process, grace_s: float) -> None:
     if child.returncode is None:
         child.terminate()
     try:
-        await asyncio.wait_for(child.wait(), grace_s)
+        async with asyncio.timeout(grace_s):
+            await child.wait()
     except TimeoutError:
         child.kill()
         await child.wait()

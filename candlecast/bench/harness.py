@@ -66,7 +66,8 @@ class Recorder:
         if len(self) >= count:
             return
         try:
-            await asyncio.wait_for(self._reached.wait(), timeout_s)
+            async with asyncio.timeout(timeout_s):
+                await self._reached.wait()
         except TimeoutError:
             raise TimeoutError(f"{len(self)} of {count} signals after {timeout_s:.0f} s") from None
 
@@ -159,7 +160,8 @@ async def serving(settings: Settings, *hooks: Callable[[PublishBatch], None]) ->
         yield Served(daemon, recorder)
     finally:
         daemon.request_stop()
-        await asyncio.wait_for(task, 300)
+        async with asyncio.timeout(300):
+            await task
 
 
 async def _first_of(event: asyncio.Event, task: asyncio.Task[None]) -> None:

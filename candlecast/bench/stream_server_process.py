@@ -67,7 +67,8 @@ async def stream_server_process(settings: Settings, niceness: int) -> AsyncItera
     assert child.stderr is not None
     drain: asyncio.Task[None] | None = None
     try:
-        port = await asyncio.wait_for(_served_port(child.stderr), START_S)
+        async with asyncio.timeout(START_S):
+            port = await _served_port(child.stderr)
         drain = asyncio.create_task(_discard(child.stderr))  # its later log lines must not fill the pipe
         yield StreamServerProcess(child.pid, port)
     finally:

@@ -45,7 +45,8 @@ class StreamClients:
         assert child.stdin is not None and child.stdout is not None
         child.stdin.write(b"%d\n" % published)
         await child.stdin.drain()
-        line = await asyncio.wait_for(child.stdout.readline(), SETTLE_S + 30)
+        async with asyncio.timeout(SETTLE_S + 30):
+            line = await child.stdout.readline()
         if not line:
             raise RuntimeError("the stream clients' process ended without counts")
         answer = json.loads(line)

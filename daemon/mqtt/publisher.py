@@ -82,7 +82,8 @@ class MqttSignalPublisher:
     async def close(self, flush_timeout_s: float = 5.0) -> None:
         """Give the broker up to ``flush_timeout_s`` to take what is buffered, then stop."""
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._drained.wait(), flush_timeout_s)
+            async with asyncio.timeout(flush_timeout_s):
+                await self._drained.wait()
         await self._connection.stop()
         if self.pending:
             log.warning("MQTT publisher stopped with signals unsent", unsent=self.pending)

@@ -87,7 +87,8 @@ class MqttCandleSource:
         if not self._received:
             self._arrived.clear()
             try:
-                await asyncio.wait_for(self._arrived.wait(), POLL_WAIT_S)
+                async with asyncio.timeout(POLL_WAIT_S):
+                    await self._arrived.wait()
             except TimeoutError:
                 return []
         return self._take()
