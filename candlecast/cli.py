@@ -303,6 +303,13 @@ def bench(
     fixed_rates: Annotated[
         str, typer.Option(help="Comma-separated candles/s of further steady phases in every end-to-end run.")
     ] = "",
+    io_floor: Annotated[
+        bool,
+        typer.Option(
+            help="With --fixed-rates: after each end-to-end run, the latency floor of its Kafka I/O at each fixed "
+            "rate in its delivery mode (the daemon's consumer and sink with no model; off in --quick)."
+        ),
+    ] = True,
     max_waits_ms: Annotated[
         str,
         typer.Option(
@@ -364,6 +371,7 @@ def bench(
             two_routes=two_routes,
             scorings=chosen,
             fixed_rates=rates,
+            io_floor=io_floor,
             max_waits_ms=waits,
         )
     )

@@ -175,9 +175,9 @@ class Generator:
             raise RuntimeError(f"candle generator failed: {reply[1]}")
         return reply
 
-    async def paced(self, messages: Sequence[Message], offsets_s: Sequence[float]) -> Paced:
-        """Send message ``i`` at ``offsets_s[i]`` seconds after the start."""
-        self._conn.send(("paced", list(messages), list(offsets_s)))
+    async def paced(self, messages: Sequence[Message], offsets_s: Sequence[float], topic: str | None = None) -> Paced:
+        """Send message ``i`` at ``offsets_s[i]`` seconds after the start, to ``topic`` (default the generator's)."""
+        self._conn.send(("paced", list(messages), list(offsets_s), topic))
         started, sent_s = await self._reply()
         return Paced(started, sent_s)
 
@@ -209,7 +209,7 @@ async def _generate(bootstrap: str, topic: str, conn: Connection) -> None:
             if command[0] == "stop":
                 return
             if command[0] == "paced":
-                conn.send(await _send_paced(plain, topic, command[1], command[2]))
+                conn.send(await _send_paced(plain, command[3] or topic, command[1], command[2]))
             else:
                 async with transactional.transaction():
                     for partition, key, value in command[1]:

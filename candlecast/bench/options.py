@@ -67,6 +67,9 @@ class BenchOptions:
     fixed_rates: tuple[float, ...] = ()
     """Candles per second of further steady phases in every end-to-end run, beside the one at half the
     sustained throughput (issue 14 names 800/s)."""
+    io_floor: bool = True
+    """With ``fixed_rates``: after each end-to-end run, the latency floor of its Kafka I/O at each fixed rate
+    in its delivery mode (``candlecast.bench.io_floor``)."""
     max_waits_ms: tuple[float, ...] = ()
     """``batching.max_wait_ms`` values of the batch-policy phase (empty: no such phase)."""
     lone_candles: int = 50
@@ -109,4 +112,5 @@ class BenchOptions:
             # for a moment must not be cut off, so the suite checks the fan-out, not the scheduler.
             stream_client_buffer=100_000,
             fencing_transactions=20,
+            io_floor=False,
         )

@@ -6,11 +6,12 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from candlecast.bench.harness import Bench, Served, ServedArtifact, serving
+from candlecast.bench.io_floor import io_floors
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.options import Delivery
 from candlecast.bench.report import (
@@ -121,6 +122,11 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
                 )
             )
         memory = served.memory()
+    if options.io_floor and fixed:
+        rates = ", ".join(f"{rated.rate_per_s:g}" for rated in fixed)
+        bench.console.print(f"  {label}: the I/O floor, a pass-through without model at {rates} candles/s")
+        floors = await io_floors(bench, gen, delivery, options.fixed_rates, QUIET_S)
+        fixed = [replace(rated, io_floor=floor) for rated, floor in zip(fixed, floors, strict=True)]
     figures = DeliveryRun(
         delivery=delivery,
         scoring=artifact.scoring,

@@ -99,6 +99,9 @@ class ClientCounts:
     """Clients whose connection the daemon closed."""
     cpu_s: float
     """CPU seconds of the clients' process over the phase."""
+    caught_up_s: float
+    """Seconds from telling the clients ``published`` after the phase to their answer: every client had read
+    that many, was closed, or gave up."""
 
 
 @dataclass(frozen=True)
@@ -140,6 +143,14 @@ class RatedSteady:
     latency: Latency
     stages: SteadyStages
     daemon_cpu_s: float
+    io_floor: Latency | None = None
+    """The daemon's Kafka consumer and sink alone at the same rate and delivery mode, with no model, measured
+    right after this daemon stopped (``BenchOptions.io_floor``)."""
+
+    @property
+    def p99_over_io_floor(self) -> float | None:
+        """The daemon's p99 over its Kafka I/O's at the same rate: what the daemon adds, as a factor."""
+        return None if self.io_floor is None else self.latency.p99_ms / self.io_floor.p99_ms
 
 
 @dataclass(frozen=True)
@@ -286,6 +297,11 @@ class BenchResult:
             for mine_rated, theirs_rated in zip(window.fixed_rates, stream.fixed_rates, strict=False):
                 key = f"window_over_stream_p99_at_{mine_rated.rate_per_s:g}_{delivery}"
                 ratios[key] = mine_rated.latency.p99_ms / theirs_rated.latency.p99_ms
+        for run in self.runs:
+            for rated in run.fixed_rates:
+                if (over_floor := rated.p99_over_io_floor) is not None:
+                    key = f"daemon_p99_over_io_floor_at_{rated.rate_per_s:g}_{run.scoring}_{run.delivery}"
+                    ratios[key] = over_floor
         if self.fencing is not None:
             ratios["fenced_commit_p50_over_unfenced"] = self.fencing.fenced.p50_ms / self.fencing.unfenced.p50_ms
             ratios["fenced_commit_p99_over_unfenced"] = self.fencing.fenced.p99_ms / self.fencing.unfenced.p99_ms
@@ -357,9 +373,11 @@ def _delivery_rows(run: DeliveryRun, symbols: int) -> list[tuple[str, str, str]]
             f"{run.throughput_after_first_per_s:,.0f}/s",
         )
     )
-    steadies = [(run.steady_rate_per_s, run.steady, run.steady_stages)]
-    steadies += [(rated.rate_per_s, rated.latency, rated.stages) for rated in run.fixed_rates]
-    for rate, latency, stages in steadies:
+    steadies: list[tuple[float, Latency, SteadyStages, Latency | None]] = [
+        (run.steady_rate_per_s, run.steady, run.steady_stages, None)
+    ]
+    steadies += [(rated.rate_per_s, rated.latency, rated.stages, rated.io_floor) for rated in run.fixed_rates]
+    for rate, latency, stages, floor in steadies:
         rows.append(
             (
                 f"  steady {rate:,.0f}/s",
@@ -367,6 +385,8 @@ def _delivery_rows(run: DeliveryRun, symbols: int) -> list[tuple[str, str, str]]
                 f"{_ms(latency)}, mean batch {stages.mean_batch:.1f}",
             )
         )
+        if floor is not None:
+            rows.append(_io_floor_row(run.delivery, latency, floor))
         rows.append(
             (
                 "    where it goes",
@@ -430,6 +450,16 @@ def _delivery_rows(run: DeliveryRun, symbols: int) -> list[tuple[str, str, str]]
     return rows
 
 
+def _io_floor_row(delivery: str, daemon: Latency, floor: Latency) -> tuple[str, str, str]:
+    return (
+        "    I/O floor, same rate",
+        f"{floor.p99_ms:.1f} ms p99",
+        f"p50 {floor.p50_ms:.1f}  max {floor.max_ms:.1f} ms (n={floor.count}): the daemon's consumer and sink "
+        f"alone, {delivery}, no model; daemon p99 {daemon.p99_ms / floor.p99_ms:.2f}x, "
+        f"p50 {daemon.p50_ms / floor.p50_ms:.2f}x the floor's",
+    )
+
+
 def _ratio_rows(result: BenchResult) -> list[tuple[str, str, str]]:
     ratios = result.ratios()
     if not ratios:
@@ -457,6 +487,11 @@ def _ratio_rows(result: BenchResult) -> list[tuple[str, str, str]]:
         (f"  {key.replace('_', ' ')}", f"{value:.2f}x", "same run, scorings side by side")
         for key, value in ratios.items()
         if key.startswith(("stream_over_window", "window_over_stream"))
+    ]
+    rows += [
+        (f"  {key.replace('_', ' ')}", f"{value:.2f}x", "same run: the daemon's p99 over its Kafka I/O's alone")
+        for key, value in ratios.items()
+        if key.startswith("daemon_p99_over_io_floor")
     ]
     return rows
 
