@@ -24,7 +24,6 @@ import argparse
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -39,11 +38,10 @@ from candlecast.bench.machine import machine, process_cpu_s
 from candlecast.bench.options import BenchOptions
 from candlecast.bench.phases import paced_steady
 from candlecast.bench.report import Latency
+from candlecast.bench.unit_limits import CGROUP_V1, Limits, cgroup, cgroups_writable, cpu_settings, joining, memory_root
 from candlecast.candlefile import bundled_path
 
-CGROUP_V1 = Path("/sys/fs/cgroup")
 GROUP = "candlecast-retrain-bench"
-CPU_PERIOD_US = 100_000
 CPU_SHARES = 10
 """systemd maps ``CPUWeight=1`` to about 10 shares (weight x 1024 / 100)."""
 MEMORY_MAX = 4 << 30
@@ -67,13 +65,6 @@ class RetrainingOptions:
     batch: int = 512
     threads: int = 0
     partitions: int = 3
-
-
-@dataclass(frozen=True)
-class Limits:
-    applied: list[str]
-    prefix: list[str]
-    """What the retraining's command line starts with to run under them."""
 
 
 @dataclass(frozen=True)
@@ -118,57 +109,29 @@ class RetrainingResult:
         return {f"p99_ratio_{k}": sorted(v)[len(v) // 2] for k, v in ratios.items() if v}
 
 
-def _cgroups_writable() -> bool:
-    return all(os.access(CGROUP_V1 / c, os.W_OK) for c in ("cpu", "memory"))
-
-
 @contextlib.contextmanager
 def limits_group() -> Iterator[dict[str, Limits]]:
     """The unit's limits as far as this host allows (``limited``), and the same without its CPU
     weight (``quota``): the command-line ones always, and cgroup v1 groups standing in for CPUQuota,
-    CPUWeight and MemoryMax where this process may make them (a shell joins them, then becomes the
-    limited command)."""
+    CPUWeight and MemoryMax where this process may make them (``candlecast.bench.unit_limits``)."""
     applied = ["Nice=19 (nice -n 19)", "IOSchedulingClass=idle (ionice -c 3)", "CPUSchedulingPolicy=batch (chrt -b 0)"]
-    if not _cgroups_writable():
+    if not cgroups_writable():
         yield {"limited": Limits(applied, list(LIMITED)), "quota": Limits(applied, list(LIMITED))}
         return
-    memory = _memory_root() / GROUP
-    groups = {"limited": CGROUP_V1 / "cpu" / GROUP, "quota": CGROUP_V1 / "cpu" / f"{GROUP}-quota"}
-    for group in (memory, *groups.values()):
-        group.mkdir(exist_ok=True)
-    for variant, cpu in groups.items():
-        (cpu / "cpu.cfs_period_us").write_text(f"{CPU_PERIOD_US}\n")
-        (cpu / "cpu.cfs_quota_us").write_text(f"{CPU_PERIOD_US}\n")
-        (cpu / "cpu.shares").write_text(f"{CPU_SHARES if variant == 'limited' else 1024}\n")
-    (memory / "memory.limit_in_bytes").write_text(f"{MEMORY_MAX}\n")
     common = [
         "CPUQuota=100% (cgroup v1 cpu.cfs_quota_us = cpu.cfs_period_us)",
         "MemoryMax=4G (cgroup v1 memory.limit_in_bytes)",
         "OOMScoreAdjust=1000 (/proc/self/oom_score_adj)",
     ]
-    limits = {}
-    for variant, cpu in groups.items():
-        weight = [f"CPUWeight=1 (cgroup v1 cpu.shares = {CPU_SHARES})"] if variant == "limited" else []
-        join = (
-            f"echo $$ > {cpu}/cgroup.procs && echo $$ > {memory}/cgroup.procs && "
-            'echo 1000 > /proc/self/oom_score_adj && exec "$@"'
-        )
-        limits[variant] = Limits([*applied, *common, *weight], ["sh", "-c", join, "sh", *LIMITED])
-    try:
+    with contextlib.ExitStack() as groups:
+        memory = groups.enter_context(cgroup(memory_root() / GROUP, {"memory.limit_in_bytes": str(MEMORY_MAX)}))
+        limits = {}
+        for variant, name, shares in (("limited", GROUP, CPU_SHARES), ("quota", f"{GROUP}-quota", 1024)):
+            cpu = groups.enter_context(cgroup(CGROUP_V1 / "cpu" / name, cpu_settings(100, shares)))
+            weight = [f"CPUWeight=1 (cgroup v1 cpu.shares = {CPU_SHARES})"] if variant == "limited" else []
+            join = joining([cpu, memory], ["echo 1000 > /proc/self/oom_score_adj"])
+            limits[variant] = Limits([*applied, *common, *weight], [*join, *LIMITED])
         yield limits
-    finally:
-        for group in (*groups.values(), memory):
-            with contextlib.suppress(OSError):
-                group.rmdir()
-
-
-def _memory_root() -> Path:
-    """This process's own memory cgroup (a container may place it below the root)."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, controllers, path = line.split(":", 2)
-        if "memory" in controllers.split(","):
-            return CGROUP_V1 / "memory" / path.lstrip("/")
-    return CGROUP_V1 / "memory"
 
 
 def _rss_mib(pid: int) -> float:

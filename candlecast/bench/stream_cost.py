@@ -9,7 +9,14 @@ at nice 19, standing for clients on another host: the daemon's fan-out is still 
 reading mostly is not) and, with ``--separate``, ``separate`` (the same clients at nice 19 connected
 to ``candlecast stream-server``, started for the phase at nice 10 as its systemd unit runs it,
 reading the daemon's signals topic: the fan-out leaves the daemon's process; the server's start and
-ring fill fall before the phase's quiet second, its CPU seconds during the phase are reported). Each
+ring fill fall before the phase's quiet second, its CPU seconds during the phase are reported) and,
+with ``--limited``, ``limited``: the same as ``separate``, deployed as the units say, with cgroup v1
+groups standing in for what systemd would apply (``candlecast.bench.unit_limits``): the stream server
+under systemd/candlecast-stream.service's ``CPUQuota=50%``, ``CPUWeight=20`` (against the daemon's
+default 100) and ``MemoryMax=1G``, the clients, standing for other hosts, in a group with the least CPU
+weight and at most ``--clients-quota`` percent of one CPU. A phase whose clients did not keep up (one
+cut off, one short of the phase's signals, or their backlog still being read ``CAUGHT_UP_S`` after the
+phase) is counted, and its arm's ratios are marked invalid: throttled clients would flatter them. Each
 arm's p50 and p99 are set against ``without`` round by round; the summary gives the median of the
 per-round ratios and the ratio of the pooled latencies, each with a 95% interval from resampled
 rounds (``candlecast.bench.ratios``), and per phase the collector's full collections and the event
@@ -23,10 +30,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -43,11 +52,37 @@ from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import ClientCounts, Latency
 from candlecast.bench.stream_server_process import StreamServerProcess, stream_server_process
 from candlecast.bench.streams import StreamClients, stream_clients
+from candlecast.bench.unit_limits import (
+    CGROUP_V1,
+    MIN_CPU_SHARES,
+    Limits,
+    cgroup,
+    cgroups_writable,
+    cpu_settings,
+    joining,
+    memory_root,
+    nice_weight,
+    unwritable,
+)
 
-Arm = Literal["without", "with", "niced", "separate"]
+Arm = Literal["without", "with", "niced", "separate", "limited"]
 NICED = 19
 SERVER_NICE = 10
 """The stream server's priority: the ``Nice=`` of systemd/candlecast-stream.service."""
+SERVER_QUOTA = 50
+"""Percent of one CPU: the stream unit's ``CPUQuota=``."""
+SERVER_WEIGHT = 20
+"""The stream unit's ``CPUWeight=``, against the daemon unit's default ``DAEMON_WEIGHT``."""
+DAEMON_WEIGHT = 100
+SERVER_MEMORY_MAX = 1 << 30
+"""The stream unit's ``MemoryMax=1G``."""
+CLIENTS_QUOTA = 50
+"""Percent of one CPU the clients' group may use by default: above what 100 clients read at 300 signals/s
+(14-25% in the quiet runs), so a bound, not a throttle."""
+GROUP = "candlecast-stream-cost"
+CAUGHT_UP_S = 1.0
+"""Longest the clients may take after the phase to read its last signals: a fetch or two of the stream
+server's (``kafka.poll_timeout_ms``, 100 ms) and the fan-out; longer means they fell behind during it."""
 
 
 @dataclass(frozen=True)
@@ -64,6 +99,10 @@ class StreamCostOptions:
     """Also an arm with the clients at nice 19."""
     separate: bool = False
     """Also an arm with the clients (at nice 19) on a stream server process of its own (at nice 10)."""
+    limited: bool = False
+    """Also the ``separate`` arm under the units' limits, stood in for by cgroup v1 groups."""
+    clients_quota: int = CLIENTS_QUOTA
+    """Percent of one CPU the ``limited`` arm's clients may use."""
     delivery: Delivery = "at_least_once"
     partitions: int = 6
     batch: int = 512
@@ -76,6 +115,7 @@ class StreamCostOptions:
             "with": self.in_daemon,
             "niced": self.niced,
             "separate": self.separate,
+            "limited": self.limited,
         }
         return tuple(arm for arm, on in wanted.items() if on)
 
@@ -90,7 +130,17 @@ class Phase:
     clients: ClientCounts | None
     cut_off: int
     server_cpu_s: float | None = None
-    """The stream server process's CPU seconds over the phase (``separate`` only)."""
+    """The stream server process's CPU seconds over the phase (``separate`` and ``limited`` only)."""
+
+    @property
+    def kept_up(self) -> bool:
+        """Whether the clients (if any) each read every signal of the phase, none cut off, within
+        ``CAUGHT_UP_S`` of its end: they read as they went rather than being held back by their limits."""
+        counts = self.clients
+        if counts is None:
+            return True
+        complete = all(received >= counts.published for received in counts.received)
+        return self.cut_off == 0 and complete and counts.caught_up_s <= CAUGHT_UP_S
 
 
 @dataclass
@@ -102,6 +152,63 @@ class StreamCostResult:
     phases: list[Phase] = field(default_factory=list)
     summary: dict[str, dict[str, RatioSummary]] = field(default_factory=dict)
     """Per arm other than ``without``: its p50 and p99 summaries against ``without``."""
+    fell_behind: dict[str, int] = field(default_factory=dict)
+    """Per arm other than ``without``: phases whose clients did not keep up; any makes its ratios invalid."""
+    limits: dict[str, list[str]] = field(default_factory=dict)
+    """The ``limited`` arm's stand-ins, for the stream server and for the clients."""
+
+
+@dataclass(frozen=True)
+class Deployed:
+    """The ``limited`` arm's command-line prefixes: the stream server's and the clients'."""
+
+    server: Limits
+    clients: Limits
+
+
+@contextlib.contextmanager
+def deployed_limits(clients_quota: int, root: Path = CGROUP_V1) -> Iterator[Deployed]:
+    """The stream unit's limits for the server and a bounded group for the clients, as cgroup v1 groups;
+    raises ``RuntimeError`` (saying why) where this process may not make them.
+
+    The server's ``CPUWeight=20`` is set against this process's own weight (the daemon runs in it), as
+    systemd sets it against the daemon unit's default of 100; its ``Nice=10`` then only orders its own
+    threads, as it does inside a systemd service's group. The clients get the least weight there is
+    (CPU only where the daemon, the broker and the server leave some) and at most ``clients_quota``
+    percent of one CPU: a bound standing in for their being on other hosts, which cannot be had here."""
+    if not cgroups_writable(root=root):
+        raise RuntimeError(f"--limited: {unwritable(root=root)}")
+    own_weight = nice_weight(os.nice(0))
+    server_shares = round(own_weight * SERVER_WEIGHT / DAEMON_WEIGHT)
+    with contextlib.ExitStack() as groups:
+        server_cpu = cgroup(root / "cpu" / f"{GROUP}-server", cpu_settings(SERVER_QUOTA, server_shares))
+        server_memory = cgroup(memory_root(root) / f"{GROUP}-server", {"memory.limit_in_bytes": str(SERVER_MEMORY_MAX)})
+        clients_cpu = cgroup(root / "cpu" / f"{GROUP}-clients", cpu_settings(clients_quota, MIN_CPU_SHARES))
+        server = Limits(
+            [
+                f"Nice={SERVER_NICE} (nice -n {SERVER_NICE}, inside its group)",
+                f"CPUQuota={SERVER_QUOTA}% (cgroup v1 cpu.cfs_quota_us = cpu.cfs_period_us x {SERVER_QUOTA / 100:g})",
+                f"CPUWeight={SERVER_WEIGHT} against the daemon's {DAEMON_WEIGHT} (cgroup v1 cpu.shares = "
+                f"{max(MIN_CPU_SHARES, server_shares)}, {SERVER_WEIGHT}/{DAEMON_WEIGHT} of the daemon's "
+                f"{own_weight:.0f} at nice {os.nice(0)})",
+                "MemoryMax=1G (cgroup v1 memory.limit_in_bytes)",
+                "not applied: MemoryHigh=768M (no cgroup v1 equivalent), the sandbox",
+            ],
+            joining([groups.enter_context(server_cpu), groups.enter_context(server_memory)]),
+        )
+        clients = Limits(
+            [
+                f"other hosts: cgroup v1 cpu.shares = {MIN_CPU_SHARES} (the least), "
+                f"cpu.cfs_quota_us = cpu.cfs_period_us x {clients_quota / 100:g}"
+            ],
+            joining([groups.enter_context(clients_cpu)]),
+        )
+        yield Deployed(server, clients)
+
+
+def fell_behind(phases: list[Phase], arms: tuple[Arm, ...]) -> dict[str, int]:
+    """Per arm of ``arms``: its phases whose clients did not keep up."""
+    return {arm: sum(not p.kept_up for p in phases if p.arm == arm) for arm in arms}
 
 
 def arm_order(arms: tuple[Arm, ...], round_: int) -> list[Arm]:
@@ -115,14 +222,21 @@ async def measure(options: StreamCostOptions, console: Console) -> StreamCostRes
     bench_options = BenchOptions(
         symbols=options.symbols, batch=options.batch, threads=options.threads, partitions=options.partitions
     )
-    async with local_bench("candlecast-stream-cost-", bench_options, console) as (bench, _):
-        loaded = bench.model
-        result = StreamCostResult(machine(), asdict(options), f"{loaded.manifest.name}/{loaded.version}", load_before)
-        await _rounds(bench, options, result, console)
+    with contextlib.ExitStack() as stack:
+        deployed = stack.enter_context(deployed_limits(options.clients_quota)) if options.limited else None
+        async with local_bench("candlecast-stream-cost-", bench_options, console) as (bench, _):
+            loaded = bench.model
+            model = f"{loaded.manifest.name}/{loaded.version}"
+            result = StreamCostResult(machine(), asdict(options), model, load_before)
+            if deployed is not None:
+                result.limits = {"stream server": deployed.server.applied, "clients": deployed.clients.applied}
+            await _rounds(bench, options, deployed, result, console)
     return result
 
 
-async def _rounds(bench: Bench, options: StreamCostOptions, result: StreamCostResult, console: Console) -> None:
+async def _rounds(
+    bench: Bench, options: StreamCostOptions, deployed: Deployed | None, result: StreamCostResult, console: Console
+) -> None:
     count = int(options.rate * options.steady_s)
     latencies: dict[Arm, list[Latencies]] = {arm: [] for arm in options.arms}
     watch = PauseWatch()
@@ -131,7 +245,7 @@ async def _rounds(bench: Bench, options: StreamCostOptions, result: StreamCostRe
         for number in range(options.rounds):
             for arm in arm_order(options.arms, number):
                 console.print(f"round {number + 1}: {options.rate:g} candles/s {arm} stream clients")
-                phase, values = await _phase(bench, served, workload, gen, options, number, arm, count, watch)
+                phase, values = await _phase(bench, served, workload, gen, options, deployed, number, arm, count, watch)
                 result.phases.append(phase)
                 latencies[arm].append(values)
     for arm in options.arms[1:]:
@@ -139,6 +253,7 @@ async def _rounds(bench: Bench, options: StreamCostOptions, result: StreamCostRe
             "p50": summarize(latencies["without"], latencies[arm], 50),
             "p99": summarize(latencies["without"], latencies[arm], 99),
         }
+    result.fell_behind = fell_behind(result.phases, options.arms[1:])
 
 
 async def _phase(
@@ -147,6 +262,7 @@ async def _phase(
     workload: Workload,
     gen: Generator,
     options: StreamCostOptions,
+    deployed: Deployed | None,
     number: int,
     arm: Arm,
     count: int,
@@ -160,6 +276,9 @@ async def _phase(
         return Phase(number, arm, Latency.of(values), cpu, pauses, None, 0), values
     if arm == "separate":
         return await _separate_phase(bench, served, workload, gen, options, number, count, watch)
+    if arm == "limited":
+        assert deployed is not None
+        return await _separate_phase(bench, served, workload, gen, options, number, count, watch, deployed)
     cut_off = store.disconnected
     niceness = NICED if arm == "niced" else 0
     async with stream_clients("127.0.0.1", served.daemon.http.port, options.clients, niceness) as connected:
@@ -178,16 +297,21 @@ async def _separate_phase(
     number: int,
     count: int,
     watch: PauseWatch,
+    deployed: Deployed | None = None,
 ) -> tuple[Phase, Latencies]:
-    """A steady phase with the clients on a stream server process fed by the daemon's signals topic."""
+    """A steady phase with the clients on a stream server process fed by the daemon's signals topic; given
+    ``deployed``, the server and the clients each under its limits (the ``limited`` arm)."""
+    server_prefix = [] if deployed is None else deployed.server.prefix
+    clients_prefix = [] if deployed is None else deployed.clients.prefix
     async with (
-        stream_server_process(served.daemon.settings, SERVER_NICE) as server,
-        stream_clients("127.0.0.1", server.port, options.clients, NICED) as connected,
+        stream_server_process(served.daemon.settings, SERVER_NICE, server_prefix) as server,
+        stream_clients("127.0.0.1", server.port, options.clients, NICED, clients_prefix) as connected,
     ):
         values, cpu, pauses, counts, server_cpu = await _streamed_steady(
             bench, served, workload, gen, options, count, watch, connected, server
         )
-    phase = Phase(number, "separate", Latency.of(values), cpu, pauses, counts, counts.closed, server_cpu)
+    arm: Arm = "separate" if deployed is None else "limited"
+    phase = Phase(number, arm, Latency.of(values), cpu, pauses, counts, counts.closed, server_cpu)
     return phase, values
 
 
@@ -228,28 +352,37 @@ def render(result: StreamCostResult) -> str:
     lines = [
         f"model {result.model}; {result.options['rate']:g} candles/s, {result.options['steady_s']:g} s per phase, "
         f"{result.options['clients']} clients; load average before {result.load_before:.2f}",
+        *(f"{who} (limited arm): {'; '.join(applied)}" for who, applied in result.limits.items()),
         "",
         "| round | arm | p50 / p99 ms | daemon CPU s | full collections | longest collection ms "
-        "| longest loop stall ms | clients' CPU s | stream server CPU s | cut off | events per client (min) |",
-        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| longest loop stall ms | clients' CPU s | stream server CPU s | cut off | events per client (min) "
+        "| caught up s |",
+        "|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|",
     ]
     for p in result.phases:
         counts = p.clients
         client_cpu = f"{counts.cpu_s:.2f}" if counts else "-"
         events = f"{min(counts.received)} of {counts.published}" if counts and counts.received else "-"
         server_cpu = "-" if p.server_cpu_s is None else f"{p.server_cpu_s:.2f}"
+        caught_up = f"{counts.caught_up_s:.2f}" if counts else "-"
         lines.append(
             f"| {p.round + 1} | {p.arm} | {p.latency.p50_ms:.1f} / {p.latency.p99_ms:.1f} | {p.daemon_cpu_s:.2f} "
             f"| {p.pauses.full_collections} | {p.pauses.longest_collection_ms:.1f} | {p.pauses.longest_stall_ms:.1f} "
-            f"| {client_cpu} | {server_cpu} | {p.cut_off} | {events} |"
+            f"| {client_cpu} | {server_cpu} | {p.cut_off} | {events} | {caught_up} |"
         )
-    lines += ["", "| arm | percentile | per round | median [95%] | pooled [95%] |", "|---|---|---|---|---|"]
+    lines += [
+        "",
+        "| arm | percentile | per round | median [95%] | pooled [95%] | clients kept up |",
+        "|---|---|---|---|---|---|",
+    ]
     for arm, by_percentile in result.summary.items():
+        behind = result.fell_behind.get(arm, 0)
+        kept_up = "yes" if behind == 0 else f"**no, in {behind} phases: ratios invalid**"
         for name, s in by_percentile.items():
             rounds = ", ".join(f"{r:.2f}" for r in s.per_round)
             median = f"{s.median:.2f} [{s.median_interval[0]:.2f}, {s.median_interval[1]:.2f}]"
             pooled = f"{s.pooled:.2f} [{s.pooled_interval[0]:.2f}, {s.pooled_interval[1]:.2f}]"
-            lines.append(f"| {arm} | {name} | {rounds} | {median} | {pooled} |")
+            lines.append(f"| {arm} | {name} | {rounds} | {median} | {pooled} | {kept_up} |")
     return "\n".join(lines)
 
 
@@ -270,13 +403,30 @@ def main() -> None:
         action="store_true",
         help=f"also an arm with the clients (nice {NICED}) on `candlecast stream-server` (nice {SERVER_NICE})",
     )
+    parser.add_argument(
+        "--limited",
+        action="store_true",
+        help="also the separate arm as deployed: the stream server in cgroup v1 groups standing in for its unit's "
+        f"CPUQuota={SERVER_QUOTA}%%, CPUWeight={SERVER_WEIGHT} and MemoryMax=1G, the clients (standing for other "
+        "hosts) in a group of the least CPU weight and --clients-quota (needs writable cgroup v1 cpu and memory)",
+    )
+    parser.add_argument(
+        "--clients-quota",
+        type=int,
+        default=defaults.clients_quota,
+        help="percent of one CPU the limited arm's clients may use",
+    )
     parser.add_argument("--delivery", choices=["exactly_once", "at_least_once"], default=defaults.delivery)
     parser.add_argument("--out", type=Path, help="write the figures as JSON here")
     args = parser.parse_args()
     if args.rounds < 2 or args.clients < 1:
         parser.error("--rounds needs at least 2 (an interval), --clients at least 1")
-    if args.no_in_daemon and not (args.niced or args.separate):
-        parser.error("--no-in-daemon leaves no arm with clients: add --niced or --separate")
+    if args.no_in_daemon and not (args.niced or args.separate or args.limited):
+        parser.error("--no-in-daemon leaves no arm with clients: add --niced, --separate or --limited")
+    if not 1 <= args.clients_quota <= 200:
+        parser.error(f"--clients-quota {args.clients_quota}: a percent of one CPU, 1 to 200")
+    if args.limited and not cgroups_writable():
+        parser.error(f"--limited: {unwritable()}")
     options = StreamCostOptions(
         symbols=args.symbols,
         rate=args.rate,
@@ -286,6 +436,8 @@ def main() -> None:
         in_daemon=not args.no_in_daemon,
         niced=args.niced,
         separate=args.separate,
+        limited=args.limited,
+        clients_quota=args.clients_quota,
         delivery=DELIVERY_CHOICES[args.delivery][0],
     )
     console = Console(stderr=True)

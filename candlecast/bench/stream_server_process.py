@@ -1,5 +1,6 @@
 """``candlecast stream-server`` as the bench runs it: a child process on the daemon's signals topic, at a
-lower priority (as the systemd unit's ``Nice=`` puts it), with its CPU time read from ``/proc``."""
+lower priority (as the systemd unit's ``Nice=`` puts it), optionally inside groups standing in for the
+unit's other limits, with its CPU time read from ``/proc``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import contextlib
 import json
 import os
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 
 from candlecast.bench.children import stop_child
@@ -49,10 +50,14 @@ def server_environment(settings: Settings) -> dict[str, str]:
 
 
 @contextlib.asynccontextmanager
-async def stream_server_process(settings: Settings, niceness: int) -> AsyncIterator[StreamServerProcess]:
-    """A stream server on ``settings``' signals topic at ``niceness``, serving once this enters, stopped on exit."""
+async def stream_server_process(
+    settings: Settings, niceness: int, prefix: Sequence[str] = ()
+) -> AsyncIterator[StreamServerProcess]:
+    """A stream server on ``settings``' signals topic at ``niceness`` (its command line after ``prefix``, as a
+    ``unit_limits.Limits`` gives it), serving once this enters, stopped on exit."""
     environment = {k: v for k, v in os.environ.items() if not k.startswith("CANDLECAST_")}
     child = await asyncio.create_subprocess_exec(
+        *prefix,
         "nice",
         "-n",
         str(niceness),

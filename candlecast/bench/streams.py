@@ -10,7 +10,9 @@ own CPU is as small as a reader of that many bytes can make it, and it is measur
 once the daemon has answered every one (so each is subscribed), then reads a count from its
 standard input: the signals the daemon published meanwhile. It waits until every client received
 that many or was closed (or ``SETTLE_S`` passed) and prints one JSON line: the events each client
-received, how many were closed, and the process's CPU seconds since ``connected``.
+received, how many were closed, and the process's CPU seconds since ``connected``. ``settle`` also
+times that answer (clients that kept up during the phase answer within a fetch or two; clients that
+fell behind, or a process held back by its CPU limit, read their backlog first).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import contextlib
 import json
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from candlecast.bench.children import stop_child
 from candlecast.bench.report import ClientCounts
@@ -43,6 +45,7 @@ class StreamClients:
         """Tell the clients how many signals were published; their counts once they read them all."""
         child = self._child
         assert child.stdin is not None and child.stdout is not None
+        told = time.monotonic()
         child.stdin.write(b"%d\n" % published)
         await child.stdin.drain()
         async with asyncio.timeout(SETTLE_S + 30):
@@ -50,14 +53,18 @@ class StreamClients:
         if not line:
             raise RuntimeError("the stream clients' process ended without counts")
         answer = json.loads(line)
-        return ClientCounts(published, answer["received"], answer["closed"], answer["cpu_s"])
+        caught_up_s = time.monotonic() - told
+        return ClientCounts(published, answer["received"], answer["closed"], answer["cpu_s"], caught_up_s)
 
 
 @contextlib.asynccontextmanager
-async def stream_clients(host: str, port: int, count: int, niceness: int = 0) -> AsyncIterator[StreamClients]:
-    """``count`` stream clients in a child process (``niceness`` added to its nice value), each subscribed once
-    this enters, until it exits."""
+async def stream_clients(
+    host: str, port: int, count: int, niceness: int = 0, prefix: Sequence[str] = ()
+) -> AsyncIterator[StreamClients]:
+    """``count`` stream clients in a child process (``niceness`` added to its nice value, its command line after
+    ``prefix``, as a ``unit_limits.Limits`` gives it), each subscribed once this enters, until it exits."""
     child = await asyncio.create_subprocess_exec(
+        *prefix,
         "nice",
         "-n",
         str(niceness),
