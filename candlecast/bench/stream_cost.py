@@ -80,6 +80,7 @@ CLIENTS_QUOTA = 50
 """Percent of one CPU the clients' group may use by default: above what 100 clients read at 300 signals/s
 (14-25% in the quiet runs), so a bound, not a throttle."""
 GROUP = "candlecast-stream-cost"
+"""The groups' names start with this and the bench's pid (so two runs, or a test, never share one)."""
 CAUGHT_UP_S = 1.0
 """Longest the clients may take after the phase to read its last signals: a fetch or two of the stream
 server's (``kafka.poll_timeout_ms``, 100 ms) and the fan-out; longer means they fell behind during it."""
@@ -180,10 +181,11 @@ def deployed_limits(clients_quota: int, root: Path = CGROUP_V1) -> Iterator[Depl
         raise RuntimeError(f"--limited: {unwritable(root=root)}")
     own_weight = nice_weight(os.nice(0))
     server_shares = round(own_weight * SERVER_WEIGHT / DAEMON_WEIGHT)
+    name = f"{GROUP}-{os.getpid()}"
     with contextlib.ExitStack() as groups:
-        server_cpu = cgroup(root / "cpu" / f"{GROUP}-server", cpu_settings(SERVER_QUOTA, server_shares))
-        server_memory = cgroup(memory_root(root) / f"{GROUP}-server", {"memory.limit_in_bytes": str(SERVER_MEMORY_MAX)})
-        clients_cpu = cgroup(root / "cpu" / f"{GROUP}-clients", cpu_settings(clients_quota, MIN_CPU_SHARES))
+        server_cpu = cgroup(root / "cpu" / f"{name}-server", cpu_settings(SERVER_QUOTA, server_shares))
+        server_memory = cgroup(memory_root(root) / f"{name}-server", {"memory.limit_in_bytes": str(SERVER_MEMORY_MAX)})
+        clients_cpu = cgroup(root / "cpu" / f"{name}-clients", cpu_settings(clients_quota, MIN_CPU_SHARES))
         server = Limits(
             [
                 f"Nice={SERVER_NICE} (nice -n {SERVER_NICE}, inside its group)",

@@ -79,15 +79,16 @@ def test_the_stream_units_stand_ins_hold_the_server_and_the_clients() -> None:
     with deployed_limits(30) as deployed:
         server_groups = _own_groups(deployed.server.prefix)
         clients_groups = _own_groups(deployed.clients.prefix)
-        server_cpu = CGROUP_V1 / "cpu" / f"{GROUP}-server"
-        clients_cpu = CGROUP_V1 / "cpu" / f"{GROUP}-clients"
+        name = f"{GROUP}-{os.getpid()}"
+        server_cpu = CGROUP_V1 / "cpu" / f"{name}-server"
+        clients_cpu = CGROUP_V1 / "cpu" / f"{name}-clients"
         assert (server_cpu / "cpu.cfs_quota_us").read_text() == f"{CPU_PERIOD_US // 2}\n"
         assert (clients_cpu / "cpu.cfs_quota_us").read_text() == f"{CPU_PERIOD_US * 30 // 100}\n"
         assert (clients_cpu / "cpu.shares").read_text() == "2\n"
         server_shares = int((server_cpu / "cpu.shares").read_text())
-    assert server_groups["cpu"] == f"/{GROUP}-server"
-    assert server_groups["memory"].endswith(f"/{GROUP}-server")
-    assert clients_groups["cpu"] == f"/{GROUP}-clients"
+    assert server_groups["cpu"] == f"/{name}-server"
+    assert server_groups["memory"].endswith(f"/{name}-server")
+    assert clients_groups["cpu"] == f"/{name}-clients"
     assert clients_groups["memory"] == _own_groups([])["memory"]
     assert server_shares == round(1024 / 1.25 ** os.nice(0) * 20 / 100)
     assert not server_cpu.exists() and not clients_cpu.exists()
