@@ -33,6 +33,7 @@ from pathlib import Path
 
 from rich.console import Console
 
+from candlecast.bench.children import stop_child
 from candlecast.bench.harness import Bench, local_bench, primed_serving
 from candlecast.bench.machine import machine, process_cpu_s
 from candlecast.bench.options import BenchOptions
@@ -48,6 +49,8 @@ MEMORY_MAX = 4 << 30
 LIMITED = ("nice", "-n", "19", "ionice", "-c", "3", "chrt", "-b", "0")
 CHAMPION = "crypto-1h"
 VARIANTS = ("limited", "quota", "unlimited")
+STOP_S = 30.0
+"""How long a terminated retraining may take to end before it is killed."""
 
 
 @dataclass(frozen=True)
@@ -169,9 +172,11 @@ async def beside_retraining(
     training: Path,
     limits: Limits | None,
     warmup_s: float,
+    stop_s: float = STOP_S,
 ) -> Beside:
     """A steady phase while the retraining runs in a child process (``limits``: None for none), started
-    once it trains (``training``, its run directory, exists) or after ``warmup_s``, whichever is first."""
+    once it trains (``training``, its run directory, exists) or after ``warmup_s``, whichever is first;
+    terminated after it, killed if it outlives ``stop_s``."""
     prefix = limits.prefix if limits is not None else []
     child = await asyncio.create_subprocess_exec(
         *prefix, *command, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL
@@ -185,9 +190,7 @@ async def beside_retraining(
         latency, daemon_cpu = await steady()
         used, rss = process_cpu_s(child.pid) - cpu, _rss_mib(child.pid)
     finally:
-        if child.returncode is None:
-            child.terminate()
-        await child.wait()
+        await stop_child(child, stop_s)
     return Beside(limits.applied if limits is not None else ["none"], latency, daemon_cpu, used, rss, trains, waited)
 
 
