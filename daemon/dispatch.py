@@ -55,7 +55,7 @@ class Dispatcher:
             raise ValueError("a dispatcher needs at least one route")
         self._claims = list(claims)
         self._describe = describe
-        """The routes and the models they serve now, for the refusal's detail (models change at a reload)."""
+        """The routes and the models they serve as a record is refused, for its detail (models change at a reload)."""
         self._max_bytes = max_message_bytes
         self._routes: dict[tuple[str, str], int | None] = {}
         self.counters = IngestCounters()
