@@ -78,7 +78,7 @@ SERVER_MEMORY_MAX = 1 << 30
 """The stream unit's ``MemoryMax=1G``."""
 CLIENTS_QUOTA = 50
 """Percent of one CPU the clients' group may use by default: above what 100 clients read at 300 signals/s
-(14-25% in the quiet runs), so a bound, not a throttle."""
+(14-26% in the quiet runs), so a bound, not a throttle."""
 GROUP = "candlecast-stream-cost"
 """The groups' names start with this and the bench's pid (so two runs, or a test, never share one)."""
 CAUGHT_UP_S = 1.0
