@@ -179,8 +179,9 @@ def deployed_limits(clients_quota: int, root: Path = CGROUP_V1) -> Iterator[Depl
     percent of one CPU: a bound standing in for their being on other hosts, which cannot be had here."""
     if not cgroups_writable(root=root):
         raise RuntimeError(f"--limited: {unwritable(root=root)}")
-    own_weight = nice_weight(os.nice(0))
-    server_shares = round(own_weight * SERVER_WEIGHT / DAEMON_WEIGHT)
+    niceness = os.nice(0)
+    own_weight = nice_weight(niceness)
+    server_shares = max(MIN_CPU_SHARES, round(own_weight * SERVER_WEIGHT / DAEMON_WEIGHT))
     name = f"{GROUP}-{os.getpid()}"
     with contextlib.ExitStack() as groups:
         server_cpu = cgroup(root / "cpu" / f"{name}-server", cpu_settings(SERVER_QUOTA, server_shares))
@@ -191,8 +192,8 @@ def deployed_limits(clients_quota: int, root: Path = CGROUP_V1) -> Iterator[Depl
                 f"Nice={SERVER_NICE} (nice -n {SERVER_NICE}, inside its group)",
                 f"CPUQuota={SERVER_QUOTA}% (cgroup v1 cpu.cfs_quota_us = cpu.cfs_period_us x {SERVER_QUOTA / 100:g})",
                 f"CPUWeight={SERVER_WEIGHT} against the daemon's {DAEMON_WEIGHT} (cgroup v1 cpu.shares = "
-                f"{max(MIN_CPU_SHARES, server_shares)}, {SERVER_WEIGHT}/{DAEMON_WEIGHT} of the daemon's "
-                f"{own_weight:.0f} at nice {os.nice(0)})",
+                f"{server_shares}, {SERVER_WEIGHT}/{DAEMON_WEIGHT} of the daemon's {own_weight:.0f} "
+                f"at nice {niceness})",
                 "MemoryMax=1G (cgroup v1 memory.limit_in_bytes)",
                 "not applied: MemoryHigh=768M (no cgroup v1 equivalent), the sandbox",
             ],
