@@ -49,13 +49,18 @@ class Chunk:
     requests: list[ScoreRequest]
     dead_letters: list[DeadLetter]
     checkpoint: dict[TopicPartition, Checkpoint]
+    _nbytes: int | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
     def nbytes(self) -> int:
-        """Bytes it holds, roughly: windows and dead letters' values and keys, plus a fixed cost each."""
-        windows = sum(request.window.nbytes + request.slots.nbytes for request in self.requests)
-        letters = sum(len(letter.value) + len(letter.key or b"") for letter in self.dead_letters)
-        return windows + letters + ITEM_OVERHEAD * (len(self.requests) + len(self.dead_letters))
+        """Bytes it holds, roughly: windows and dead letters' values and keys, plus a fixed cost each.
+        Counted once, when first asked: the pipeline asks as it queues the complete chunk, and frees the
+        same count once it is published."""
+        if self._nbytes is None:
+            windows = sum(request.window.nbytes + request.slots.nbytes for request in self.requests)
+            letters = sum(len(letter.value) + len(letter.key or b"") for letter in self.dead_letters)
+            self._nbytes = windows + letters + ITEM_OVERHEAD * (len(self.requests) + len(self.dead_letters))
+        return self._nbytes
 
 
 @dataclass(slots=True)
