@@ -380,7 +380,8 @@ def render(result: StreamCostResult) -> str:
     ]
     for arm, by_percentile in result.summary.items():
         behind = result.fell_behind.get(arm, 0)
-        kept_up = "yes" if behind == 0 else f"**no, in {behind} phases: ratios invalid**"
+        phases = sum(p.arm == arm for p in result.phases)
+        kept_up = "yes" if behind == 0 else f"**no, in {behind} of {phases} phases: ratios invalid**"
         for name, s in by_percentile.items():
             rounds = ", ".join(f"{r:.2f}" for r in s.per_round)
             median = f"{s.median:.2f} [{s.median_interval[0]:.2f}, {s.median_interval[1]:.2f}]"

@@ -67,4 +67,4 @@ def test_an_arm_whose_clients_fell_behind_is_counted_and_marked_invalid() -> Non
     result.fell_behind = behind
     rows = {line.split("|")[1].strip(): line for line in render(result).splitlines()[-2:]}
     assert rows["separate"].endswith("| yes |")
-    assert "no, in 3 phases: ratios invalid" in rows["limited"]
+    assert "no, in 3 of 4 phases: ratios invalid" in rows["limited"]
