@@ -3,17 +3,19 @@ delivery mode, and the report sets each mode's floor beside the daemon's latency
 
 from __future__ import annotations
 
-import uuid
 from collections import Counter
+from pathlib import Path
 
 import numpy as np
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient
 from rich.console import Console
 
-from candlecast.bench.io_floor import paced_floor, pass_through
-from candlecast.bench.load import Generator, Workload, create_topics
-from candlecast.bench.options import DELIVERY_CHOICES, Delivery
+from candlecast.bench.harness import Bench
+from candlecast.bench.io_floor import io_floors
+from candlecast.bench.load import Generator
+from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
 from candlecast.bench.report import (
     BenchResult,
     DeliveryRun,
@@ -25,17 +27,16 @@ from candlecast.bench.report import (
     render,
 )
 from candlecast.localkafka import LocalKafka
-from daemon.intervals import Interval
-from daemon.settings import KafkaSettings
+from models.torchscript import load_artifact
 
 pytestmark = pytest.mark.kafka
 
 RATE = 200.0
-CANDLES = 60
-PARTITIONS = 3
+OPTIONS = BenchOptions(symbols=20, partitions=3, steady_s=0.3)
+CANDLES = int(RATE * OPTIONS.steady_s)
 
 
-async def _forwarded_values(bootstrap: str, topic: str, count: int) -> Counter[bytes]:
+async def _values(bootstrap: str, topic: str, count: int) -> Counter[bytes]:
     """The values a read_committed reader sees on ``topic``, once it has seen ``count`` of them."""
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", isolation_level="read_committed"
@@ -53,26 +54,31 @@ async def _forwarded_values(bootstrap: str, topic: str, count: int) -> Counter[b
     return values
 
 
-async def _floor(bootstrap: str, gen: Generator, delivery: Delivery) -> Latency:
-    """``CANDLES`` candles at ``RATE`` through a pass-through in ``delivery``; checks that each was forwarded once."""
-    suffix = uuid.uuid4().hex[:6]
-    candles, forwarded = f"floor-candles-{suffix}", f"floor-out-{suffix}"
-    await create_topics(bootstrap, {candles: PARTITIONS, forwarded: PARTITIONS, f"{forwarded}.dlq": 1})
-    workload = Workload("F", 20, Interval.parse("1d", "weekdays"), PARTITIONS, seed=1)
-    messages = workload.stream(CANDLES)
-    settings = KafkaSettings(
-        bootstrap_servers=bootstrap,
-        candles_topic=candles,
-        signals_topic=forwarded,
-        dead_letter_topic=f"{forwarded}.dlq",
-        group_id=forwarded,
-        instance_id=forwarded,
-        delivery=delivery,
-    )
-    async with pass_through(settings) as passing:
-        latency = await paced_floor(passing, gen, candles, messages, RATE, timeout_s=60)
-    assert await _forwarded_values(bootstrap, forwarded, CANDLES) == Counter(value for _, _, value in messages)
-    return latency
+async def _topic(bootstrap: str, prefix: str) -> str:
+    """The one topic named ``prefix`` and a random suffix (not its dead-letter topic)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        names: list[str] = await admin.list_topics()
+        (topic,) = [name for name in names if name.startswith(prefix) and "." not in name]
+    finally:
+        await admin.close()
+    return topic
+
+
+async def _floors(bootstrap: str, model_path: Path) -> dict[Delivery, Latency]:
+    """Each mode's floor at ``RATE``; checks that its pass-through forwarded every candle sent once."""
+    model = load_artifact(model_path)
+    bench = Bench(bootstrap, OPTIONS, model_path, model, ModelCeiling("cpu", 1, 8, 1.0, 8.0, 1.0, 1.0), Console())
+    floors: dict[Delivery, Latency] = {}
+    async with Generator(bootstrap, "unused-default-topic") as gen:
+        for delivery in DELIVERY_CHOICES["both"]:
+            (floors[delivery],) = await io_floors(bench, gen, delivery, [RATE], quiet_s=0.0)
+            sent = await _values(bootstrap, await _topic(bootstrap, f"bench-floor-{delivery}-candles-"), CANDLES)
+            forwarded = await _topic(bootstrap, f"bench-floor-{delivery}-signals-")
+            assert sum(sent.values()) == CANDLES
+            assert await _values(bootstrap, forwarded, CANDLES) == sent
+    return floors
 
 
 def _run(delivery: Delivery, floor: Latency) -> DeliveryRun:
@@ -97,12 +103,13 @@ def _run(delivery: Delivery, floor: Latency) -> DeliveryRun:
     )
 
 
-async def test_the_floor_forwards_in_both_modes_and_is_reported_beside_the_daemon(kafka: LocalKafka) -> None:
+async def test_the_floor_forwards_in_both_modes_and_is_reported_beside_the_daemon(
+    kafka: LocalKafka, test_artifact: Path
+) -> None:
     """Each mode's pass-through forwards every paced candle exactly once and times each; the report shows both
     modes' floors beside the daemon's figures at that rate, and the JSON the daemon's p99 over each floor."""
     deliveries = DELIVERY_CHOICES["both"]
-    async with Generator(kafka.bootstrap_servers, "unused-default-topic") as gen:
-        floors = {delivery: await _floor(kafka.bootstrap_servers, gen, delivery) for delivery in deliveries}
+    floors = await _floors(kafka.bootstrap_servers, test_artifact)
     for floor in floors.values():
         assert floor.count == CANDLES and floor.p50_ms > 0
 
