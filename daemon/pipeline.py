@@ -24,7 +24,7 @@ import functools
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import numpy as np
 import structlog
@@ -51,6 +51,9 @@ from models.artifact import ModelOutputs
 
 T = TypeVar("T")
 ScorerT = TypeVar("ScorerT", bound=Scorer)
+Stage = Literal["forward", "publish"]
+StageHook = Callable[[Stage, Sequence[ScoreRequest], float, float], None]
+"""Called with a stage, its requests, and when it began and ended (``Pipeline.add_stage_hook``)."""
 
 
 class ModelHolder(Generic[ScorerT]):
@@ -144,6 +147,7 @@ class Pipeline(Generic[ScorerT]):
         self._chunk_limit = max(lane.policy.max_batch for lane in self.lanes)
         self._on_published = list(on_published)
         """Called with each batch once it is published and committed (secondary transports); must not block."""
+        self._stage_hooks: list[StageHook] = []
         self._to_score: asyncio.Queue[Chunk | None] = asyncio.Queue(queue_size)
         self._to_publish: asyncio.Queue[_Scored | None] = asyncio.Queue(queue_size)
         self._queue_bytes = queue_bytes
@@ -170,6 +174,12 @@ class Pipeline(Generic[ScorerT]):
     def add_published_hook(self, hook: Callable[[PublishBatch], None]) -> None:
         """Also call ``hook`` with each batch once it is published and committed (must not block)."""
         self._on_published.append(hook)
+
+    def add_stage_hook(self, hook: StageHook) -> None:
+        """Also call ``hook`` with each forward pass (on the inference thread) and each publish: the stage,
+        its requests and when it began and ended on the clock (``monotonic`` seconds). Must be cheap: the
+        bench splits each candle's latency by stage with it."""
+        self._stage_hooks.append(hook)
 
     @property
     def model_lock(self) -> asyncio.Lock:
@@ -500,7 +510,10 @@ class Pipeline(Generic[ScorerT]):
             windows = np.stack([r.window for r in batch])
             began = self.clock.monotonic()
             parts.append(model.score(windows, WindowOrigins.of(batch) if stepped else None))
-            self.metrics.observe_forward(stop - start, self.clock.monotonic() - began, route)
+            ended = self.clock.monotonic()
+            self.metrics.observe_forward(stop - start, ended - began, route)
+            for hook in self._stage_hooks:
+                hook("forward", batch, began, ended)
         return concat_outputs(parts)
 
     async def _publish_loop(self) -> None:
@@ -547,7 +560,12 @@ class Pipeline(Generic[ScorerT]):
         ):
             await self.sink.publish(batch)
         acked_ms = self.clock.time() * 1000.0
-        self.metrics.observe_publish(batch, self.clock.monotonic() - began, acked_ms)
+        ended = self.clock.monotonic()
+        self.metrics.observe_publish(batch, ended - began, acked_ms)
+        if self._stage_hooks:
+            requests = [request for _, request in batch.signals]
+            for stage_hook in self._stage_hooks:
+                stage_hook("publish", requests, began, ended)
         for hook in self._on_published:
             hook(batch)
 

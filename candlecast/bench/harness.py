@@ -21,10 +21,13 @@ from rich.console import Console
 from candlecast.bench.load import Generator, Workload, create_topics, prefill
 from candlecast.bench.options import BenchOptions, Delivery, Scoring
 from candlecast.bench.report import DaemonMemory, ModelCeiling
+from candlecast.bench.stage_split import CandleStamps
 from daemon.intervals import Interval
 from daemon.settings import BatchingSettings, HttpSettings, KafkaSettings, ModelSettings, Settings
 
 if TYPE_CHECKING:
+    from daemon.engine import ScoreRequest
+    from daemon.pipeline import Stage
     from daemon.ports import PublishBatch
     from daemon.service import Daemon
     from models.torchscript import LoadedModel
@@ -43,18 +46,53 @@ class Recorder:
         self.taken_ms: list[float] = []
         """When the daemon took each candle's record off the source (wall clock)."""
         self.acked_ms: list[float] = []
+        self.forward_ms: list[tuple[float, float]] = []
+        """When each candle's forward pass began and ended (wall clock; NaN if no stage hook saw it)."""
+        self.publish_began_ms: list[float] = []
         self._wall_minus_monotonic_ms = time.time() * 1000.0 - time.monotonic_ns() / 1e6
+        self._forwarded: dict[int, tuple[float, float]] = {}
+        """Forward stamps of requests not yet published, by the request's id (alive until it is published)."""
+        self._publish_began = float("nan")
         self._wanted = 0
         self._reached = asyncio.Event()
+
+    def stage(self, stage: Stage, requests: Sequence[ScoreRequest], began: float, ended: float) -> None:
+        """A pipeline stage hook: stamps each request's forward pass, and the publish the next batch is."""
+        shift = self._wall_minus_monotonic_ms
+        if stage == "forward":
+            stamps = (began * 1000.0 + shift, ended * 1000.0 + shift)
+            for request in requests:
+                self._forwarded[id(request)] = stamps
+        else:
+            self._publish_began = began * 1000.0 + shift
 
     def __call__(self, batch: PublishBatch) -> None:
         acked = time.time() * 1000.0
         self.candle_ms.extend(request.timestamp_ms for _, request in batch.signals)
         shift = self._wall_minus_monotonic_ms
         self.taken_ms.extend(request.received_ns / 1e6 + shift for _, request in batch.signals)
+        unseen = (float("nan"), float("nan"))
+        self.forward_ms.extend(self._forwarded.pop(id(request), unseen) for _, request in batch.signals)
+        self.publish_began_ms.extend([self._publish_began] * len(batch.signals))
+        self._publish_began = float("nan")
         self.acked_ms.extend([acked] * len(batch.signals))
         if len(self) >= self._wanted:
             self._reached.set()
+
+    def stamps(self, start: int) -> CandleStamps | None:
+        """The stage stamps of the signals since ``start``; ``None`` if there are none or some went unstamped."""
+        forward = np.asarray(self.forward_ms[start:], dtype=np.float64).reshape(-1, 2)
+        stamps = CandleStamps(
+            candle=np.asarray(self.candle_ms[start:], dtype=np.float64),
+            taken=np.asarray(self.taken_ms[start:], dtype=np.float64),
+            forward_began=forward[:, 0],
+            forward_ended=forward[:, 1],
+            publish_began=np.asarray(self.publish_began_ms[start:], dtype=np.float64),
+            acked=np.asarray(self.acked_ms[start:], dtype=np.float64),
+        )
+        if stamps.candle.size == 0 or np.isnan(forward).any() or np.isnan(stamps.publish_began).any():
+            return None
+        return stamps
 
     def __len__(self) -> int:
         return len(self.acked_ms)
@@ -150,6 +188,7 @@ async def serving(settings: Settings, *hooks: Callable[[PublishBatch], None]) ->
     try:
         await _first_of(daemon.pipeline_built, task)
         if daemon.pipeline is not None:
+            daemon.pipeline.add_stage_hook(recorder.stage)
             daemon.pipeline.add_published_hook(recorder)
             for hook in hooks:
                 daemon.pipeline.add_published_hook(hook)

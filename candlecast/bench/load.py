@@ -9,11 +9,12 @@ that producing them does not take the event loop of the daemon under test.
 from __future__ import annotations
 
 import asyncio
+import functools
 import multiprocessing
 import time
 import uuid
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
 from typing import Any
 
@@ -150,6 +151,9 @@ class Paced:
     """Wall-clock time of the schedule's start."""
     sent_s: list[float]
     """When each message was handed to the producer, in seconds after ``started``."""
+    acked_s: list[float] = field(default_factory=list)
+    """When the broker acknowledged each (``acks=all``), in seconds after ``started``: the generator's
+    produce round trips, measured outside the daemon's process."""
 
 
 class Generator:
@@ -178,8 +182,8 @@ class Generator:
     async def paced(self, messages: Sequence[Message], offsets_s: Sequence[float], topic: str | None = None) -> Paced:
         """Send message ``i`` at ``offsets_s[i]`` seconds after the start, to ``topic`` (default the generator's)."""
         self._conn.send(("paced", list(messages), list(offsets_s), topic))
-        started, sent_s = await self._reply()
-        return Paced(started, sent_s)
+        started, sent_s, acked_s = await self._reply()
+        return Paced(started, sent_s, acked_s)
 
     async def transaction(self, messages: Sequence[Message]) -> float:
         """Send all in one transaction; returns the wall-clock time its commit returned."""
@@ -222,9 +226,10 @@ async def _generate(bootstrap: str, topic: str, conn: Connection) -> None:
 
 async def _send_paced(
     producer: AIOKafkaProducer, topic: str, messages: list[Message], offsets: list[float]
-) -> tuple[float, list[float]]:
+) -> tuple[float, list[float], list[float]]:
     futures = []
     sent_s: list[float] = []
+    acked_s = [float("nan")] * len(messages)
     wall = time.time()
     started = time.perf_counter()
     index = 0
@@ -236,7 +241,13 @@ async def _send_paced(
         while index < len(messages) and offsets[index] <= now:
             partition, key, value = messages[index]
             sent_s.append(time.perf_counter() - started)
-            futures.append(await producer.send(topic, value, key=key, partition=partition))
+            future = await producer.send(topic, value, key=key, partition=partition)
+            future.add_done_callback(functools.partial(_stamp, acked_s, index, started))
+            futures.append(future)
             index += 1
     await asyncio.gather(*futures)
-    return wall, sent_s
+    return wall, sent_s, acked_s
+
+
+def _stamp(acked_s: list[float], index: int, started: float, _: object) -> None:
+    acked_s[index] = time.perf_counter() - started

@@ -14,6 +14,7 @@ from candlecast.bench.harness import Bench, Served, ServedArtifact, serving
 from candlecast.bench.io_floor import io_floors
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.options import Delivery
+from candlecast.bench.pauses import PauseWatch
 from candlecast.bench.report import (
     CloseBurst,
     DeliveryRun,
@@ -23,6 +24,7 @@ from candlecast.bench.report import (
     StreamLoad,
     StreamPair,
 )
+from candlecast.bench.stage_split import median_split, tail_split
 from candlecast.bench.streams import stream_clients
 
 FORWARD_SECONDS = "candlecast_inference_seconds"
@@ -156,8 +158,10 @@ async def staged_steady(
     seconds, and the candles it sent."""
     marks = stage_marks(served)
     count = int(rate * bench.options.steady_s)
-    latency, cpu = await paced_steady(bench, served, workload, gen, rate, count)
-    return latency, stages_since(served, marks), cpu, count
+    async with PauseWatch().watching() as watch:
+        latency, cpu = await paced_steady(bench, served, workload, gen, rate, count)
+        pauses = watch.since((0, 0))
+    return latency, replace(stages_since(served, marks), pauses=pauses), cpu, count
 
 
 @dataclass(frozen=True)
@@ -179,12 +183,15 @@ def stage_marks(served: Served) -> StageMarks:
 def stages_since(served: Served, marks: StageMarks) -> SteadyStages:
     """Where the latency of the signals since ``marks`` went."""
     recorder = served.recorder
+    stamps = recorder.stamps(marks.start)
     return SteadyStages(
         consume=Latency.of(recorder.consume_latencies(marks.start)),
         forward_ms=1000 * served.mean_since(marks.forward, FORWARD_SECONDS),
         publish_ms=1000 * served.mean_since(marks.publish, PUBLISH_SECONDS),
         mean_batch=served.mean_since(marks.batch),
         in_daemon=Latency.of(recorder.daemon_latencies(marks.start)),
+        p50_split=None if stamps is None else median_split(stamps),
+        tail_split=None if stamps is None else tail_split(stamps),
     )
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 from rich.table import Table
 
+from candlecast.bench.pauses import Pauses
 from candlecast.bench.streaming import StreamingCeiling, streaming_rows
 from candlecast.bench.two_routes import TwoRoutes, two_route_rows
 
@@ -73,6 +74,31 @@ class CloseBurst:
 
 
 @dataclass(frozen=True)
+class StageSplit:
+    """Milliseconds of a candle's latency per stage (``candlecast.bench.stage_split``)."""
+
+    consume_ms: float
+    """Record timestamp to the daemon taking the record off the source."""
+    queue_ms: float
+    """To the start of its forward pass: ingest, the batcher, the forward pass before it."""
+    forward_ms: float
+    """Its forward pass, on the inference thread."""
+    to_publish_ms: float
+    """To the start of its batch's publish: the event loop picking up the result, signal building, the publish
+    before it."""
+    publish_ms: float
+    """The publish: produce, acknowledgement and offset commit (or transaction), to the acknowledgement seen."""
+    count: int
+    """Candles it is taken over."""
+
+    def render(self) -> str:
+        return (
+            f"consume {self.consume_ms:.1f}, queue {self.queue_ms:.1f}, forward {self.forward_ms:.1f}, "
+            f"to publish {self.to_publish_ms:.1f}, publish {self.publish_ms:.1f} ms"
+        )
+
+
+@dataclass(frozen=True)
 class SteadyStages:
     """Where the steady phase's latency goes."""
 
@@ -85,6 +111,12 @@ class SteadyStages:
     mean_batch: float
     in_daemon: Latency | None = None
     """The daemon taking the record off the source to the signal acknowledged (what is not *consume*)."""
+    p50_split: StageSplit | None = None
+    """Each stage's median over the phase's candles."""
+    tail_split: StageSplit | None = None
+    """Each stage's mean over the phase's slowest 1% of candles (those at or above its p99): where the tail goes."""
+    pauses: Pauses | None = None
+    """The event loop's collections and longest stall during the phase."""
 
 
 @dataclass(frozen=True)
@@ -337,6 +369,7 @@ def batch_policy_rows(figures: BatchPolicy) -> list[tuple[str, str, str]]:
                 f"{_in_daemon(run.steady_stages)}mean batch {run.steady_stages.mean_batch:.1f}, mean forward pass "
                 f"{run.steady_stages.forward_ms:.1f} ms; daemon CPU {run.steady_cpu_s:.1f} s",
             ),
+            *_split_rows(run.steady_stages),
             (
                 "  sustained throughput",
                 f"{run.throughput_per_s:,.0f} /s",
@@ -344,6 +377,26 @@ def batch_policy_rows(figures: BatchPolicy) -> list[tuple[str, str, str]]:
                 f"{run.throughput_mean_batch:.0f}",
             ),
         ]
+    return rows
+
+
+def _split_rows(stages: SteadyStages) -> list[tuple[str, str, str]]:
+    """The phase's median stages, its slowest 1% candles' stages, and its event loop's pauses."""
+    rows = []
+    if stages.p50_split is not None:
+        rows.append(("    p50 by stage", "", stages.p50_split.render()))
+    if stages.tail_split is not None:
+        rows.append((f"    slowest 1% by stage (n={stages.tail_split.count})", "", stages.tail_split.render()))
+    if stages.pauses is not None:
+        pauses = stages.pauses
+        rows.append(
+            (
+                "    event loop",
+                f"{pauses.longest_stall_ms:.1f} ms stall",
+                f"longest stall; {pauses.full_collections} full collections, longest collection "
+                f"{pauses.longest_collection_ms:.1f} ms, collections' CPU {pauses.collection_cpu_ms:.1f} ms",
+            )
+        )
     return rows
 
 
@@ -395,6 +448,7 @@ def _delivery_rows(run: DeliveryRun, symbols: int) -> list[tuple[str, str, str]]
                 f"mean forward pass {stages.forward_ms:.1f} ms, mean publish {stages.publish_ms:.1f} ms",
             )
         )
+        rows += _split_rows(stages)
     for number, pair in enumerate(run.stream_pairs, 1):
         streams, counts = pair.with_clients, pair.with_clients.counts
         rows.append(
