@@ -252,6 +252,12 @@ def bench(
     close_bursts: Annotated[str, typer.Option(help="Comma-separated N: N symbols closing a candle at once.")] = (
         "1000,10000"
     ),
+    close_repeats: Annotated[
+        int,
+        typer.Option(
+            min=1, help="Closes per --close-bursts size, each the symbols' next candle: median and worst reported."
+        ),
+    ] = 5,
     steady_s: Annotated[float, typer.Option(help="Seconds of the steady-rate phase.")] = 10.0,
     steady_rate: Annotated[
         float | None, typer.Option(help="Candles/s of the steady phase; default half the sustained throughput.")
@@ -362,6 +368,7 @@ def bench(
             device=DEVICE_CHOICES[device],
             deliveries=DELIVERY_CHOICES[delivery],
             close_bursts=bursts,
+            close_repeats=close_repeats,
             steady_s=steady_s,
             steady_rate=steady_rate,
             producer=producer,

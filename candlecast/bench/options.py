@@ -43,6 +43,8 @@ class BenchOptions:
     burst_s: float = 0.1
     """Length of the 10x burst."""
     close_bursts: tuple[int, ...] = (1_000, 10_000)
+    close_repeats: int = 5
+    """Closes per size, each every symbol's next candle: the report gives the median and the worst last signal."""
     naive_signals: int = 1_000
     io_messages: int = 100_000
     ceiling_s: float = 3.0
@@ -89,6 +91,8 @@ class BenchOptions:
                 )
         except ValidationError as exc:
             raise ConfigError(describe_validation_error(exc)) from exc
+        if self.close_repeats < 1:
+            raise ConfigError("close repeats: at least one close per size")
         if any(rate <= 0 for rate in self.fixed_rates):
             raise ConfigError("fixed rates: candles per second must be positive")
 
@@ -102,6 +106,7 @@ class BenchOptions:
             partitions=3,
             steady_s=2.0,
             close_bursts=(300,),
+            close_repeats=1,
             naive_signals=150,
             io_messages=5_000,
             ceiling_s=1.0,

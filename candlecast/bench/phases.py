@@ -31,6 +31,8 @@ FORWARD_SECONDS = "candlecast_inference_seconds"
 PUBLISH_SECONDS = "candlecast_publish_seconds"
 QUIET_S = 1.0
 """Idle time before each steady phase, so that none starts while the last one's clients still connect or close."""
+CLOSE_GAP_S = 0.5
+"""Idle time between two repeats of a close, so that one does not start in the last one's wake."""
 
 
 async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
@@ -108,18 +110,28 @@ async def delivery_run(  # noqa: PLR0915 - the phases share one daemon, in order
         closes = []
         for wanted in options.close_bursts:
             size = min(wanted, len(workload))
-            bench.console.print(f"  {label}: {size} symbols close a candle at once")
-            start, mark = len(recorder), served.totals()
-            committed_ms = await gen.transaction(workload.first(size)) * 1000
-            await recorder.wait_for(start + size, bench.timeout(size))
-            added += size
-            since_commit = np.asarray(recorder.acked_ms[start:], dtype=np.float64) - committed_ms
+            repeats = options.close_repeats
+            bench.console.print(f"  {label}: {size} symbols close a candle at once, {repeats} times")
+            mark = served.totals()
+            lasts: list[float] = []
+            since_commit = []
+            for repeat in range(repeats):
+                if repeat:
+                    await asyncio.sleep(CLOSE_GAP_S)
+                start = len(recorder)
+                # Each repeat is the next candle of the same symbols: a close the daemon has not seen.
+                committed_ms = await gen.transaction(workload.first(size)) * 1000
+                await recorder.wait_for(start + size, bench.timeout(size))
+                added += size
+                waited = np.asarray(recorder.acked_ms[start:], dtype=np.float64) - committed_ms
+                lasts.append(float(waited.max()))
+                since_commit.append(waited)
             closes.append(
                 CloseBurst(
                     symbols=size,
-                    last_signal_ms=float(since_commit.max()),
+                    last_signal_each_ms=lasts,
                     lower_bound_ms=1000 * size / ceiling,
-                    latency=Latency.of(since_commit),
+                    latency=Latency.of(np.concatenate(since_commit)),
                     mean_batch=served.mean_since(mark),
                 )
             )
