@@ -230,6 +230,12 @@ class WindowStore:
         self._newest_index = np.zeros(rows, dtype=np.int64)
         """Slot index (``Interval.slot_index``) of each window's newest candle."""
         self._code = np.zeros(rows, dtype=np.int64)
+        self._oldest = np.zeros(rows, dtype=np.int64)
+        """Source offset of each window's oldest candle, set by every candle write (a new window and a
+        reset one are written at once): a partition's rebuild offset is then one gather, asked for each
+        partition of every poll."""
+        self._members: dict[int, npt.NDArray[np.int64]] = {}
+        """Live slots per partition (``slots_in``), until a slot is bound to a partition or released."""
 
     def __len__(self) -> int:
         return len(self._slots)
@@ -378,8 +384,10 @@ class WindowStore:
         self._offsets[rows, positions] = run.offsets
         self._received[rows, positions] = True
         self._head[rows] = (positions + 1) % self.span
-        self._count[rows] = run.counts
+        counts = np.array(run.counts, dtype=np.int64)
+        self._count[rows] = counts
         self._newest_index[rows] = index
+        self._oldest[rows] = self._offsets[rows, (positions + 1 - counts) % self.span]
 
     def _read_ready(self, slots: list[int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], list[int]]:
         """Newest windows of ``slots`` (``newest_window``, ``newest_slots``) and their ``history_available``."""
@@ -470,6 +478,7 @@ class WindowStore:
         self._head[slot] = (position + 1) % self.span
         if self._count[slot] < self.span:
             self._count[slot] += 1
+        self._oldest[slot] = self._offsets[slot, (self._head[slot] - self._count[slot]) % self.span]
 
     def _allocate(self, key: WindowKey, partition: int) -> int:
         if len(self._slots) >= self.capacity:
@@ -489,6 +498,7 @@ class WindowStore:
         self._head[slot] = 0
         self._count[slot] = 0
         self._partition[slot] = partition
+        self._members.clear()
         self._code[slot] = self._codes[key[1]]
         return slot
 
@@ -508,6 +518,7 @@ class WindowStore:
         self._partition = grown(self._partition, -1)  # type: ignore[assignment]
         self._newest_index = grown(self._newest_index)  # type: ignore[assignment]
         self._code = grown(self._code)  # type: ignore[assignment]
+        self._oldest = grown(self._oldest)  # type: ignore[assignment]
 
     def newest_window(self, slot: int) -> npt.NDArray[np.float32]:
         """A copy of one slot's newest window, ``[length, 5]``: ``gather([slot])[0]`` in one or two
@@ -568,16 +579,20 @@ class WindowStore:
         return int(self._partition[slot])
 
     def slots_in(self, partition: int) -> npt.NDArray[np.int64]:
-        """Live slots whose candles came from a partition (free slots hold partition -1)."""
-        return np.flatnonzero(self._partition[: len(self._keys)] == partition)
+        """Live slots whose candles came from a partition (free slots hold partition -1), read-only."""
+        slots = self._members.get(partition)
+        if slots is None:
+            slots = np.flatnonzero(self._partition[: len(self._keys)] == partition)
+            slots.flags.writeable = False
+            self._members[partition] = slots
+        return slots
 
     def rebuild_offset(self, partition: int) -> int | None:
         """Smallest offset still held by a window of the partition: where a replay must start."""
         slots = self.slots_in(partition)
         if slots.size == 0:
             return None
-        oldest = (self._head[slots] - self._count[slots]) % self.span
-        return int(self._offsets[slots, oldest].min())
+        return int(self._oldest[slots].min())
 
     def drop_partition(self, partition: int) -> int:
         """Forget every window fed by a partition (after it is revoked); returns how many."""
@@ -594,6 +609,7 @@ class WindowStore:
         del self._slots[key]
         self._keys[slot] = None
         self._partition[slot] = -1
+        self._members.clear()
         self._free.append(slot)
         self.released.append(key)
 

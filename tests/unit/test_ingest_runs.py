@@ -11,7 +11,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from daemon.candle import CandleMessage, CandleValidator, decode_message
-from daemon.engine import CandleIngestor, ScoreRequest, SourceRecord
+from daemon.engine import SHORT_RUN, CandleIngestor, ScoreRequest, SourceRecord
 from daemon.intervals import Interval
 from daemon.signal import DeadLetter
 from daemon.window import GapMode, GapPolicy, WindowKey, WindowStore
@@ -29,6 +29,8 @@ class Setup:
     memory: int
     capacity: int
     idle_expiry: int
+    short_run: int = 1
+    """``CandleIngestor.short_run``: 1 sends every run through the run path."""
 
 
 @dataclass
@@ -50,7 +52,13 @@ def _ingestor(setup: Setup, released: list[tuple[WindowKey, int]]) -> CandleInge
         idle_expiry=setup.idle_expiry,
     )
     validator = CandleValidator(intervals, max_message_bytes=200)
-    return CandleIngestor(validator, store, setup.memory, lambda key, sequence: released.append((key, sequence)))
+    return CandleIngestor(
+        validator,
+        store,
+        setup.memory,
+        lambda key, sequence: released.append((key, sequence)),
+        short_run=setup.short_run,
+    )
 
 
 def _record(offset: int, item: tuple[int, int, int, str]) -> SourceRecord:
@@ -144,9 +152,9 @@ _GAPS = [(0, 1, 1, ""), (0, 3, 1, ""), (1, 1, 1, ""), (0, 1, 1, ""), (1, 2, 1, "
 
 
 @settings(max_examples=300, deadline=None)
-@example(GapMode.FORWARD_FILL, 2, 2, 6, 0, _GAPS, [8], True, True)
-@example(GapMode.TOLERATE, 2, 3, 6, 3, _GAPS, [8], True, True)
-@example(GapMode.RESET, 2, 1, 6, 3, _GAPS, [8], False, True)
+@example(GapMode.FORWARD_FILL, 2, 2, 6, 0, _GAPS, [8], True, True, 1)
+@example(GapMode.TOLERATE, 2, 3, 6, 3, _GAPS, [8], True, True, 1)
+@example(GapMode.RESET, 2, 1, 6, 3, _GAPS, [8], False, True, 1)
 @given(
     st.sampled_from([GapMode.RESET, GapMode.TOLERATE, GapMode.FORWARD_FILL]),
     st.integers(0, 2),
@@ -161,6 +169,7 @@ _GAPS = [(0, 1, 1, ""), (0, 3, 1, ""), (1, 1, 1, ""), (0, 1, 1, ""), (1, 2, 1, "
     st.lists(st.integers(1, 8), min_size=1, max_size=5),
     st.booleans(),
     st.booleans(),
+    st.sampled_from([1, 1, 3, SHORT_RUN]),
 )
 def test_runs_decide_as_one_by_one(
     mode: GapMode,
@@ -172,10 +181,13 @@ def test_runs_decide_as_one_by_one(
     rooms: list[int],
     decoded: bool,
     alone: bool,
+    short_run: int,
 ) -> None:
     """Random streams (gaps, duplicates, late candles, evictions, expiries, a symbol moving partition,
-    every kind of rejection), in runs of random room: the same outcomes as record by record."""
-    setup = Setup(GapPolicy(mode, max_missing), memory, capacity, idle_expiry if idle_expiry > max_missing else 0)
+    every kind of rejection), in runs of random room, short runs taken record by record or not: the same
+    outcomes as record by record."""
+    expiry = idle_expiry if idle_expiry > max_missing else 0
+    setup = Setup(GapPolicy(mode, max_missing), memory, capacity, expiry, short_run)
     hours = dict.fromkeys(range(len(SYMBOLS)), LENGTH - 1)
     items = [(0, hour, 0, "") for hour in range(LENGTH)]  # at least one full window
     for symbol, step, partition_draw, kind in steps:
