@@ -17,7 +17,8 @@ pytestmark = pytest.mark.kafka
 
 def test_quick_bench_batches_and_reports_every_figure(quick_bench: QuickBench) -> None:
     """The windowed daemon scores a backlog in batches, faster than one candle per forward pass; every stream
-    client gets every signal; the report shows every figure and torch's threads are restored."""
+    client gets every signal; every steady candle is split by stage; the report shows every figure and torch's
+    threads are restored."""
     result = quick_bench.result
     assert quick_bench.threads_after == quick_bench.threads_before, "the bench restores torch's threads"
 
@@ -39,6 +40,10 @@ def test_quick_bench_batches_and_reports_every_figure(quick_bench: QuickBench) -
     assert counts.received == [counts.published] * pair.with_clients.clients, "every client gets every signal"
     assert result.fencing is not None
     assert result.fencing.fenced.count == result.fencing.unfenced.count == result.fencing.transactions
+    stages = run.steady_stages
+    assert stages.tail_split is not None and stages.p50_split is not None, "every steady candle was stamped"
+    assert 1 <= stages.tail_split.count < stages.p50_split.count == run.steady.count
+    assert stages.pauses is not None
 
     for label in (
         "model ceiling",
@@ -49,6 +54,8 @@ def test_quick_bench_batches_and_reports_every_figure(quick_bench: QuickBench) -
         "produce retries",
         "stream clients",
         "group-fenced commit",
+        "slowest 1% by stage",
+        "p50 by stage",
     ):
         assert label in quick_bench.text
     figures = json.loads(result.to_json())
