@@ -6,11 +6,12 @@ on fresh topics whose every symbol already holds a full window: it scores each s
 ``--rate`` candles per second. Per phase: p50 and p99, each stage's median and each stage's mean over
 the slowest 1% of candles (``candlecast.bench.stage_split``: consume, queue, forward, to publish,
 publish), the event loop's full collections and longest stall (``candlecast.bench.pauses``), the
-daemon's CPU seconds, and the candle generator's own produce round trips (another process's view of the
-broker and the machine over the same seconds). Arms (``--arm NAME:section.field=value,...``) are daemon
-settings beside the defaults; every round runs each delivery mode's arms in an order that rotates from round to round,
-so the load of the moment falls on all of them alike, and each arm's p50 and p99 are set against
-``default`` round by round (``candlecast.bench.ratios``).
+daemon's CPU seconds and its event loop's, and the candle generator's own produce round trips
+(another process's view of the broker and the machine over the same seconds). Arms (``--arm
+NAME:section.field=value,...``) are daemon settings beside the defaults; every round runs each
+delivery mode's arms in an order that rotates from round to round, so the load of the moment falls
+on all of them alike, and each arm's p50 and p99 are set against ``default`` round by round
+(``candlecast.bench.ratios``).
 
 ``python -m candlecast.bench.tail --out FILE.json`` (``--help`` lists the options).
 """
@@ -105,6 +106,9 @@ class Phase:
     tail_split: StageSplit
     pauses: Pauses
     daemon_cpu_s: float
+    loop_cpu_s: float
+    """CPU seconds of the event loop's thread over the phase (the rest of ``daemon_cpu_s`` is mostly the
+    inference thread's)."""
     generator_produce: Latency
     """The candle generator's produce round trips (send to ``acks=all`` acknowledgement) during the phase:
     the broker and the machine as a process other than the daemon meets them."""
@@ -177,12 +181,12 @@ async def _phase(
         recorder = served.recorder
         await recorder.wait_for(options.symbols, bench.timeout(options.symbols, 10.0))
         await asyncio.sleep(QUIET_S)
-        start, cpu = len(recorder), time.process_time()
+        start, cpu, loop_cpu = len(recorder), time.process_time(), time.thread_time()
         async with PauseWatch().watching() as watch:
             paced = await gen.paced(workload.stream(count), [i / options.rate for i in range(count)])
             await recorder.wait_for(start + count, bench.timeout(count))
             pauses = watch.since((0, 0))
-        cpu = time.process_time() - cpu
+        cpu, loop_cpu = time.process_time() - cpu, time.thread_time() - loop_cpu
         values = recorder.latencies(start)
         stamps = recorder.stamps(start)
         if stamps is None:
@@ -197,6 +201,7 @@ async def _phase(
             tail_split=tail_split(stamps),
             pauses=pauses,
             daemon_cpu_s=cpu,
+            loop_cpu_s=loop_cpu,
             generator_produce=Latency.of(1000 * (np.asarray(paced.acked_s) - np.asarray(paced.sent_s))),
         )
     return phase, values
@@ -211,14 +216,14 @@ def render(result: TailResult) -> str:
         f"{result.load_before:.2f}",
         "",
         "| round | delivery | arm | p50 / p99 ms | in daemon p99 ms | slowest 1%: consume, queue, forward, "
-        "to publish, publish ms | p50: same | longest stall ms | full collections | daemon CPU s "
+        "to publish, publish ms | p50: same | longest stall ms | full collections | daemon CPU s (loop) "
         "| generator's produce p50 / p99 ms |",
         "|---:|---|---|---|---:|---|---|---:|---:|---:|---|",
     ]
     lines += [
         f"| {p.round + 1} | {p.delivery} | {p.arm} | {p.latency.p50_ms:.1f} / {p.latency.p99_ms:.1f} "
         f"| {p.in_daemon.p99_ms:.1f} | {_split(p.tail_split)} | {_split(p.p50_split)} "
-        f"| {p.pauses.longest_stall_ms:.1f} | {p.pauses.full_collections} | {p.daemon_cpu_s:.2f} "
+        f"| {p.pauses.longest_stall_ms:.1f} | {p.pauses.full_collections} | {p.daemon_cpu_s:.2f} ({p.loop_cpu_s:.2f}) "
         f"| {p.generator_produce.p50_ms:.1f} / {p.generator_produce.p99_ms:.1f} |"
         for p in result.phases
     ]
