@@ -188,22 +188,30 @@ class KafkaSignalSink:
     async def send_records(
         self, producer: AIOKafkaProducer, topic: str, records: list[Record]
     ) -> list[asyncio.Future[Any]]:
-        """Each partition's records as whole record batches, on the partitions ``send`` would pick."""
+        """Each partition's records as whole record batches, on the partitions ``send`` would pick.
+
+        The first batch of every partition is handed over before the second of any: the producer holds a
+        partition's next batch until its last one is sent, and a partition queued only after that would
+        cost a request of its own (in a transaction, an AddPartitionsToTxn round trip before its produce)."""
         if not records:
             return []
         grouped = partitioned(records, list(await producer.partitions_for(topic)), self._key_hashes)
-        futures: list[asyncio.Future[Any]] = []
+        built: list[tuple[int, list[Any]]] = []
         for partition, in_partition in grouped.by_partition.items():
-            builder = producer.create_batch()
+            builders = [producer.create_batch()]
             for key, value, headers in in_partition:
-                if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
-                    futures.append(await producer.send_batch(builder, topic, partition=partition))
-                    builder = producer.create_batch()
-                    if builder.append(key=key, value=value, timestamp=None, headers=headers) is None:
+                if builders[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
+                    builders.append(producer.create_batch())
+                    if builders[-1].append(key=key, value=value, timestamp=None, headers=headers) is None:
                         # An empty batch always takes one record; dropping it silently would lose a signal.
                         raise TransportError(f"an empty record batch for {topic}[{partition}] refused a record")
-            # Left open, as ``send`` leaves its last batch: it lingers ``linger_ms`` like before.
-            futures.append(await producer.send_batch(builder, topic, partition=partition))
+            built.append((partition, builders))
+        futures: list[asyncio.Future[Any]] = []
+        for wave in range(max((len(builders) for _, builders in built), default=0)):
+            for partition, builders in built:
+                if wave < len(builders):
+                    # The last one is left open, as ``send`` leaves its last batch: it lingers ``linger_ms``.
+                    futures.append(await producer.send_batch(builders[wave], topic, partition=partition))
         for key, value, headers in grouped.keyless:
             futures.append(await producer.send(topic, value, key=key, headers=headers))
         return futures
