@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import math
 from collections.abc import AsyncIterator, Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
@@ -93,16 +92,6 @@ class _Scored:
 
     chunk: Chunk
     parts: list[tuple[int, ScoredChunk]]
-
-
-@dataclass
-class _Outgoing:
-    """The next publish batch, built from scored chunks as they come, and the chunks it holds."""
-
-    batch: PublishBatch = field(default_factory=lambda: PublishBatch([], [], {}))
-    versions: list[str] = field(default_factory=list)
-    """The model versions of its signals, in order."""
-    items: list[_Scored] = field(default_factory=list)
 
 
 def concat_outputs(parts: Sequence[ModelOutputs]) -> ModelOutputs:
@@ -528,69 +517,40 @@ class Pipeline(Generic[ScorerT]):
         return concat_outputs(parts)
 
     async def _publish_loop(self) -> None:
-        """Publishes the scored chunks in order, one batch at a time: each batch holds the chunks scored
-        while the one before it was being published. A chunk's signals are built as it comes, one chunk
-        per turn of the event loop, so that building overlaps the broker's round trips and lets ingest
-        and scoring go on, instead of building all the waiting chunks at once after each publish; a free
-        sink takes what is built and what waits at once. A batch holds at most as many chunks as the queue
-        (which still bounds what waits: backpressure holds)."""
-        outgoing = _Outgoing()
-        sending: asyncio.Task[None] | None = None
-        getting: asyncio.Future[_Scored | None] | None = None
-        ended = False
-        most = self._to_publish.maxsize or math.inf
-        try:
-            while not ended or sending is not None or outgoing.items:
-                if sending is None and outgoing.items:
-                    # As a batch always has: with every chunk already waiting (one forward pass queues several).
-                    while len(outgoing.items) < most and not self._to_publish.empty():
-                        item = self._to_publish.get_nowait()
-                        if item is None:
-                            ended = True
-                            break
-                        self._build(outgoing, item)
-                    sending = asyncio.create_task(self._publish(outgoing), name="publish batch")
-                    outgoing = _Outgoing()
-                    continue
-                if getting is None and not ended and len(outgoing.items) < most:
-                    getting = asyncio.ensure_future(self._to_publish.get())
-                await asyncio.wait(
-                    [w for w in (sending, getting) if w is not None], return_when=asyncio.FIRST_COMPLETED
-                )
-                if getting is not None and getting.done():
-                    item, getting = getting.result(), None
-                    if item is None:
-                        ended = True
-                    else:
-                        self._build(outgoing, item)
-                if sending is not None and sending.done():
-                    done, sending = sending, None
-                    done.result()
-        finally:
-            if getting is not None:
-                getting.cancel()  # a cancelled get leaves its item in the queue
-            if sending is not None and not sending.done():
-                sending.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await sending
+        finished = False
+        while not finished:
+            first = await self._to_publish.get()
+            if first is None:
+                break
+            scored = [first]
+            while not self._to_publish.empty():
+                item = self._to_publish.get_nowait()
+                if item is None:
+                    finished = True
+                    break
+                scored.append(item)
+            await self._publish(scored)
+            for item in scored:
+                self._queued_bytes -= item.chunk.nbytes
+                self._leave()
+            self._bytes_freed.set()
 
-    def _build(self, outgoing: _Outgoing, item: _Scored) -> None:
-        """Add a scored chunk's signals, dead letters and stamped checkpoint to the next batch."""
-        batch = outgoing.batch
-        for route, part in item.parts:
-            lane = self.lanes[route]
-            if part.outputs is not None:
-                built = lane.builder.build(part.chunk.requests, part.outputs, part.model_version)
-                batch.signals.extend((s, r) for s, r in zip(built, part.chunk.requests, strict=True) if s is not None)
-                outgoing.versions.append(part.model_version)
-            for observe in lane.observers:
-                observe(part)
-        batch.dead_letters.extend(item.chunk.dead_letters)
-        batch.checkpoint.update(self._stamped(item.chunk.checkpoint))
-        outgoing.items.append(item)
-
-    async def _publish(self, outgoing: _Outgoing) -> None:
-        batch, versions = outgoing.batch, outgoing.versions
+    async def _publish(self, scored: Sequence[_Scored]) -> None:
+        batch = PublishBatch([], [], {})
+        versions: list[str] = []
+        for item in scored:
+            for route, part in item.parts:
+                lane = self.lanes[route]
+                if part.outputs is not None:
+                    built = lane.builder.build(part.chunk.requests, part.outputs, part.model_version)
+                    batch.signals.extend(
+                        (s, r) for s, r in zip(built, part.chunk.requests, strict=True) if s is not None
+                    )
+                    versions.append(part.model_version)
+                for observe in lane.observers:
+                    observe(part)
+            batch.dead_letters.extend(item.chunk.dead_letters)
+            batch.checkpoint.update(self._stamped(item.chunk.checkpoint))
         self.metrics.observe_outputs([lane.builder for lane in self.lanes])
         began = self.clock.monotonic()
         # What the sink logs about this batch (a failed publish, a retry) names the model and offsets.
@@ -608,10 +568,6 @@ class Pipeline(Generic[ScorerT]):
                 stage_hook("publish", requests, began, ended)
         for hook in self._on_published:
             hook(batch)
-        for item in outgoing.items:
-            self._queued_bytes -= item.chunk.nbytes
-            self._leave()
-        self._bytes_freed.set()
 
     def _stamped(self, checkpoint: dict[TopicPartition, Checkpoint]) -> dict[TopicPartition, Checkpoint]:
         """The checkpoint with the model versions that scored each partition: one route's in the one-model
