@@ -38,6 +38,33 @@ WINDOW_BYTES_GAUGE = "candlecast_window_bytes"
 STATE_BYTES_GAUGE = "candlecast_state_bytes"
 
 
+class CountWait:
+    """A growing count that a coroutine can wait on until it reaches a number; its owner calls
+    ``grew`` after each growth."""
+
+    def __init__(self, counted: Callable[[], int], what: str) -> None:
+        self._counted = counted
+        self._what = what
+        self._wanted = 0
+        self._reached = asyncio.Event()
+
+    def grew(self) -> None:
+        if self._counted() >= self._wanted:
+            self._reached.set()
+
+    async def wait_for(self, count: int, timeout_s: float) -> None:
+        """Until the count reaches ``count``; a ``TimeoutError`` saying how far it got after ``timeout_s``."""
+        self._wanted = count
+        self._reached.clear()
+        if self._counted() >= count:
+            return
+        try:
+            async with asyncio.timeout(timeout_s):
+                await self._reached.wait()
+        except TimeoutError:
+            raise TimeoutError(f"{self._counted()} of {count} {self._what} after {timeout_s:.0f} s") from None
+
+
 class Recorder:
     """A published-batch hook: each signal's candle record time and its acknowledgement time."""
 
@@ -53,8 +80,7 @@ class Recorder:
         self._forwarded: dict[int, tuple[float, float]] = {}
         """Forward stamps of requests not yet published, by the request's id (alive until it is published)."""
         self._publish_began = float("nan")
-        self._wanted = 0
-        self._reached = asyncio.Event()
+        self._acked = CountWait(self.__len__, "signals")
 
     def stage(self, stage: Stage, requests: Sequence[ScoreRequest], began: float, ended: float) -> None:
         """A pipeline stage hook: stamps each request's forward pass, and the publish the next batch is."""
@@ -76,8 +102,7 @@ class Recorder:
         self.publish_began_ms.extend([self._publish_began] * len(batch.signals))
         self._publish_began = float("nan")
         self.acked_ms.extend([acked] * len(batch.signals))
-        if len(self) >= self._wanted:
-            self._reached.set()
+        self._acked.grew()
 
     def stamps(self, start: int) -> CandleStamps | None:
         """The stage stamps of the signals since ``start``; ``None`` if there are none or some went unstamped."""
@@ -99,15 +124,7 @@ class Recorder:
 
     async def wait_for(self, count: int, timeout_s: float) -> None:
         """Until ``count`` signals in all were acknowledged."""
-        self._wanted = count
-        self._reached.clear()
-        if len(self) >= count:
-            return
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._reached.wait()
-        except TimeoutError:
-            raise TimeoutError(f"{len(self)} of {count} signals after {timeout_s:.0f} s") from None
+        await self._acked.wait_for(count, timeout_s)
 
     def latencies(self, start: int, stop: int | None = None) -> npt.NDArray[np.float64]:
         acked = np.asarray(self.acked_ms[start:stop], dtype=np.float64)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import numpy as np
 from prometheus_client import CollectorRegistry
 
-from candlecast.bench.harness import Bench
+from candlecast.bench.harness import Bench, CountWait
 from candlecast.bench.load import Generator, Message
 from candlecast.bench.options import Delivery
 from candlecast.bench.report import Latency
@@ -56,8 +56,7 @@ class PassThrough:
         self.source = source
         self.sink = sink
         self._latencies_ms: list[float] = []
-        self._wanted = 0
-        self._reached = asyncio.Event()
+        self._forwarded = CountWait(self.__len__, "records forwarded")
 
     def __len__(self) -> int:
         return len(self._latencies_ms)
@@ -76,20 +75,11 @@ class PassThrough:
             await self.sink.publish(batch)
             done_ms = time.time() * 1000.0
             self._latencies_ms.extend(done_ms - record.timestamp_ms for part in parts for record in part.live)
-            if len(self) >= self._wanted:
-                self._reached.set()
+            self._forwarded.grew()
 
     async def wait_for(self, count: int, timeout_s: float) -> None:
         """Until ``count`` records in all were forwarded."""
-        self._wanted = count
-        self._reached.clear()
-        if len(self) >= count:
-            return
-        try:
-            async with asyncio.timeout(timeout_s):
-                await self._reached.wait()
-        except TimeoutError:
-            raise TimeoutError(f"{len(self)} of {count} records forwarded after {timeout_s:.0f} s") from None
+        await self._forwarded.wait_for(count, timeout_s)
 
     def latency(self, start: int) -> Latency:
         return Latency.of(np.asarray(self._latencies_ms[start:], dtype=np.float64))
