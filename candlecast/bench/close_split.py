@@ -39,6 +39,7 @@ from candlecast.bench.harness import Bench, Served, ServedArtifact, counted_prod
 from candlecast.bench.load import Generator, Workload, prefill
 from candlecast.bench.machine import machine
 from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
+from candlecast.bench.rounds import arm_order
 from candlecast.bench.tail import DEFAULT_ARM, Arm
 from candlecast.errors import ConfigError
 from daemon.engine import ScoreRequest
@@ -159,8 +160,7 @@ async def measure(options: CloseOptions, console: Console) -> CloseResult:
                     for delivery, arm in arms
                 ]
                 for number in range(options.rounds):
-                    shift = number % len(primed)
-                    for daemon in primed[shift:] + primed[:shift]:
+                    for daemon in arm_order(primed, number):
                         close = await _close(bench, daemon, number, requests)
                         console.print(
                             f"round {number + 1}: {daemon.delivery}, {daemon.arm.name}: last signal "

@@ -50,6 +50,7 @@ from candlecast.bench.pauses import Pauses, PauseWatch
 from candlecast.bench.phases import QUIET_S
 from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import ClientCounts, Latency
+from candlecast.bench.rounds import arm_order
 from candlecast.bench.stream_server_process import StreamServerProcess, stream_server_process
 from candlecast.bench.streams import StreamClients, stream_clients
 from candlecast.bench.unit_limits import (
@@ -212,12 +213,6 @@ def deployed_limits(clients_quota: int, root: Path = CGROUP_V1) -> Iterator[Depl
 def fell_behind(phases: list[Phase], arms: tuple[Arm, ...]) -> dict[str, int]:
     """Per arm of ``arms``: its phases whose clients did not keep up."""
     return {arm: sum(not p.kept_up for p in phases if p.arm == arm) for arm in arms}
-
-
-def arm_order(arms: tuple[Arm, ...], round_: int) -> list[Arm]:
-    """Round ``round_``'s order: the arms rotated by the round, so no arm always follows the same one."""
-    shift = round_ % len(arms)
-    return list(arms[shift:] + arms[:shift])
 
 
 async def measure(options: StreamCostOptions, console: Console) -> StreamCostResult:

@@ -39,6 +39,7 @@ from candlecast.bench.pauses import Pauses, PauseWatch
 from candlecast.bench.phases import QUIET_S
 from candlecast.bench.ratios import Latencies, RatioSummary, summarize
 from candlecast.bench.report import Latency, StageSplit
+from candlecast.bench.rounds import arm_order
 from candlecast.bench.stage_split import median_split, tail_split
 from candlecast.errors import ConfigError
 from daemon.settings import Settings
@@ -140,8 +141,7 @@ async def measure(options: TailOptions, console: Console) -> TailResult:
         latencies: dict[tuple[Delivery, str], list[Latencies]] = {}
         for number in range(options.rounds):
             for delivery in options.deliveries:
-                shift = number % len(options.arms)
-                for arm in options.arms[shift:] + options.arms[:shift]:
+                for arm in arm_order(options.arms, number):
                     console.print(f"round {number + 1}: {delivery}, {arm.name}, {options.rate:g} candles/s")
                     phase, values = await _phase(bench, artifact, options, delivery, arm, number)
                     result.phases.append(phase)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from candlecast.bench.pauses import Pauses
 from candlecast.bench.ratios import RatioSummary
 from candlecast.bench.report import ClientCounts, Latency
+from candlecast.bench.rounds import arm_order
 from candlecast.bench.stream_cost import (
     CAUGHT_UP_S,
     Arm,
     Phase,
     StreamCostOptions,
     StreamCostResult,
-    arm_order,
     fell_behind,
     render,
 )
