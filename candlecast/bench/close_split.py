@@ -21,9 +21,7 @@ import argparse
 import asyncio
 import contextlib
 import functools
-import json
 import os
-import sys
 import time
 from collections import defaultdict
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -35,12 +33,13 @@ import numpy as np
 from aiokafka.client import AIOKafkaClient
 from rich.console import Console
 
+from candlecast.bench.command import report_run
 from candlecast.bench.harness import Bench, Served, ServedArtifact, counted_produce_retries, local_bench, serving
 from candlecast.bench.load import Generator, Workload, prefill
 from candlecast.bench.machine import machine
 from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
 from candlecast.bench.rounds import arm_order
-from candlecast.bench.tail import DEFAULT_ARM, Arm
+from candlecast.bench.tail import DEFAULT_ARM, Arm, options_document, parsed_arms
 from candlecast.errors import ConfigError
 from daemon.engine import ScoreRequest
 from daemon.pipeline import Stage
@@ -150,7 +149,7 @@ async def measure(options: CloseOptions, console: Console) -> CloseResult:
         if loaded.manifest.streaming is None:
             raise ConfigError(f"{bench.model_path}: not a streaming artifact")
         name = f"{loaded.manifest.name}/{loaded.version}"
-        result = CloseResult(machine(), _options_document(options), name, load_before)
+        result = CloseResult(machine(), options_document(options, options.arms), name, load_before)
         artifact = ServedArtifact("stream", bench.model_path, name, bench.ceiling.windows_per_s)
         arms = [(delivery, arm) for delivery in options.deliveries for arm in options.arms]
         with requests.watching() if options.requests else contextlib.nullcontext():
@@ -238,12 +237,6 @@ def _requests_since(requests: RequestLog, before: dict[int, int]) -> dict[str, f
     return {f"{name} x{counts[name]}": ms for name, ms in summed.items()}
 
 
-def _options_document(options: CloseOptions) -> dict[str, object]:
-    document = asdict(options)
-    document["arms"] = {arm.name: arm.overrides for arm in options.arms}
-    return document
-
-
 COLUMNS: list[tuple[str, Callable[[Close], float]]] = [
     ("last signal ms", lambda c: c.last_signal_ms),
     ("publishes", lambda c: c.publishes),
@@ -316,10 +309,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds needs at least 1")
-    try:
-        arms = (Arm(DEFAULT_ARM), *(Arm.parse(text) for text in args.arm))
-    except ConfigError as exc:
-        parser.error(str(exc))
+    arms = parsed_arms(parser, args.arm)
     options = CloseOptions(
         symbols=args.symbols,
         rounds=args.rounds,
@@ -327,13 +317,7 @@ def main() -> None:
         arms=arms,
         requests=args.requests,
     )
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    result = asyncio.run(measure(options, console))
-    console.print(f"done in {time.perf_counter() - started:.0f} s")
-    sys.stdout.write(render(result) + "\n")
-    if args.out is not None:
-        args.out.write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    report_run(lambda console: measure(options, console), render, asdict, args.out)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,7 @@ from pathlib import Path
 from rich.console import Console
 
 from candlecast.bench.children import stop_child
+from candlecast.bench.command import report_run
 from candlecast.bench.harness import Bench, local_bench, primed_serving
 from candlecast.bench.machine import machine, process_cpu_s
 from candlecast.bench.options import BenchOptions
@@ -291,14 +292,12 @@ def main() -> None:
         warmup_s=args.warmup_s,
         variants=variants,
     )
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    result = asyncio.run(measure(options, console))
-    console.print(f"done in {time.perf_counter() - started:.0f} s")
-    sys.stdout.write(render(result) + "\n")
-    if args.out is not None:
-        document = asdict(result) | {"summary": result.summary()}
-        args.out.write_text(json.dumps(document, indent=2) + "\n")
+    report_run(
+        lambda console: measure(options, console),
+        render,
+        lambda result: asdict(result) | {"summary": result.summary()},
+        args.out,
+    )
 
 
 if __name__ == "__main__":

@@ -31,9 +31,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
 import os
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
@@ -42,6 +40,7 @@ from typing import Literal
 
 from rich.console import Console
 
+from candlecast.bench.command import report_run
 from candlecast.bench.harness import Bench, Served, local_bench, primed_serving
 from candlecast.bench.load import Generator, Workload
 from candlecast.bench.machine import machine
@@ -439,13 +438,7 @@ def main() -> None:
         clients_quota=args.clients_quota,
         delivery=DELIVERY_CHOICES[args.delivery][0],
     )
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    result = asyncio.run(measure(options, console))
-    console.print(f"done in {time.perf_counter() - started:.0f} s")
-    sys.stdout.write(render(result) + "\n")
-    if args.out is not None:
-        args.out.write_text(json.dumps(asdict(result), indent=2) + "\n")
+    report_run(lambda console: measure(options, console), render, asdict, args.out)
 
 
 if __name__ == "__main__":

@@ -22,15 +22,16 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from rich.console import Console
 
+from candlecast.bench.command import report_run
 from candlecast.bench.harness import Bench, ServedArtifact, local_bench, serving
 from candlecast.bench.load import Generator, prefill
 from candlecast.bench.machine import machine
@@ -43,6 +44,9 @@ from candlecast.bench.rounds import arm_order
 from candlecast.bench.stage_split import median_split, tail_split
 from candlecast.errors import ConfigError
 from daemon.settings import Settings
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 DEFAULT_ARM = "default"
 
@@ -79,6 +83,14 @@ class Arm:
         for section, values in self.overrides.items():
             document.setdefault(section, {}).update(values)
         return Settings.model_validate(document)
+
+
+def parsed_arms(parser: argparse.ArgumentParser, texts: Sequence[str]) -> tuple[Arm, ...]:
+    """``default``, then the arms that ``--arm`` ``texts`` name; a usage error for one that does not parse."""
+    try:
+        return (Arm(DEFAULT_ARM), *(Arm.parse(text) for text in texts))
+    except ConfigError as exc:
+        parser.error(str(exc))
 
 
 @dataclass(frozen=True)
@@ -136,7 +148,7 @@ async def measure(options: TailOptions, console: Console) -> TailResult:
         if options.scoring == "stream" and loaded.manifest.streaming is None:
             raise ConfigError(f"{bench.model_path}: not a streaming artifact; use --scoring window")
         name = f"{loaded.manifest.name}/{loaded.version}"
-        result = TailResult(machine(), _options_document(options), name, load_before)
+        result = TailResult(machine(), options_document(options, options.arms), name, load_before)
         artifact = ServedArtifact(options.scoring, bench.model_path, name, bench.ceiling.windows_per_s)
         latencies: dict[tuple[Delivery, str], list[Latencies]] = {}
         for number in range(options.rounds):
@@ -158,10 +170,9 @@ async def measure(options: TailOptions, console: Console) -> TailResult:
     return result
 
 
-def _options_document(options: TailOptions) -> dict[str, object]:
-    document = asdict(options)
-    document["arms"] = {arm.name: arm.overrides for arm in options.arms}
-    return document
+def options_document(options: DataclassInstance, arms: tuple[Arm, ...]) -> dict[str, object]:
+    """``options`` as JSON data, each arm as its name and its overrides."""
+    return asdict(options) | {"arms": {arm.name: arm.overrides for arm in arms}}
 
 
 async def _phase(
@@ -274,10 +285,7 @@ def main() -> None:
     args = parser.parse_args()
     if args.rounds < 1:
         parser.error("--rounds needs at least 1")
-    try:
-        arms = (Arm(DEFAULT_ARM), *(Arm.parse(text) for text in args.arm))
-    except ConfigError as exc:
-        parser.error(str(exc))
+    arms = parsed_arms(parser, args.arm)
     if len({arm.name for arm in arms}) != len(arms):
         parser.error(f"arm names must differ (and not be {DEFAULT_ARM!r})")
     options = TailOptions(
@@ -289,13 +297,7 @@ def main() -> None:
         arms=arms,
         scoring=SCORING_CHOICES[args.scoring],
     )
-    console = Console(stderr=True)
-    started = time.perf_counter()
-    result = asyncio.run(measure(options, console))
-    console.print(f"done in {time.perf_counter() - started:.0f} s")
-    sys.stdout.write(render(result) + "\n")
-    if args.out is not None:
-        args.out.write_text(json.dumps(asdict(result), indent=2, default=str) + "\n")
+    report_run(lambda console: measure(options, console), render, asdict, args.out)
 
 
 if __name__ == "__main__":
