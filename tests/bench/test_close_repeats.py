@@ -8,23 +8,19 @@ import json
 import msgspec
 import numpy as np
 import pytest
-from rich.console import Console
 
 from candlecast.bench.load import Workload
 from candlecast.bench.options import BenchOptions
 from candlecast.bench.report import (
-    BenchResult,
     CloseBurst,
     DeliveryRun,
-    IoCeiling,
     Latency,
-    ModelCeiling,
     SteadyStages,
-    render,
 )
 from candlecast.errors import ConfigError
 from daemon.candle import CandleMessage
 from daemon.intervals import Interval
+from tests.support.bench_report import bench_result, rendered_rows
 
 
 def _open_times(messages: list[tuple[int, bytes, bytes]]) -> dict[bytes, int]:
@@ -67,21 +63,8 @@ def _run(scoring: str, lasts: list[float]) -> DeliveryRun:
 def test_the_report_gives_the_median_and_the_worst_close() -> None:
     """The text row and the JSON give the median and the worst of the repeats, and the window-over-stream ratio
     is taken between medians, so one slow close does not decide it."""
-    ceiling = ModelCeiling("cpu", 1, 8, 1.0, 8.0, 1.0, 1.0)
-    result = BenchResult(
-        machine={},
-        options={"symbols": 10_000},
-        model={},
-        ceiling=ceiling,
-        ceiling_other_threads=None,
-        io=IoCeiling(1, 1.0),
-        naive_per_s=1.0,
-        naive_mean_batch=1.0,
-        runs=[_run("window", [2000.0, 1800.0, 5000.0]), _run("stream", [900.0, 1000.0, 4000.0])],
-    )
-    console = Console(record=True, width=300)
-    console.print(render(result))
-    rows = [line for line in console.export_text().splitlines() if "10,000 symbols close at once" in line]
+    result = bench_result(10_000, [_run("window", [2000.0, 1800.0, 5000.0]), _run("stream", [900.0, 1000.0, 4000.0])])
+    rows = rendered_rows(result, "10,000 symbols close at once")
     assert len(rows) == 2
     assert "2000 ms" in rows[0] and "median of 3 closes (worst 5000 ms)" in rows[0]
     assert "1000 ms" in rows[1] and "median of 3 closes (worst 4000 ms)" in rows[1]

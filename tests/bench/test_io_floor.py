@@ -17,17 +17,15 @@ from candlecast.bench.io_floor import io_floors
 from candlecast.bench.load import Generator
 from candlecast.bench.options import DELIVERY_CHOICES, BenchOptions, Delivery
 from candlecast.bench.report import (
-    BenchResult,
     DeliveryRun,
-    IoCeiling,
     Latency,
     ModelCeiling,
     RatedSteady,
     SteadyStages,
-    render,
 )
 from candlecast.localkafka import LocalKafka
 from models.torchscript import load_artifact
+from tests.support.bench_report import bench_result, rendered_rows
 
 pytestmark = pytest.mark.kafka
 
@@ -113,21 +111,8 @@ async def test_the_floor_forwards_in_both_modes_and_is_reported_beside_the_daemo
     for floor in floors.values():
         assert floor.count == CANDLES and floor.p50_ms > 0
 
-    ceiling = ModelCeiling("cpu", 1, 8, 1.0, 8.0, 1.0, 1.0)
-    result = BenchResult(
-        machine={},
-        options={"symbols": 20},
-        model={},
-        ceiling=ceiling,
-        ceiling_other_threads=None,
-        io=IoCeiling(1, 1.0),
-        naive_per_s=1.0,
-        naive_mean_batch=1.0,
-        runs=[_run(delivery, floors[delivery]) for delivery in deliveries],
-    )
-    console = Console(record=True, width=300)
-    console.print(render(result))
-    rows = [line for line in console.export_text().splitlines() if "I/O floor, same rate" in line]
+    result = bench_result(20, [_run(delivery, floors[delivery]) for delivery in deliveries])
+    rows = rendered_rows(result, "I/O floor, same rate")
     assert len(rows) == len(deliveries)
     for row, delivery in zip(rows, deliveries, strict=True):
         assert f"{floors[delivery].p99_ms:.1f} ms p99" in row and delivery in row and "daemon p99 2.00x" in row
