@@ -384,10 +384,9 @@ class WindowStore:
         self._offsets[rows, positions] = run.offsets
         self._received[rows, positions] = True
         self._head[rows] = (positions + 1) % self.span
-        counts = np.array(run.counts, dtype=np.int64)
-        self._count[rows] = counts
+        self._count[rows] = run.counts
         self._newest_index[rows] = index
-        self._oldest[rows] = self._offsets[rows, (positions + 1 - counts) % self.span]
+        self._note_oldest(rows)
 
     def _read_ready(self, slots: list[int]) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.int64], list[int]]:
         """Newest windows of ``slots`` (``newest_window``, ``newest_slots``) and their ``history_available``."""
@@ -478,7 +477,11 @@ class WindowStore:
         self._head[slot] = (position + 1) % self.span
         if self._count[slot] < self.span:
             self._count[slot] += 1
-        self._oldest[slot] = self._offsets[slot, (self._head[slot] - self._count[slot]) % self.span]
+        self._note_oldest(slot)
+
+    def _note_oldest(self, rows: int | npt.NDArray[np.int64]) -> None:
+        """Keep ``rows``' oldest offset, once their head and count are written."""
+        self._oldest[rows] = self._offsets[rows, (self._head[rows] - self._count[rows]) % self.span]
 
     def _allocate(self, key: WindowKey, partition: int) -> int:
         if len(self._slots) >= self.capacity:
